@@ -151,9 +151,9 @@ def from_msg(msg: Tensor, *, copy: bool = False) -> np.ndarray:
     else:
         if any(s < 0 or s % dt.itemsize for s in strides):
             raise TensorCodecError(
-                f'strides {list(strides)} are not non-negative multiples of the {dt} item size '
-                f'{dt.itemsize}')
-        needed = sum((d - 1) * s for d, s in zip(shape, strides)) + dt.itemsize
+                f'strides {list(strides)} are not non-negative multiples of the '
+                f'{dt} item size {dt.itemsize}')
+        needed = sum((d - 1) * s for d, s in zip(shape, strides, strict=True)) + dt.itemsize
     data = msg.data
     nbytes = len(data)
     if nbytes != needed:

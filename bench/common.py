@@ -1,0 +1,60 @@
+"""Helpers shared by the benchmarks: timing, machine facts, result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / 'results'
+
+
+def time_us(fn: Callable[[], object], repeats: int = 200, warmup: int = 10) -> dict[str, float]:
+    """Median, p10 and p90 wall time of fn(), in microseconds."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter_ns()
+        fn()
+        samples.append((time.perf_counter_ns() - start) / 1e3)
+    samples.sort()
+    return {
+        'median_us': statistics.median(samples),
+        'p10_us': samples[len(samples) // 10],
+        'p90_us': samples[(len(samples) * 9) // 10],
+    }
+
+
+def machine() -> dict[str, object]:
+    """What ran the benchmark."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                cpu = line.split(':', 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import numpy
+    return {
+        'cpu': cpu,
+        'cpus': os.cpu_count(),
+        'python': sys.version.split()[0],
+        'numpy': numpy.__version__,
+        'platform': platform.platform(),
+        'date': time.strftime('%Y-%m-%d %H:%M:%S %Z'),
+    }
+
+
+def write(name: str, payload: dict[str, object]) -> Path:
+    """Write bench/results/<name>.json and return its path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f'{name}.json'
+    path.write_text(json.dumps(payload, indent=2) + '\n')
+    return path

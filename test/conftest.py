@@ -1,0 +1,38 @@
+"""Shared test set-up: an isolated DDS domain on this machine, and rclpy."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+# Keep every test's DDS traffic on this machine and away from other ROS 2
+# graphs that may run here: a domain of our own, discovery on localhost only.
+os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random(os.getpid()).randint(1, 100)))
+os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+os.environ['PYTHONSAFEPATH'] = '1'
+
+
+@pytest.fixture
+def rclpy_context() -> Iterator[object]:
+    """An initialised rclpy context of the test's own, shut down afterwards."""
+    import rclpy
+    from rclpy.context import Context
+
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        yield context
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
+def executable(name: str) -> str:
+    """Path of one of the package's installed executables."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f'{name} is not on PATH: run the tests through `make test`')
+    return path
