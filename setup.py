@@ -20,6 +20,7 @@ CONSOLE_SCRIPTS = [
     'tensor_talker = edgent_ros.demo.tensor_talker:main',
     'tensor_listener = edgent_ros.demo.tensor_listener:main',
     'edgent-demo = edgent_ros.demo.exchange:main',
+    'edgent-train = edgent_ros.training:main',
 ]
 
 setup(

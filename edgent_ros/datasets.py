@@ -1,0 +1,163 @@
+"""Labelled images for training, evaluation and the camera's data-set replay.
+
+- ``digits``: scikit-learn's bundled 8x8 handwritten digits (1,797 images,
+  works offline), upsampled to 32x32 RGB.
+- ``cifar10``: CIFAR-10 from a local directory holding the standard python
+  batches (``data_batch_1`` .. ``data_batch_5``, ``test_batch``).
+
+Images are uint8 HxWx3 RGB; ``to_model_input`` turns them into the network's
+float input, the same way for training and for frames from a camera.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import cv2
+import numpy as np
+import torch
+
+INPUT_SIZE = 32
+DATASETS = ('digits', 'cifar10')
+CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse',
+                   'ship', 'truck')
+
+
+class DatasetError(ValueError):
+    """A data set that cannot be loaded; the text says what is missing."""
+
+
+@dataclass
+class Split:
+    """Train and held-out test images (uint8 NxHxWx3 RGB) with labels."""
+
+    name: str
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    class_names: tuple[str, ...]
+
+
+def to_model_input(images: np.ndarray) -> torch.Tensor:
+    """uint8 RGB images (NxHxWx3 or HxWx3, already INPUT_SIZE square) -> float NCHW in [0, 1]."""
+    if images.ndim == 3:
+        images = images[None]
+    array = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
+    array /= 255.0
+    return torch.from_numpy(array)
+
+
+def resize_rgb(image: np.ndarray) -> np.ndarray:
+    """Resize one uint8 RGB image to the network's INPUT_SIZE square."""
+    if image.shape[:2] == (INPUT_SIZE, INPUT_SIZE):
+        return image
+    return cv2.resize(image, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_AREA)
+
+
+def jitter(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Camera-like variation of grey digit images: each is scaled (0.5-1.0),
+    rotated (+-20 degrees), shifted (+-5 px), dimmed (contrast 0.5-1.0) and
+    given Gaussian noise (sigma 20 of 255). Deterministic for the rng."""
+    out = np.empty_like(images)
+    centre = (INPUT_SIZE / 2, INPUT_SIZE / 2)
+    for k, image in enumerate(images):
+        matrix = cv2.getRotationMatrix2D(centre, rng.uniform(-20, 20), rng.uniform(0.5, 1.0))
+        matrix[:, 2] += rng.uniform(-5, 5, size=2)
+        warped = cv2.warpAffine(image, matrix, (INPUT_SIZE, INPUT_SIZE),
+                                flags=cv2.INTER_LINEAR, borderValue=0)
+        noisy = warped * rng.uniform(0.5, 1.0) + rng.normal(0, 20, warped.shape)
+        out[k] = np.clip(noisy, 0, 255).astype(np.uint8)
+    return out
+
+
+def load_digits_split(seed: int = 0, test_fraction: float = 0.2,
+                      train_copies: int = 3) -> Split:
+    """scikit-learn's digits upsampled to 32x32 RGB and jittered, split stratified by seed.
+
+    The plain upsampled digits are too easy to tell the exits apart (every
+    exit scored 97.8-98.6% held-out; see README), so each image is jittered
+    (``jitter``): the training set holds ``train_copies`` jittered copies of
+    each training image, the held-out set one jittered copy of each.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    small = np.clip(digits.images * (255.0 / 16.0), 0, 255).astype(np.uint8)
+    big = np.stack([cv2.resize(im, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
+                    for im in small])
+    labels = digits.target.astype(np.int64)
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        big, labels, test_size=test_fraction, random_state=seed, stratify=labels)
+    rng = np.random.default_rng(seed)
+    x_tr = np.concatenate([jitter(x_tr, rng) for _ in range(train_copies)])
+    y_tr = np.tile(y_tr, train_copies)
+    x_te = jitter(x_te, rng)
+
+    def rgb(grey: np.ndarray) -> np.ndarray:
+        return np.repeat(grey[..., None], 3, axis=3)
+
+    return Split('digits', rgb(x_tr), y_tr, rgb(x_te), y_te, tuple(str(d) for d in range(10)))
+
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    """Unpickles CIFAR-10 batches (dicts of lists, bytes and numpy arrays) and nothing else."""
+
+    _ALLOWED: ClassVar[frozenset[tuple[str, str]]] = frozenset({
+        ('numpy', 'ndarray'), ('numpy', 'dtype'),
+        ('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'),
+        ('numpy.core.multiarray', 'scalar'), ('numpy._core.multiarray', 'scalar'),
+    })
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f'refusing to load {module}.{name} from a CIFAR batch')
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        raw = _ArraysOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding='bytes').load()
+        data = np.asarray(raw[b'data'], dtype=np.uint8)
+        labels = np.asarray(raw[b'labels'], dtype=np.int64)
+    except (OSError, pickle.UnpicklingError, KeyError, EOFError, TypeError, ValueError) as exc:
+        raise DatasetError(f'{path}: not a CIFAR-10 python batch: {exc}') from None
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
+        raise DatasetError(f'{path}: unexpected shape {data.shape} for a CIFAR-10 batch')
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+
+def load_cifar10_split(data_dir: Path | str | None) -> Split:
+    """CIFAR-10 from the standard python batches in data_dir (never downloaded)."""
+    if data_dir is None:
+        raise DatasetError('CIFAR-10 needs --data-dir: a directory holding the python '
+                           'batches (data_batch_1 .. data_batch_5, test_batch) of '
+                           'cifar-10-python.tar.gz; edgent_ros never downloads data')
+    root = Path(data_dir)
+    names = [f'data_batch_{i}' for i in range(1, 6)] + ['test_batch']
+    for candidate in (root, root / 'cifar-10-batches-py'):
+        if all((candidate / n).is_file() for n in names):
+            root = candidate
+            break
+    else:
+        missing = [n for n in names if not (root / n).is_file()]
+        raise DatasetError(f'{root}: not a CIFAR-10 python directory (missing: '
+                           f"{', '.join(missing)}); unpack cifar-10-python.tar.gz there")
+    train = [_read_cifar_batch(root / n) for n in names[:5]]
+    x_te, y_te = _read_cifar_batch(root / 'test_batch')
+    return Split('cifar10', np.concatenate([x for x, _ in train]),
+                 np.concatenate([y for _, y in train]), x_te, y_te, CIFAR10_CLASSES)
+
+
+def load_split(name: str, *, seed: int = 0, data_dir: Path | str | None = None) -> Split:
+    """Load one of DATASETS."""
+    if name == 'digits':
+        return load_digits_split(seed)
+    if name == 'cifar10':
+        return load_cifar10_split(data_dir)
+    raise DatasetError(f'unknown data set {name!r} (known: {", ".join(DATASETS)})')
