@@ -21,6 +21,7 @@ CONSOLE_SCRIPTS = [
     'tensor_listener = edgent_ros.demo.tensor_listener:main',
     'edgent-demo = edgent_ros.demo.exchange:main',
     'edgent-train = edgent_ros.training:main',
+    'edgent-profile = edgent_ros.profiler:main',
 ]
 
 setup(

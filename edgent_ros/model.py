@@ -113,6 +113,7 @@ class BranchyAlexNet(nn.Module):
         self.trunk = nn.ModuleList(_trunk(num_classes))
         self.branches = nn.ModuleList(nn.ModuleList(b) for b in _branches(num_classes))
         self.branch_points = BRANCH_POINTS
+        self._layer_lists: list[list[nn.Module]] | None = None
 
     @property
     def num_exits(self) -> int:
@@ -122,7 +123,9 @@ class BranchyAlexNet(nn.Module):
         """The ordered layers of the sub-model that ends at exit_point (1-based)."""
         self._check_exit(exit_point)
         i = exit_point - 1
-        return list(self.trunk[:self.branch_points[i]]) + list(self.branches[i])
+        # Index, not slice: slicing a ModuleList builds a new Module each time.
+        trunk = [self.trunk[j] for j in range(self.branch_points[i])]
+        return trunk + list(self.branches[i])
 
     def num_layers(self, exit_point: int) -> int:
         self._check_exit(exit_point)
@@ -132,7 +135,10 @@ class BranchyAlexNet(nn.Module):
     def run(self, exit_point: int, x: torch.Tensor, start: int = 0,
             stop: int | None = None) -> torch.Tensor:
         """Run layers [start, stop) of an exit's sub-model on x."""
-        layers = self.layers(exit_point)
+        if self._layer_lists is None:
+            self._layer_lists = [self.layers(e) for e in range(1, self.num_exits + 1)]
+        self._check_exit(exit_point)
+        layers = self._layer_lists[exit_point - 1]
         stop = len(layers) if stop is None else stop
         if not 0 <= start <= stop <= len(layers):
             raise ValueError(f'layer range [{start}, {stop}) is outside exit {exit_point}, '

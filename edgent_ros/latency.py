@@ -1,0 +1,335 @@
+"""Layer latency prediction: regression models per layer type (paper Sec. III-B).
+
+A *profile* holds, for one machine in one role (device or edge), one linear
+model per layer type over exactly the independent variables of the paper's
+Table I, fitted offline by the profiler (``edgent_ros.profiler``):
+
+=============  ==============================================================
+layer type     variables (sizes in bytes of float32 data, one frame)
+=============  ==============================================================
+conv           x1 = input data size (the input feature maps),
+               x2 = (filter size / stride)^2 * number of filters
+relu           input data size
+pool           input data size, output data size
+lrn            input data size
+dropout        input data size
+fc             input data size, output data size
+flatten        input data size (ours: the paper's Chainer model has no
+               flatten layer; its cost is a view, near zero)
+model_load     model size (bytes of the weights file)
+=============  ==============================================================
+
+Latencies are milliseconds. Negative predictions (Table II has negative
+intercepts) are clamped to zero; a layer whose variables lie far outside the
+range the profile was fitted on is flagged.
+
+``SubModelLatency`` turns a model card and two profiles into per-exit arrays
+of device and edge layer latencies and of the bytes that cross the link at
+each partition point, with prefix sums, so that the latency of any (exit,
+partition, bandwidth) costs a few array operations.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from edgent_ros.model import LayerInfo, ModelCard
+
+VARIABLES: dict[str, tuple[str, ...]] = {
+    'conv': ('in_bytes', 'filter_term'),
+    'relu': ('in_bytes',),
+    'pool': ('in_bytes', 'out_bytes'),
+    'lrn': ('in_bytes',),
+    'dropout': ('in_bytes',),
+    'fc': ('in_bytes', 'out_bytes'),
+    'flatten': ('in_bytes',),
+    'model_load': ('model_bytes',),
+}
+ROLES = ('device', 'edge')
+# A variable beyond this factor of the fitted range counts as far outside it.
+RANGE_FACTOR = 2.0
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be used; the text names the file and the problem."""
+
+
+def layer_variables(info: LayerInfo) -> tuple[float, ...]:
+    """Table I's independent variables of one layer."""
+    values = {
+        'in_bytes': float(info.in_bytes),
+        'out_bytes': float(info.out_bytes),
+        'filter_term': (info.filter_size / info.stride) ** 2 * info.num_filters
+        if info.type == 'conv' else 0.0,
+    }
+    return tuple(values[v] for v in VARIABLES[info.type])
+
+
+@dataclass
+class LayerModel:
+    """y = intercept + sum(coef * x), in ms, for one layer type."""
+
+    variables: list[str]
+    coef: list[float]
+    intercept: float
+    r2: float = float('nan')
+    samples: int = 0
+    ranges: dict[str, list[float]] = field(default_factory=dict)
+
+    def predict(self, x: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Clamped prediction for one row of variables or a matrix of rows."""
+        x = np.asarray(x, dtype=np.float64)
+        y = x @ np.asarray(self.coef, dtype=np.float64) + self.intercept
+        return np.maximum(y, 0.0)
+
+    def outside(self, x: Sequence[float]) -> list[str]:
+        """Variables of x far outside the fitted range (empty when inside)."""
+        far = []
+        for name, value in zip(self.variables, x, strict=True):
+            low, high = self.ranges.get(name, (None, None))
+            if low is None:
+                continue
+            if value > RANGE_FACTOR * high or value < low / RANGE_FACTOR:
+                far.append(f'{name}={value:g} (fitted on {low:g}..{high:g})')
+        return far
+
+
+def fit_layer_model(x: np.ndarray, y: np.ndarray, variables: Sequence[str]) -> LayerModel:
+    """Linear regression (scikit-learn) of latency y (ms) on x.
+
+    Least squares on the *relative* error (sample weights 1/y^2): a network
+    has many small layers and a few big ones, and an absolute fit lets the
+    big configurations of the sweep set the intercept every small layer
+    pays. R^2 is reported unweighted.
+    """
+    from sklearn.linear_model import LinearRegression
+
+    x = np.asarray(x, dtype=np.float64).reshape(len(y), len(variables))
+    y = np.asarray(y, dtype=np.float64)
+    if len(y) < len(variables) + 1:
+        raise ProfileError(f'{len(y)} samples cannot fit {len(variables)} variables')
+    weights = 1.0 / np.maximum(y, 1e-6) ** 2
+    reg = LinearRegression().fit(x, y, sample_weight=weights)
+    return LayerModel(
+        variables=list(variables), coef=[float(c) for c in reg.coef_],
+        intercept=float(reg.intercept_), r2=float(reg.score(x, y)), samples=len(y),
+        ranges={v: [float(x[:, i].min()), float(x[:, i].max())]
+                for i, v in enumerate(variables)})
+
+
+def machine_facts(threads: int | None = None) -> dict[str, Any]:
+    """CPU, threads and library versions of the machine profiled."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                cpu = line.split(':', 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {'cpu': cpu, 'machine': platform.machine(), 'threads': threads or
+            torch.get_num_threads(), 'torch': str(torch.__version__),
+            'python': platform.python_version(), 'host': platform.node()}
+
+
+@dataclass
+class Profile:
+    """The latency models of one machine in one role."""
+
+    name: str
+    role: str
+    source: str
+    machine: dict[str, Any]
+    layers: dict[str, LayerModel]
+    notes: str = ''
+
+    def require(self, types: Sequence[str], where: str = '') -> None:
+        """Refuse a profile that lacks a layer type the model uses."""
+        missing = sorted(set(types) - set(self.layers))
+        if missing:
+            raise ProfileError(f'profile {self.name!r}{where} has no latency model for layer '
+                               f"type(s) {', '.join(missing)} that the model uses")
+
+    def predict(self, infos: Sequence[LayerInfo]) -> np.ndarray:
+        """Predicted latency (ms) of each layer."""
+        self.require([i.type for i in infos])
+        return np.array([float(self.layers[i.type].predict(layer_variables(i)))
+                         for i in infos])
+
+    def outside(self, infos: Sequence[LayerInfo]) -> list[str]:
+        """Warnings for layers whose variables lie far outside the fitted ranges."""
+        warnings = []
+        for info in infos:
+            far = self.layers[info.type].outside(layer_variables(info))
+            if far:
+                warnings.append(f'{info.name}: ' + ', '.join(far))
+        return warnings
+
+    def model_load_ms(self, model_bytes: int) -> float | None:
+        lm = self.layers.get('model_load')
+        return None if lm is None else float(lm.predict([float(model_bytes)]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {'name': self.name, 'role': self.role, 'source': self.source,
+                'machine': self.machine, 'notes': self.notes,
+                'layers': {t: asdict(m) for t, m in self.layers.items()}}
+
+    def save(self, path: Path | str) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, width=100))
+        return path
+
+
+def load_profile(path: Path | str) -> Profile:
+    """Read a profile YAML, checking every field."""
+    path = Path(path)
+    if not path.is_file():
+        raise ProfileError(f'{path}: profile not found')
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ProfileError(f'{path}: not valid YAML: {exc}') from None
+    if not isinstance(raw, dict) or not isinstance(raw.get('layers'), dict):
+        raise ProfileError(f'{path}: not a latency profile (no "layers" mapping)')
+    layers = {}
+    for kind, spec in raw['layers'].items():
+        if kind not in VARIABLES:
+            raise ProfileError(f'{path}: unknown layer type {kind!r} '
+                               f'(known: {", ".join(VARIABLES)})')
+        try:
+            model = LayerModel(**spec)
+        except TypeError as exc:
+            raise ProfileError(f'{path}: layer type {kind}: {exc}') from None
+        if list(model.variables) != list(VARIABLES[kind]) or \
+                len(model.coef) != len(model.variables):
+            raise ProfileError(f'{path}: layer type {kind} must regress on '
+                               f'{list(VARIABLES[kind])}, found {model.variables} with '
+                               f'{len(model.coef)} coefficients')
+        values = [*model.coef, model.intercept]
+        if not all(isinstance(v, (int, float)) and np.isfinite(v) for v in values):
+            raise ProfileError(f'{path}: layer type {kind} has non-finite coefficients')
+        layers[kind] = model
+    role = raw.get('role')
+    if role not in ROLES:
+        raise ProfileError(f'{path}: role must be one of {ROLES}, found {role!r}')
+    return Profile(name=str(raw.get('name', path.stem)), role=role,
+                   source=str(raw.get('source', '')), machine=dict(raw.get('machine') or {}),
+                   layers=layers, notes=str(raw.get('notes', '')))
+
+
+def resolve_profile_path(name_or_path: str | Path) -> Path:
+    """A profile from a path, or from a bare name in the package's config/profiles/."""
+    given = Path(name_or_path)
+    candidates = [given, given.with_suffix('.yaml')]
+    if given.parent == Path('.'):
+        stem = given.with_suffix('').name
+        try:
+            from ament_index_python.packages import get_package_share_directory
+            share = Path(get_package_share_directory('edgent_ros'))
+            candidates.append(share / 'config' / 'profiles' / f'{stem}.yaml')
+        except (ImportError, LookupError, ValueError):
+            pass
+        candidates.append(Path(__file__).resolve().parent.parent / 'config' / 'profiles'
+                          / f'{stem}.yaml')
+    for candidate in candidates:
+        if candidate.suffix == '.yaml' and candidate.is_file():
+            return candidate
+    raise ProfileError(f'{name_or_path}: no such profile (looked for '
+                       f"{', '.join(str(c) for c in candidates)})")
+
+
+@dataclass
+class Breakdown:
+    """Predicted latency of one (exit, partition) at one bandwidth, ms."""
+
+    exit_point: int
+    partition: int
+    num_layers: int
+    device_ms: float
+    upload_ms: float
+    edge_ms: float
+    download_ms: float
+    upload_bytes: int
+
+    @property
+    def total_ms(self) -> float:
+        return self.device_ms + self.upload_ms + self.edge_ms + self.download_ms
+
+
+@dataclass
+class ExitArrays:
+    """Per-exit arrays, index p = partition point 0..N (device runs [0, p))."""
+
+    device_prefix: np.ndarray   # sum of device ms of layers [0, p)
+    edge_suffix: np.ndarray     # sum of edge ms of layers [p, N)
+    upload_bytes: np.ndarray    # bytes sent at p (input for p=0, 0 for p=N)
+    result_bytes: int           # the logits returned by the edge
+    device_layers: np.ndarray
+    edge_layers: np.ndarray
+
+
+class SubModelLatency:
+    """Predicted latency of every (exit, partition) of a model on a device-edge pair."""
+
+    def __init__(self, card: ModelCard, device: Profile, edge: Profile) -> None:
+        if device.role != 'device' or edge.role != 'edge':
+            raise ProfileError(f'need a device and an edge profile, got {device.role!r} '
+                               f'({device.name}) and {edge.role!r} ({edge.name})')
+        types = sorted({li.type for e in card.exits for li in e.layers})
+        device.require(types, ' (device)')
+        edge.require(types, ' (edge)')
+        self.card = card
+        self.device = device
+        self.edge = edge
+        self.warnings = [f'device {w}' for e in card.exits for w in device.outside(e.layers)]
+        self.warnings += [f'edge {w}' for e in card.exits for w in edge.outside(e.layers)]
+        self.exits: dict[int, ExitArrays] = {}
+        for e in card.exits:
+            ed = device.predict(e.layers)
+            es = edge.predict(e.layers)
+            n = len(e.layers)
+            upload = np.zeros(n + 1, dtype=np.int64)
+            upload[0] = card.input_bytes
+            upload[1:n] = [li.out_bytes for li in e.layers[:n - 1]]
+            self.exits[e.exit_point] = ExitArrays(
+                device_prefix=np.concatenate([[0.0], np.cumsum(ed)]),
+                edge_suffix=np.concatenate([np.cumsum(es[::-1])[::-1], [0.0]]),
+                upload_bytes=upload, result_bytes=int(e.layers[-1].out_bytes),
+                device_layers=ed, edge_layers=es)
+
+    def totals(self, exit_point: int, bandwidth_kbps: float, *, rtt_ms: float = 0.0,
+               download_kbps: float | None = None) -> np.ndarray:
+        """Predicted total ms at every partition point 0..N of one exit."""
+        a = self.exits[exit_point]
+        down = bandwidth_kbps if download_kbps is None else download_kbps
+        remote = a.upload_bytes > 0
+        upload = a.upload_bytes * 8.0 / bandwidth_kbps  # bytes*8/kbps = ms
+        download = np.where(remote, a.result_bytes * 8.0 / down + rtt_ms, 0.0)
+        return a.device_prefix + upload + a.edge_suffix + download
+
+    def breakdown(self, exit_point: int, partition: int, bandwidth_kbps: float, *,
+                  rtt_ms: float = 0.0, download_kbps: float | None = None) -> Breakdown:
+        a = self.exits[exit_point]
+        n = len(a.device_layers)
+        if not 0 <= partition <= n:
+            raise ValueError(f'partition {partition} is outside 0..{n} for exit {exit_point}')
+        down = bandwidth_kbps if download_kbps is None else download_kbps
+        up_bytes = int(a.upload_bytes[partition])
+        remote = up_bytes > 0
+        return Breakdown(
+            exit_point=exit_point, partition=partition, num_layers=n,
+            device_ms=float(a.device_prefix[partition]),
+            upload_ms=up_bytes * 8.0 / bandwidth_kbps,
+            edge_ms=float(a.edge_suffix[partition]),
+            download_ms=(a.result_bytes * 8.0 / down + rtt_ms) if remote else 0.0,
+            upload_bytes=up_bytes)

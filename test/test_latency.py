@@ -1,0 +1,197 @@
+"""Latency regression, profiles, prediction, the profiler and the CPU quota."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgent_ros import latency as lat
+from edgent_ros import model as m
+from edgent_ros.cpu_quota import CpuGroup, QuotaError, cpu_quota, period_for
+
+from .conftest import executable
+
+
+@pytest.fixture(scope='module')
+def card() -> m.ModelCard:
+    return m.load_card(m.resolve_model_path(m.DEFAULT_MODEL))
+
+
+def paper(role: str) -> lat.Profile:
+    name = 'paper_pi3_device' if role == 'device' else 'paper_desktop_edge'
+    return lat.load_profile(lat.resolve_profile_path(name))
+
+
+def test_fit_recovers_known_coefficients() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.uniform([1e3, 10], [1e6, 5e3], size=(60, 2))
+    y = 2.5e-5 * x[:, 0] + 3e-3 * x[:, 1] + 0.4
+    y_noisy = y * rng.normal(1.0, 0.01, size=len(y))
+    fitted = lat.fit_layer_model(x, y_noisy, ('in_bytes', 'filter_term'))
+    assert fitted.coef == pytest.approx([2.5e-5, 3e-3], rel=0.05)
+    assert fitted.intercept == pytest.approx(0.4, abs=0.1)
+    assert fitted.r2 > 0.99 and fitted.samples == 60
+    assert fitted.ranges['in_bytes'][0] == pytest.approx(x[:, 0].min())
+    exact = lat.fit_layer_model(x, y, ('in_bytes', 'filter_term'))
+    assert exact.coef == pytest.approx([2.5e-5, 3e-3], rel=1e-6)
+    assert exact.intercept == pytest.approx(0.4, rel=1e-6)
+
+
+def test_profile_yaml_round_trip(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    layers = {}
+    for kind, variables in lat.VARIABLES.items():
+        x = rng.uniform(1, 1e5, size=(10, len(variables)))
+        layers[kind] = lat.fit_layer_model(x, x.sum(axis=1) * 1e-4 + 0.05, variables)
+    profile = lat.Profile(name='rt', role='edge', source='test', machine={'cpu': 'x'},
+                          layers=layers)
+    loaded = lat.load_profile(profile.save(tmp_path / 'rt.yaml'))
+    assert loaded.to_dict() == profile.to_dict()
+
+
+def test_table_two_profiles_give_the_papers_formulas() -> None:
+    device, edge = paper('device'), paper('edge')
+
+    def info(kind: str, in_bytes: int, out_bytes: int = 0, filter_size: int = 0,
+             stride: int = 1, filters: int = 0) -> m.LayerInfo:
+        return m.LayerInfo(index=0, name='x', type=kind, in_shape=[], out_shape=[],
+                           in_bytes=in_bytes, out_bytes=out_bytes, filter_size=filter_size,
+                           stride=stride, num_filters=filters)
+
+    conv = info('conv', 12288, filter_size=5, stride=1, filters=32)  # x2 = 25 * 32 = 800
+    assert device.predict([conv])[0] == pytest.approx(6.03e-5 * 12288 + 1.24e-4 * 800 + 0.189)
+    assert edge.predict([conv])[0] == pytest.approx(6.13e-3 * 12288 + 2.67e-2 * 800 - 9.909)
+    small = info('conv', 100, filter_size=3, stride=1, filters=8)
+    assert edge.predict([small])[0] == 0.0  # 6.13e-3*100 + 2.67e-2*72 - 9.909 < 0: clamped
+    cases = [
+        (info('relu', 5000), 5.6e-6 * 5000 + 5.69e-2, 1.5e-5 * 5000 + 4.88e-1),
+        (info('pool', 8000, 2000), 1.63e-5 * 8000 + 4.07e-6 * 2000 + 2.11e-1,
+         1.33e-4 * 8000 + 3.31e-5 * 2000 + 1.657),
+        (info('lrn', 4096), 6.59e-5 * 4096 + 7.80e-2, 5.19e-4 * 4096 + 5.89e-1),
+        (info('dropout', 1024), 5.23e-6 * 1024 + 4.64e-3, 2.34e-6 * 1024 + 0.0525),
+        (info('fc', 4096, 1024), 1.07e-4 * 4096 - 1.83e-4 * 1024 + 0.164,
+         9.18e-4 * 4096 + 3.99e-3 * 1024 + 1.169),
+    ]
+    for layer, on_device, on_edge in cases:
+        assert device.predict([layer])[0] == pytest.approx(on_device), layer.type
+        assert edge.predict([layer])[0] == pytest.approx(on_edge), layer.type
+    assert device.model_load_ms(10_000_000) == pytest.approx(1.33e-6 * 1e7 + 2.182)
+    assert edge.model_load_ms(10_000_000) == pytest.approx(4.49e-6 * 1e7 + 842.136)
+
+
+def test_profile_lacking_a_layer_type_is_refused(card: m.ModelCard) -> None:
+    device = paper('device')
+    del device.layers['lrn']
+    with pytest.raises(lat.ProfileError, match=r"no latency model for layer type\(s\) lrn"):
+        lat.SubModelLatency(card, device, paper('edge'))
+
+
+def test_bad_profile_files_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(lat.ProfileError, match='profile not found'):
+        lat.load_profile(tmp_path / 'missing.yaml')
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('layers: {conv: {variables: [in_bytes], coef: [1.0], intercept: 0}}\n'
+                   'role: device\n')
+    with pytest.raises(lat.ProfileError, match='must regress on'):
+        lat.load_profile(bad)
+    bad.write_text('layers: {}\nrole: cloud\n')
+    with pytest.raises(lat.ProfileError, match='role must be one of'):
+        lat.load_profile(bad)
+    bad.write_text(': not yaml : [')
+    with pytest.raises(lat.ProfileError, match='not valid YAML'):
+        lat.load_profile(bad)
+
+
+def test_far_outside_the_fitted_range_is_flagged() -> None:
+    lm = lat.fit_layer_model(np.array([[100.0], [200.0], [400.0]]),
+                             np.array([1.0, 2.0, 4.0]), ('in_bytes',))
+    assert lm.outside([300.0]) == []
+    assert 'in_bytes=1000' in lm.outside([1000.0])[0]
+    assert lm.outside([10.0])
+
+
+def test_partition_latency_device_first(card: m.ModelCard) -> None:
+    model = lat.SubModelLatency(card, paper('device'), paper('edge'))
+    for e in range(1, 6):
+        infos = card.exit(e).layers
+        n = len(infos)
+        ed = paper('device').predict(infos)
+        es = paper('edge').predict(infos)
+        totals = model.totals(e, 500.0, rtt_ms=2.0)
+        assert len(totals) == n + 1
+        for p in range(n + 1):
+            up = card.input_bytes if p == 0 else (0 if p == n else infos[p - 1].out_bytes)
+            down = (infos[-1].out_bytes * 8 / 500.0 + 2.0) if p < n else 0.0
+            brute = ed[:p].sum() + up * 8 / 500.0 + es[p:].sum() + down
+            assert totals[p] == pytest.approx(brute)
+            b = model.breakdown(e, p, 500.0, rtt_ms=2.0)
+            assert b.total_ms == pytest.approx(brute) and b.upload_bytes == up
+        assert model.breakdown(e, n, 500.0).upload_ms == 0.0  # device only: nothing sent
+
+
+def test_profiler_quick_run_writes_a_usable_profile(tmp_path: Path, card: m.ModelCard) -> None:
+    out = tmp_path / 'quick_edge.yaml'
+    result = subprocess.run([executable('edgent-profile'), '--role', 'edge', '--quick',
+                             '--out', str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    profile = lat.load_profile(out)
+    assert profile.role == 'edge' and profile.machine['threads'] == 1
+    assert set(profile.layers) == set(lat.VARIABLES)
+    assert profile.layers['conv'].r2 > 0.5
+    predicted = lat.SubModelLatency(card, lat.load_profile(
+        lat.resolve_profile_path('paper_pi3_device')), profile).totals(5, 1000.0)
+    assert np.all(predicted > 0)
+
+
+def test_cpu_quota_slows_the_process_down() -> None:
+    if os.geteuid() != 0:
+        pytest.skip('a cgroup CPU quota needs root')
+
+    def spin(seconds: float) -> float:
+        start = time.process_time()
+        while time.process_time() - start < seconds:
+            pass
+        return time.process_time() - start
+
+    wall = time.perf_counter()
+    with cpu_quota(0.2) as group:
+        cpu = spin(0.1)
+        assert os.getpid() in group.pids()
+        path = group.path
+    elapsed = time.perf_counter() - wall
+    assert elapsed > 2.5 * cpu, (elapsed, cpu)  # 20% of a core: about 5x slower
+    assert not path.exists()  # removed on exit
+
+
+def _create_as_nobody(queue: multiprocessing.Queue) -> None:
+    os.setgid(65534)
+    os.setuid(65534)
+    try:
+        CpuGroup(0.2).create()
+        queue.put('created')
+    except QuotaError as exc:
+        queue.put(str(exc))
+
+
+def test_cpu_quota_is_refused_clearly_without_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip('needs root to drop to an unprivileged user')
+    queue: multiprocessing.Queue = multiprocessing.get_context('fork').Queue()
+    child = multiprocessing.get_context('fork').Process(target=_create_as_nobody, args=(queue,))
+    child.start()
+    child.join(30)
+    message = queue.get(timeout=5)
+    assert 'needs root' in message and 'refusing to run unthrottled' in message
+
+
+def test_quota_period_respects_the_kernel_minimum() -> None:
+    assert period_for(0.15) == (1500, 10000)
+    assert period_for(0.05) == (1000, 20000)
+    with pytest.raises(QuotaError, match='positive fraction'):
+        period_for(0.0)
