@@ -22,6 +22,9 @@ CONSOLE_SCRIPTS = [
     'edgent-demo = edgent_ros.demo.exchange:main',
     'edgent-train = edgent_ros.training:main',
     'edgent-profile = edgent_ros.profiler:main',
+    'planner_node = edgent_ros.nodes.planner_node:main',
+    'bandwidth_monitor = edgent_ros.nodes.bandwidth_monitor:main',
+    'probe_echo = edgent_ros.nodes.probe_echo:main',
 ]
 
 setup(

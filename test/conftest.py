@@ -36,3 +36,41 @@ def executable(name: str) -> str:
     if path is None:
         pytest.fail(f'{name} is not on PATH: run the tests through `make test`')
     return path
+
+
+def spin_until(executor: object, predicate: object, timeout: float) -> bool:
+    """Spin an executor until predicate() is true or timeout seconds pass."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        executor.spin_once(timeout_sec=0.05)
+    return bool(predicate())
+
+
+@pytest.fixture
+def processes() -> Iterator[object]:
+    """Start executables as real processes; all are stopped after the test."""
+    import signal
+    import subprocess
+
+    started: list[subprocess.Popen] = []
+
+    def start(name: str, *ros_args: str) -> subprocess.Popen:
+        proc = subprocess.Popen([executable(name), '--ros-args', *ros_args],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    for proc in started:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

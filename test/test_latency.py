@@ -56,7 +56,9 @@ def test_profile_yaml_round_trip(tmp_path: Path) -> None:
 
 
 def test_table_two_profiles_give_the_papers_formulas() -> None:
-    device, edge = paper('device'), paper('edge')
+    # The profiles hold Table II with its columns swapped (see the files'
+    # notes): the Pi gets the column printed as "Edge Server model".
+    pi, desktop = paper('device'), paper('edge')
 
     def info(kind: str, in_bytes: int, out_bytes: int = 0, filter_size: int = 0,
              stride: int = 1, filters: int = 0) -> m.LayerInfo:
@@ -65,10 +67,11 @@ def test_table_two_profiles_give_the_papers_formulas() -> None:
                            stride=stride, num_filters=filters)
 
     conv = info('conv', 12288, filter_size=5, stride=1, filters=32)  # x2 = 25 * 32 = 800
-    assert device.predict([conv])[0] == pytest.approx(6.03e-5 * 12288 + 1.24e-4 * 800 + 0.189)
-    assert edge.predict([conv])[0] == pytest.approx(6.13e-3 * 12288 + 2.67e-2 * 800 - 9.909)
+    assert desktop.predict([conv])[0] == pytest.approx(6.03e-5 * 12288 + 1.24e-4 * 800 + 0.189)
+    assert pi.predict([conv])[0] == pytest.approx(6.13e-3 * 12288 + 2.67e-2 * 800 - 9.909)
     small = info('conv', 100, filter_size=3, stride=1, filters=8)
-    assert edge.predict([small])[0] == 0.0  # 6.13e-3*100 + 2.67e-2*72 - 9.909 < 0: clamped
+    assert pi.predict([small])[0] == 0.0  # 6.13e-3*100 + 2.67e-2*72 - 9.909 < 0: clamped
+    # (layer, printed "Mobile Device model", printed "Edge Server model")
     cases = [
         (info('relu', 5000), 5.6e-6 * 5000 + 5.69e-2, 1.5e-5 * 5000 + 4.88e-1),
         (info('pool', 8000, 2000), 1.63e-5 * 8000 + 4.07e-6 * 2000 + 2.11e-1,
@@ -78,11 +81,11 @@ def test_table_two_profiles_give_the_papers_formulas() -> None:
         (info('fc', 4096, 1024), 1.07e-4 * 4096 - 1.83e-4 * 1024 + 0.164,
          9.18e-4 * 4096 + 3.99e-3 * 1024 + 1.169),
     ]
-    for layer, on_device, on_edge in cases:
-        assert device.predict([layer])[0] == pytest.approx(on_device), layer.type
-        assert edge.predict([layer])[0] == pytest.approx(on_edge), layer.type
-    assert device.model_load_ms(10_000_000) == pytest.approx(1.33e-6 * 1e7 + 2.182)
-    assert edge.model_load_ms(10_000_000) == pytest.approx(4.49e-6 * 1e7 + 842.136)
+    for layer, printed_device, printed_edge in cases:
+        assert desktop.predict([layer])[0] == pytest.approx(printed_device), layer.type
+        assert pi.predict([layer])[0] == pytest.approx(printed_edge), layer.type
+    assert desktop.model_load_ms(10_000_000) == pytest.approx(1.33e-6 * 1e7 + 2.182)
+    assert pi.model_load_ms(10_000_000) == pytest.approx(4.49e-6 * 1e7 + 842.136)
 
 
 def test_profile_lacking_a_layer_type_is_refused(card: m.ModelCard) -> None:

@@ -1,0 +1,168 @@
+"""bandwidth_monitor: the device-to-edge bandwidth, measured and published.
+
+Device side. Takes passive samples that the device node publishes on
+``link/samples`` (one BandwidthEstimate per real tensor transfer, with
+``sample_count`` 1), and sends probes (``probe``, a Tensor of
+``probe_bytes``) at most ``probe_rate_hz`` while no real transfer measured
+the link for ``probe_idle_s`` (a device-only plan sends nothing); the edge's
+probe_echo answers on ``probe/reply``. Publishes the smoothed estimate on
+``bandwidth`` (transient local) and ``/diagnostics``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+
+from edgent_ros import diagnostics, tensor_codec
+from edgent_ros.bandwidth import (
+    SOURCE_PASSIVE,
+    SOURCE_PROBE,
+    BandwidthEstimator,
+    ProbeScheduler,
+    transfer_sample,
+)
+from edgent_ros.msg import BandwidthEstimate, EdgeReply, Tensor
+from edgent_ros.nodes.params import declare_float, declare_int
+from edgent_ros.qos import LATCHED_QOS, TENSOR_QOS
+
+PROBE_NAME = 'probe'
+
+
+class BandwidthMonitor(Node):
+
+    def __init__(self) -> None:
+        super().__init__('bandwidth_monitor')
+        self.probe_bytes = declare_int(self, 'probe_bytes', 16384,
+                                       'Size of a probe message, bytes.', 4096, 1 << 22,
+                                       read_only=True)
+        rate = declare_float(self, 'probe_rate_hz', 1.0, 'Most probes per second.',
+                             0.01, 50.0, read_only=True)
+        idle = declare_float(self, 'probe_idle_s', 1.0,
+                             'Probe only when no real transfer was measured for this long, s.',
+                             0.0, 3600.0, read_only=True)
+        window = declare_int(self, 'window', 8, 'Samples in the smoothing window.', 1, 1000,
+                             read_only=True)
+        self.min_bytes = declare_int(self, 'min_sample_bytes', 4096,
+                                     'Transfers smaller than this are not measured, bytes.',
+                                     0, 1 << 24, read_only=True)
+        self.probe_timeout_s = declare_float(self, 'probe_timeout_s', 10.0,
+                                             'A probe unanswered this long is lost, s.',
+                                             0.1, 600.0, read_only=True)
+        period = declare_float(self, 'publish_period_s', 0.25,
+                               'How often the estimate is published, s.', 0.01, 60.0,
+                               read_only=True)
+        self.estimator = BandwidthEstimator(window=window)
+        self.scheduler = ProbeScheduler(max_rate_hz=rate, idle_s=idle)
+        self.outstanding: dict[int, float] = {}
+        self.probes_sent = self.probes_answered = self.probes_lost = 0
+        self.passive_samples = self.dropped_samples = 0
+        self.seq = 0
+        payload = np.random.default_rng(0).integers(0, 256, self.probe_bytes, dtype=np.uint8)
+        self.probe_msg = tensor_codec.to_msg(payload, name=PROBE_NAME)
+        self.probe_msg.source_id = self.get_namespace()
+        self.estimate_pub = self.create_publisher(BandwidthEstimate, 'bandwidth', LATCHED_QOS)
+        self.probe_pub = self.create_publisher(Tensor, 'probe', TENSOR_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_subscription(EdgeReply, 'probe/reply', self.on_reply, TENSOR_QOS)
+        self.create_subscription(BandwidthEstimate, 'link/samples', self.on_passive, 50)
+        self.create_timer(min(0.05, 1.0 / rate), self.maybe_probe)
+        self.create_timer(period, self.publish_estimate)
+        self.create_timer(1.0, self.publish_diagnostics)
+
+    def now_s(self) -> float:
+        return time.monotonic()
+
+    def maybe_probe(self) -> None:
+        now = self.now_s()
+        for seq, sent in list(self.outstanding.items()):
+            if now - sent > self.probe_timeout_s:
+                del self.outstanding[seq]
+                self.probes_lost += 1
+        if self.outstanding or not self.scheduler.due(now):
+            return
+        self.seq += 1
+        self.probe_msg.frame_seq = self.seq
+        self.probe_msg.header.stamp = self.get_clock().now().to_msg()
+        self.outstanding[self.seq] = self.now_s()
+        self.probe_pub.publish(self.probe_msg)
+        self.probes_sent += 1
+
+    def on_reply(self, reply: EdgeReply) -> None:
+        sent = self.outstanding.pop(reply.frame_seq, None)
+        if sent is None:
+            return
+        self.probes_answered += 1
+        rtt_ms = (self.now_s() - sent) * 1e3
+        kbps = transfer_sample(self.probe_bytes, rtt_ms, reply.edge_total_ms,
+                               min_bytes=self.min_bytes)
+        if kbps is None:
+            self.dropped_samples += 1
+            return
+        if self.estimator.add(kbps, SOURCE_PROBE, self.now_s()):
+            self.get_logger().info(f'bandwidth changed: probe measured {kbps:.0f} kbps')
+
+    def on_passive(self, msg: BandwidthEstimate) -> None:
+        kbps = float(msg.last_sample_kbps or msg.bandwidth_kbps)
+        if not (math.isfinite(kbps) and kbps > 0):
+            self.dropped_samples += 1
+            return
+        now = self.now_s()
+        self.scheduler.passive(now)
+        self.passive_samples += 1
+        if self.estimator.add(kbps, SOURCE_PASSIVE, now):
+            self.get_logger().info(f'bandwidth changed: transfer measured {kbps:.0f} kbps')
+
+    def publish_estimate(self) -> None:
+        self.estimator.expire(self.now_s())
+        estimate = self.estimator.estimate()
+        if estimate is None:
+            return
+        msg = BandwidthEstimate()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.bandwidth_kbps = estimate.kbps
+        msg.last_sample_kbps = estimate.last_kbps
+        msg.source = estimate.source
+        msg.sample_count = estimate.samples
+        msg.confidence = estimate.confidence
+        msg.change_detected = estimate.change
+        self.estimate_pub.publish(msg)
+
+    def publish_diagnostics(self) -> None:
+        estimate = self.estimator.estimate()
+        level = diagnostics.OK if estimate is not None else diagnostics.WARN
+        values: dict[str, object] = {
+            'probes_sent': self.probes_sent, 'probes_answered': self.probes_answered,
+            'probes_lost': self.probes_lost, 'passive_samples': self.passive_samples,
+            'dropped_samples': self.dropped_samples, 'regime_changes': self.estimator.changes,
+        }
+        if estimate is not None:
+            values.update({'bandwidth_kbps': estimate.kbps, 'samples': estimate.samples,
+                           'confidence': estimate.confidence})
+        self.diag_pub.publish(diagnostics.array(
+            self.get_clock().now().to_msg(),
+            diagnostics.status(f'{self.get_fully_qualified_name()}: link', level,
+                               'measuring' if estimate else 'no sample yet', values)))
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = BandwidthMonitor()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

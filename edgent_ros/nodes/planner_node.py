@@ -1,0 +1,217 @@
+"""planner_node: publishes Edgent's exit/partition decision for the bandwidth now.
+
+Subscribes ``bandwidth`` (BandwidthEstimate); publishes ``plan`` (Plan,
+transient local: a device that starts late still gets the plan in force)
+whenever the decision changes, and ``/diagnostics``. The decision is
+Algorithm 1 (``edgent_ros.planner``); ``hysteresis`` keeps it from flapping
+when the bandwidth hovers near a threshold.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections import deque
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from edgent_ros import diagnostics
+from edgent_ros import latency as lat
+from edgent_ros import model as m
+from edgent_ros.msg import BandwidthEstimate, Plan
+from edgent_ros.nodes.params import accept, declare_float, declare_str, refuse
+from edgent_ros.planner import Decision, Planner, should_switch
+from edgent_ros.qos import LATCHED_QOS
+
+
+class PlannerNode(Node):
+
+    def __init__(self) -> None:
+        super().__init__('planner')
+        model = declare_str(self, 'model', m.DEFAULT_MODEL,
+                            'Model name (in the package models/) or path to its YAML.',
+                            read_only=True)
+        device_profile = declare_str(self, 'device_profile', 'paper_pi3_device',
+                                     'Latency profile of the device (name or YAML path).',
+                                     read_only=True)
+        edge_profile = declare_str(self, 'edge_profile', 'paper_desktop_edge',
+                                   'Latency profile of the edge (name or YAML path).',
+                                   read_only=True)
+        self.deadline_ms = declare_float(
+            self, 'latency_requirement_ms', 1000.0,
+            'End-to-end latency deadline per frame, ms (> 0).', 1.0, 600000.0)
+        self.hysteresis = declare_float(
+            self, 'hysteresis', 0.1,
+            'Upgrade to a more accurate plan only if it would still meet the deadline '
+            'with this fraction less bandwidth.', 0.0, 0.9)
+        self.message_ms = declare_float(
+            self, 'message_latency_ms', 2.0,
+            'Fixed latency per message crossing the link (each way together), ms.',
+            0.0, 10000.0)
+        self.bandwidth_kbps = declare_float(
+            self, 'initial_bandwidth_kbps', 1000.0,
+            'Bandwidth assumed until the first estimate arrives, kbps.', 0.001, 1e7)
+        declare_float(self, 'diagnostics_period_s', 1.0, 'Period of /diagnostics, s.',
+                      0.1, 60.0, read_only=True)
+
+        # Load everything before going live; a bad file stops the node here
+        # with the reason (the caller sees the exception text).
+        card = m.load_card(m.resolve_model_path(model))
+        device = lat.load_profile(lat.resolve_profile_path(device_profile))
+        edge = lat.load_profile(lat.resolve_profile_path(edge_profile))
+        self.latency = lat.SubModelLatency(card, device, edge)
+        for warning in self.latency.warnings:
+            self.get_logger().warn(f'outside the profiled range: {warning}')
+        self.card = card
+        self.planner = Planner.from_latency(self.latency, message_ms=self.message_ms)
+
+        self.current: Decision | None = None
+        self.plan_id = 0
+        self.bandwidth_source = 'initial'
+        self.bandwidth_stamp = time.monotonic()
+        self.estimates = 0
+        self.decision_us: deque[float] = deque(maxlen=200)
+        self.plan_pub = self.create_publisher(Plan, 'plan', LATCHED_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_subscription(BandwidthEstimate, 'bandwidth', self.on_bandwidth, LATCHED_QOS)
+        self.add_on_set_parameters_callback(self.validate_parameters)
+        self.add_post_set_parameters_callback(self.apply_parameters)
+        self.create_timer(self.get_parameter('diagnostics_period_s').value,
+                          self.publish_diagnostics)
+        self.get_logger().info(
+            f'model {card.name} ({len(card.exits)} exits), device profile {device.name}, '
+            f'edge profile {edge.name}, deadline {self.deadline_ms:g} ms')
+        self.replan(force=True)
+
+    # --- parameters --------------------------------------------------------------
+    def validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        for p in params:
+            if p.name in ('latency_requirement_ms', 'hysteresis', 'message_latency_ms',
+                          'initial_bandwidth_kbps'):
+                if p.type_ not in (Parameter.Type.DOUBLE, Parameter.Type.INTEGER):
+                    return refuse(f'{p.name} must be a number, got {p.type_.name}')
+                if not math.isfinite(float(p.value)):
+                    return refuse(f'{p.name} must be finite, got {p.value}')
+            if p.name == 'latency_requirement_ms' and not float(p.value) > 0:
+                return refuse(f'latency_requirement_ms must be > 0, got {p.value}')
+        return accept()
+
+    def apply_parameters(self, params: list[Parameter]) -> None:
+        force = False
+        for p in params:
+            if p.name == 'latency_requirement_ms':
+                self.deadline_ms = float(p.value)
+                force = True
+            elif p.name == 'hysteresis':
+                self.hysteresis = float(p.value)
+            elif p.name == 'message_latency_ms':
+                self.message_ms = float(p.value)
+                self.planner = Planner.from_latency(self.latency, message_ms=self.message_ms)
+                force = True
+        if force:
+            self.replan(force=True)
+
+    # --- decisions -----------------------------------------------------------------
+    def on_bandwidth(self, msg: BandwidthEstimate) -> None:
+        if not (math.isfinite(msg.bandwidth_kbps) and msg.bandwidth_kbps > 0):
+            self.get_logger().warn(
+                f'ignoring a bandwidth estimate of {msg.bandwidth_kbps} kbps',
+                throttle_duration_sec=5.0)
+            return
+        self.bandwidth_kbps = float(msg.bandwidth_kbps)
+        self.bandwidth_source = {1: 'passive', 2: 'probe', 3: 'mixed'}.get(msg.source, 'none')
+        self.bandwidth_stamp = time.monotonic()
+        self.estimates += 1
+        self.replan()
+
+    def replan(self, force: bool = False) -> None:
+        start = time.perf_counter()
+        candidate = self.planner.plan(self.bandwidth_kbps, self.deadline_ms)
+        self.decision_us.append((time.perf_counter() - start) * 1e6)
+        if force and self.current is not None and candidate.key == self.current.key:
+            # Same plan, new conditions (deadline): republish with new figures.
+            self.publish(candidate)
+        elif force or should_switch(self.planner, self.current, candidate, self.hysteresis):
+            self.publish(candidate)
+
+    def publish(self, d: Decision) -> None:
+        self.plan_id += 1
+        self.current = d
+        msg = Plan()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.card.name
+        msg.plan_id = self.plan_id
+        msg.exit_point = d.exit_point
+        msg.num_exits = len(self.card.exits)
+        msg.partition_point = d.partition
+        msg.num_layers = d.num_layers
+        msg.predicted_latency_ms = d.total_ms
+        msg.predicted_device_ms = d.device_ms
+        msg.predicted_upload_ms = d.upload_ms
+        msg.predicted_edge_ms = d.edge_ms
+        msg.predicted_download_ms = d.download_ms
+        msg.upload_bytes = d.upload_bytes
+        msg.bandwidth_kbps = d.bandwidth_kbps
+        msg.latency_requirement_ms = d.deadline_ms
+        msg.deadline_met = d.feasible
+        msg.expected_accuracy = d.accuracy
+        self.plan_pub.publish(msg)
+        verdict = 'meets' if d.feasible else 'CANNOT meet (best effort: fastest plan)'
+        self.get_logger().info(
+            f'plan {self.plan_id}: exit {d.exit_point}, partition {d.partition}/{d.num_layers}, '
+            f'predicted {d.total_ms:.1f} ms at {d.bandwidth_kbps:.0f} kbps, {verdict} the '
+            f'{d.deadline_ms:g} ms deadline')
+
+    def publish_diagnostics(self) -> None:
+        d = self.current
+        age = time.monotonic() - self.bandwidth_stamp
+        if d is None:
+            level, text = diagnostics.WARN, 'no plan yet'
+        elif not d.feasible:
+            level, text = diagnostics.WARN, 'no plan meets the deadline; sending the fastest'
+        elif self.estimates == 0:
+            level, text = diagnostics.WARN, 'no bandwidth estimate yet; planning on the initial'
+        else:
+            level, text = diagnostics.OK, 'plan meets the deadline'
+        values: dict[str, object] = {
+            'plan_id': self.plan_id, 'deadline_ms': self.deadline_ms,
+            'bandwidth_kbps': self.bandwidth_kbps, 'bandwidth_source': self.bandwidth_source,
+            'bandwidth_age_s': age, 'estimates_received': self.estimates,
+            'decision_time_us_median': statistics.median(self.decision_us)
+            if self.decision_us else 0.0,
+        }
+        if d is not None:
+            values.update({'exit_point': d.exit_point, 'partition_point': d.partition,
+                           'num_layers': d.num_layers, 'predicted_latency_ms': d.total_ms,
+                           'expected_accuracy': d.accuracy, 'deadline_met': d.feasible})
+        self.diag_pub.publish(diagnostics.array(
+            self.get_clock().now().to_msg(),
+            diagnostics.status(f'{self.get_fully_qualified_name()}: plan', level, text, values)))
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = PlannerNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (m.ModelError, lat.ProfileError) as exc:
+        print(f'planner: error: {exc}', flush=True)
+        return 2
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""probe_echo: answers the bandwidth monitor's probes at once (edge side).
+
+Subscribes ``probe`` (Tensor), replies on ``probe/reply`` (EdgeReply) with
+the bytes received and the time the probe spent here, so the device can
+subtract it from the round trip.
+"""
+
+from __future__ import annotations
+
+import time
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+
+from edgent_ros.msg import EdgeReply, Tensor
+from edgent_ros.qos import TENSOR_QOS
+
+
+class ProbeEcho(Node):
+
+    def __init__(self) -> None:
+        super().__init__('probe_echo')
+        self.reply_pub = self.create_publisher(EdgeReply, 'probe/reply', TENSOR_QOS)
+        self.create_subscription(Tensor, 'probe', self.on_probe, TENSOR_QOS)
+        self.answered = 0
+
+    def on_probe(self, msg: Tensor) -> None:
+        start = time.perf_counter()
+        reply = EdgeReply()
+        reply.header = msg.header
+        reply.frame_seq = msg.frame_seq
+        reply.source_id = msg.source_id
+        reply.received_bytes = len(msg.data)
+        reply.edge_total_ms = (time.perf_counter() - start) * 1e3
+        self.reply_pub.publish(reply)
+        self.answered += 1
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = ProbeEcho()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

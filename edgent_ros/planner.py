@@ -1,0 +1,250 @@
+"""Edgent's online stage: Algorithm 1, device first (paper Sec. III-C).
+
+For exit i with N_i layers and partition point p in 0..N_i the device runs
+layers [0, p), uploads their output (the input itself for p = 0), the edge
+runs [p, N_i) and sends back the result; p = N_i is device only and sends
+nothing. The predicted latency is
+
+    A(i, p) = sum ED[0:p] + D_p / B + m + sum ES[p:N_i] + R_i / B_down + m_down
+
+with ED and ES the device and edge layer latencies from the regression
+profiles, D_p the bytes uploaded at p, B the uplink bandwidth, R_i the result
+bytes, and m a fixed per-message latency (both terms vanish for p = N_i).
+
+Algorithm 1: exits are tried from the most accurate down (by the accuracy
+measured on held-out data, which for the paper's model is also the order of
+exit index); for each, the partition of least predicted latency; the first
+exit whose best partition meets the deadline is returned. If none does, the
+answer says so (``feasible = False``) and carries the fastest plan of all as
+best effort.
+
+Everything is precomputed when the model and profiles load: per-exit prefix
+sums laid end to end in flat arrays, so a decision is a handful of numpy
+operations over all layers at once (no Python loop over layers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgent_ros.latency import SubModelLatency
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One plan: where to exit and where to split, and what it should cost."""
+
+    exit_point: int
+    partition: int
+    num_layers: int
+    feasible: bool
+    accuracy: float
+    bandwidth_kbps: float
+    deadline_ms: float
+    total_ms: float
+    device_ms: float
+    upload_ms: float
+    edge_ms: float
+    download_ms: float
+    upload_bytes: int
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.exit_point, self.partition
+
+    @property
+    def device_only(self) -> bool:
+        return self.partition == self.num_layers
+
+
+@dataclass(frozen=True)
+class ExitCosts:
+    """One exit's inputs to the planner (index p = partition point 0..N)."""
+
+    exit_point: int
+    accuracy: float
+    device_layers_ms: Sequence[float]
+    edge_layers_ms: Sequence[float]
+    upload_bytes: Sequence[int]   # N + 1 values; the last (device only) is 0
+    result_bytes: int
+
+
+class Planner:
+    """Algorithm 1 over precomputed prefix sums."""
+
+    def __init__(self, exits: Sequence[ExitCosts], *, message_ms: float = 0.0) -> None:
+        if not exits:
+            raise ValueError('a planner needs at least one exit')
+        if message_ms < 0:
+            raise ValueError(f'per-message latency must be >= 0, got {message_ms}')
+        self.message_ms = float(message_ms)
+        self.exits = list(exits)
+        device, edge, upload, result, remote, offsets = [], [], [], [], [], []
+        start = 0
+        for e in self.exits:
+            ed = np.asarray(e.device_layers_ms, dtype=np.float64)
+            es = np.asarray(e.edge_layers_ms, dtype=np.float64)
+            up = np.asarray(e.upload_bytes, dtype=np.float64)
+            n = len(ed)
+            if len(es) != n or len(up) != n + 1:
+                raise ValueError(f'exit {e.exit_point}: {n} device, {len(es)} edge layer '
+                                 f'latencies and {len(up)} upload sizes (need N, N, N+1)')
+            if up[n] != 0:
+                raise ValueError(f'exit {e.exit_point}: device only (p = N) must upload 0 bytes')
+            device.append(np.concatenate([[0.0], np.cumsum(ed)]))
+            edge.append(np.concatenate([np.cumsum(es[::-1])[::-1], [0.0]]))
+            upload.append(up)
+            result.append(np.where(np.arange(n + 1) < n, float(e.result_bytes), 0.0))
+            remote.append((np.arange(n + 1) < n).astype(np.float64))
+            offsets.append(start)
+            start += n + 1
+        self._device = np.concatenate(device)
+        self._edge = np.concatenate(edge)
+        self._compute = self._device + self._edge
+        self._upload_bits = np.concatenate(upload) * 8.0
+        self._result_bits = np.concatenate(result) * 8.0
+        self._remote = np.concatenate(remote)
+        self._offsets = np.asarray(offsets)
+        self._partition = np.arange(start) - np.repeat(self._offsets,
+                                                       [len(d) for d in device])
+        self._segment = np.repeat(np.arange(len(self.exits)), [len(d) for d in device])
+        accuracy = np.array([e.accuracy for e in self.exits])
+        # Most accurate first; among equals, the deeper exit (the paper's order).
+        index = np.array([e.exit_point for e in self.exits])
+        self._order = np.lexsort((-index, -accuracy))
+
+    @classmethod
+    def from_latency(cls, latency: SubModelLatency, *, message_ms: float = 0.0) -> Planner:
+        exits = []
+        for e in latency.card.exits:
+            a = latency.exits[e.exit_point]
+            exits.append(ExitCosts(
+                exit_point=e.exit_point, accuracy=e.accuracy,
+                device_layers_ms=a.device_layers, edge_layers_ms=a.edge_layers,
+                upload_bytes=a.upload_bytes, result_bytes=a.result_bytes))
+        return cls(exits, message_ms=message_ms)
+
+    @property
+    def total_layers(self) -> int:
+        return len(self._device)
+
+    def latencies(self, bandwidth_kbps: float,
+                  download_kbps: float | None = None) -> np.ndarray:
+        """Predicted ms of every (exit, partition), laid end to end."""
+        down = bandwidth_kbps if download_kbps is None else download_kbps
+        return (self._compute + self._upload_bits / bandwidth_kbps
+                + self._result_bits / down + self._remote * self.message_ms)
+
+    def plan(self, bandwidth_kbps: float, deadline_ms: float,
+             download_kbps: float | None = None) -> Decision:
+        """Algorithm 1: the most accurate exit whose best partition meets the deadline."""
+        if not bandwidth_kbps > 0:
+            raise ValueError(f'bandwidth must be > 0 kbps, got {bandwidth_kbps}')
+        if not deadline_ms > 0:
+            raise ValueError(f'deadline must be > 0 ms, got {deadline_ms}')
+        if download_kbps is not None and not download_kbps > 0:
+            raise ValueError(f'download bandwidth must be > 0 kbps, got {download_kbps}')
+        totals = self.latencies(bandwidth_kbps, download_kbps)
+        best = np.minimum.reduceat(totals, self._offsets)
+        ok = best[self._order] <= deadline_ms
+        if ok.any():
+            segment = int(self._order[int(np.argmax(ok))])
+            feasible = True
+        else:
+            segment = int(np.argmin(best))
+            feasible = False
+        lo = int(self._offsets[segment])
+        hi = lo + len(self.exits[segment].device_layers_ms) + 1
+        flat = lo + int(np.argmin(totals[lo:hi]))
+        return self._decision(flat, feasible, bandwidth_kbps, deadline_ms,
+                              bandwidth_kbps if download_kbps is None else download_kbps)
+
+    def evaluate(self, exit_point: int, partition: int, bandwidth_kbps: float,
+                 deadline_ms: float, download_kbps: float | None = None) -> Decision:
+        """The prediction for a given (exit, partition), e.g. a plan in force."""
+        segment = self._segment_of(exit_point)
+        n = len(self.exits[segment].device_layers_ms)
+        if not 0 <= partition <= n:
+            raise ValueError(f'partition {partition} is outside 0..{n} for exit {exit_point}')
+        flat = int(self._offsets[segment]) + partition
+        down = bandwidth_kbps if download_kbps is None else download_kbps
+        total = self._total_at(flat, bandwidth_kbps, down)
+        return self._decision(flat, total <= deadline_ms, bandwidth_kbps, deadline_ms, down)
+
+    def _segment_of(self, exit_point: int) -> int:
+        for i, e in enumerate(self.exits):
+            if e.exit_point == exit_point:
+                return i
+        raise ValueError(f'no exit {exit_point} (exits: {[e.exit_point for e in self.exits]})')
+
+    def _total_at(self, flat: int, up: float, down: float) -> float:
+        return float(self._compute[flat] + self._upload_bits[flat] / up
+                     + self._result_bits[flat] / down + self._remote[flat] * self.message_ms)
+
+    def _decision(self, flat: int, feasible: bool, up: float, deadline: float,
+                  down: float) -> Decision:
+        segment = int(self._segment[flat])
+        e = self.exits[segment]
+        remote = bool(self._remote[flat])
+        upload_ms = self._upload_bits[flat] / up + (self.message_ms if remote else 0.0)
+        download_ms = self._result_bits[flat] / down
+        return Decision(
+            exit_point=e.exit_point, partition=int(self._partition[flat]),
+            num_layers=len(e.device_layers_ms), feasible=bool(feasible),
+            accuracy=float(e.accuracy), bandwidth_kbps=float(up), deadline_ms=float(deadline),
+            total_ms=self._total_at(flat, up, down), device_ms=float(self._device[flat]),
+            upload_ms=float(upload_ms), edge_ms=float(self._edge[flat]),
+            download_ms=float(download_ms), upload_bytes=int(self._upload_bits[flat] / 8))
+
+
+class PlanTable:
+    """Decisions precomputed over bandwidth levels for one deadline.
+
+    Look-up is a binary search over the levels; a level's decision is the one
+    for the level's bandwidth, so the table errs on the safe side when the
+    levels are rounded down (the default grid has 2% steps).
+    """
+
+    def __init__(self, planner: Planner, deadline_ms: float, *, low_kbps: float = 1.0,
+                 high_kbps: float = 1e6, step: float = 1.02) -> None:
+        count = int(np.ceil(np.log(high_kbps / low_kbps) / np.log(step))) + 1
+        self.levels = low_kbps * step ** np.arange(count)
+        self.deadline_ms = deadline_ms
+        self.decisions = [planner.plan(float(b), deadline_ms) for b in self.levels]
+
+    def lookup(self, bandwidth_kbps: float) -> Decision:
+        i = int(np.searchsorted(self.levels, bandwidth_kbps, side='right')) - 1
+        return self.decisions[max(0, min(i, len(self.levels) - 1))]
+
+
+def should_switch(planner: Planner, current: Decision | None, candidate: Decision,
+                  hysteresis: float) -> bool:
+    """Whether to replace the plan in force by a new decision, without flapping.
+
+    Switch when there is no plan yet, when the plan in force no longer meets
+    the deadline at the new bandwidth, or when the candidate is more accurate
+    (or, at equal accuracy, faster) and would still meet the deadline with
+    ``hysteresis`` less bandwidth. A feasible plan in force is otherwise kept.
+    """
+    if current is None:
+        return True
+    if current.key == candidate.key:
+        return False
+    now = planner.evaluate(current.exit_point, current.partition, candidate.bandwidth_kbps,
+                           candidate.deadline_ms)
+    if not now.feasible:
+        return True
+    if not candidate.feasible:
+        return False
+    margin = planner.evaluate(candidate.exit_point, candidate.partition,
+                              candidate.bandwidth_kbps * (1.0 - hysteresis),
+                              candidate.deadline_ms)
+    if not margin.feasible:
+        return False
+    if candidate.accuracy > current.accuracy:
+        return True
+    return candidate.accuracy == current.accuracy and \
+        margin.total_ms < (1.0 - hysteresis) * now.total_ms

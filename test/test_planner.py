@@ -1,0 +1,194 @@
+"""Algorithm 1 (device first), the plan table, hysteresis, and bandwidth estimation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgent_ros import bandwidth as bw
+from edgent_ros import latency as lat
+from edgent_ros import model as m
+from edgent_ros.planner import ExitCosts, Planner, PlanTable, should_switch
+
+
+@st.composite
+def random_exits(draw: st.DrawFn) -> list[ExitCosts]:
+    count = draw(st.integers(1, 6))
+    exits = []
+    for e in range(1, count + 1):
+        n = draw(st.integers(1, 25))
+        ms = st.floats(0.0, 500.0, allow_nan=False)
+        exits.append(ExitCosts(
+            exit_point=e, accuracy=draw(st.floats(0.05, 1.0)),
+            device_layers_ms=draw(st.lists(ms, min_size=n, max_size=n)),
+            edge_layers_ms=draw(st.lists(ms, min_size=n, max_size=n)),
+            upload_bytes=[*draw(st.lists(st.integers(1, 10**6), min_size=n, max_size=n)), 0],
+            result_bytes=draw(st.integers(0, 4096))))
+    return exits
+
+
+def brute_force(exits: list[ExitCosts], bw_kbps: float, deadline: float,
+                message_ms: float) -> tuple[int, float, bool]:
+    """Algorithm 1 by enumeration of every (exit, partition)."""
+    best: dict[int, float] = {}
+    for e in exits:
+        n = len(e.device_layers_ms)
+        for p in range(n + 1):
+            remote = p < n
+            t = (sum(e.device_layers_ms[:p]) + e.upload_bytes[p] * 8 / bw_kbps
+                 + sum(e.edge_layers_ms[p:])
+                 + (e.result_bytes * 8 / bw_kbps + message_ms if remote else 0.0))
+            best[e.exit_point] = min(best.get(e.exit_point, math.inf), t)
+    for e in sorted(exits, key=lambda e: (-e.accuracy, -e.exit_point)):
+        if best[e.exit_point] <= deadline:
+            return e.exit_point, best[e.exit_point], True
+    fastest = min(best, key=lambda k: (best[k], k))
+    return fastest, best[fastest], False
+
+
+@settings(max_examples=300, deadline=None)
+@given(exits=random_exits(), bw_kbps=st.floats(1.0, 1e5), deadline=st.floats(1.0, 5000.0),
+       message_ms=st.floats(0.0, 20.0))
+def test_plan_agrees_with_brute_force(exits: list[ExitCosts], bw_kbps: float, deadline: float,
+                                      message_ms: float) -> None:
+    planner = Planner(exits, message_ms=message_ms)
+    decision = planner.plan(bw_kbps, deadline)
+    exit_point, total, feasible = brute_force(exits, bw_kbps, deadline, message_ms)
+    assert decision.feasible == feasible
+    assert decision.total_ms == pytest.approx(total, rel=1e-9, abs=1e-9)
+    if feasible:
+        assert decision.exit_point == exit_point
+    parts = decision.device_ms + decision.upload_ms + decision.edge_ms + decision.download_ms
+    assert parts == pytest.approx(decision.total_ms, rel=1e-9, abs=1e-9)
+
+
+@pytest.fixture(scope='module')
+def paper_planner() -> Planner:
+    card = m.load_card(m.resolve_model_path(m.DEFAULT_MODEL))
+    device = lat.load_profile(lat.resolve_profile_path('paper_pi3_device'))
+    edge = lat.load_profile(lat.resolve_profile_path('paper_desktop_edge'))
+    return Planner.from_latency(lat.SubModelLatency(card, device, edge))
+
+
+def test_table_two_higher_bandwidth_never_lowers_the_exit(paper_planner: Planner) -> None:
+    chosen = [paper_planner.plan(b, 1000.0) for b in np.linspace(50, 1500, 59)]
+    assert all(d.feasible for d in chosen)
+    accuracy = [d.accuracy for d in chosen]
+    assert accuracy == sorted(accuracy)
+
+
+def test_table_two_looser_deadline_never_lowers_the_exit(paper_planner: Planner) -> None:
+    chosen = [paper_planner.plan(500.0, t) for t in np.linspace(100, 1000, 37)]
+    accuracy = [d.accuracy for d in chosen if d.feasible]
+    assert accuracy == sorted(accuracy) and accuracy
+    assert not chosen[0].feasible
+
+
+def test_table_two_nothing_meets_100_ms(paper_planner: Planner) -> None:
+    for b in (50.0, 400.0, 500.0):
+        d = paper_planner.plan(b, 100.0)
+        assert not d.feasible
+        fastest = min(paper_planner.latencies(b))
+        assert d.total_ms == pytest.approx(fastest)  # best effort: the fastest plan
+
+
+def test_plan_table_matches_the_planner(paper_planner: Planner) -> None:
+    table = PlanTable(paper_planner, 600.0, low_kbps=10, high_kbps=5000)
+    for level in table.levels[::17]:
+        assert table.lookup(float(level)).key == paper_planner.plan(float(level), 600.0).key
+    assert table.lookup(1.0).key == table.decisions[0].key
+
+
+def test_bad_inputs_are_refused(paper_planner: Planner) -> None:
+    for bad in (0.0, -5.0, float('nan')):
+        with pytest.raises(ValueError, match='bandwidth must be > 0'):
+            paper_planner.plan(bad, 100.0)
+        with pytest.raises(ValueError, match='deadline must be > 0'):
+            paper_planner.plan(100.0, bad)
+    with pytest.raises(ValueError, match='partition 99'):
+        paper_planner.evaluate(1, 99, 100.0, 100.0)
+
+
+def two_exit_planner() -> Planner:
+    # Exit 2 (better) needs ~1000 kbps to meet 100 ms edge-only; exit 1 always fits.
+    return Planner([
+        ExitCosts(1, 0.80, [5.0], [1.0], [10_000, 0], 40),
+        ExitCosts(2, 0.95, [500.0, 500.0], [10.0, 10.0], [9_960, 1000, 0], 40),
+    ])
+
+
+def test_hysteresis_stops_flapping_on_noise() -> None:
+    planner = two_exit_planner()
+    rng = np.random.default_rng(0)
+    noisy = 1000.0 * rng.normal(1.0, 0.03, size=300)
+    switches = {}
+    for h in (0.0, 0.1):
+        current, count = None, 0
+        for b in noisy:
+            candidate = planner.plan(float(b), 100.0)
+            if should_switch(planner, current, candidate, h):
+                current, count = candidate, count + 1
+        switches[h] = count
+    assert switches[0.0] > 20
+    assert switches[0.1] <= 2
+    # A real step still switches both ways.
+    current = planner.plan(2000.0, 100.0)
+    assert current.exit_point == 2
+    down = planner.plan(300.0, 100.0)
+    assert should_switch(planner, current, down, 0.1) and down.exit_point == 1
+    assert should_switch(planner, down, planner.plan(2000.0, 100.0), 0.1)
+
+
+def test_transfer_samples() -> None:
+    assert bw.transfer_sample(12_500, 110.0, 10.0) == pytest.approx(1000.0)
+    assert bw.transfer_sample(1000, 50.0, 1.0) is None        # too small to measure
+    assert bw.transfer_sample(12_500, 10.0, 10.2) is None     # no transfer time left
+
+
+def test_estimator_harmonic_mean_and_confidence() -> None:
+    est = bw.BandwidthEstimator(window=4)
+    assert est.estimate() is None
+    for i, k in enumerate((1000.0, 1100.0, 900.0, 1000.0)):
+        est.add(k, bw.SOURCE_PROBE, float(i))
+    e = est.estimate()
+    assert e.kbps == pytest.approx(4 / (1 / 1000 + 1 / 1100 + 1 / 900 + 1 / 1000))
+    assert e.source == bw.SOURCE_PROBE and e.samples == 4 and 0.6 < e.confidence < 1
+    est.add(950.0, bw.SOURCE_PASSIVE, 5.0)
+    assert est.estimate().source == bw.SOURCE_MIXED
+    est.expire(100.0)
+    assert est.estimate() is None
+    with pytest.raises(ValueError):
+        est.add(float('nan'), bw.SOURCE_PROBE, 0.0)
+
+
+def test_change_detection_follows_steps_and_ignores_noise() -> None:
+    rng = np.random.default_rng(1)
+    est = bw.BandwidthEstimator(window=8)
+    t = 0.0
+    for _ in range(300):  # +-15% noise around 500 kbps: no regime change
+        t += 1
+        est.add(500.0 * rng.normal(1.0, 0.15), bw.SOURCE_PROBE, t)
+    assert est.changes <= 1
+    assert est.estimate().kbps == pytest.approx(500.0, rel=0.1)
+    before = est.changes
+    needed = None
+    for i in range(1, 20):  # a step down to 100 kbps
+        t += 1
+        est.add(100.0 * rng.normal(1.0, 0.1), bw.SOURCE_PROBE, t)
+        if needed is None and est.changes > before:
+            needed = i
+    assert needed is not None and needed <= 3
+    assert est.estimate().kbps == pytest.approx(100.0, rel=0.15)
+
+
+def test_probe_scheduler_bounds_the_rate_and_waits_for_idle() -> None:
+    s = bw.ProbeScheduler(max_rate_hz=2.0, idle_s=1.0)
+    due = [t for t in np.arange(0.0, 10.0, 0.05) if s.due(float(t))]
+    assert len(due) == pytest.approx(20, abs=1)
+    s.passive(20.0)
+    assert not s.due(20.5)
+    assert s.due(21.1)
