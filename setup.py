@@ -19,12 +19,18 @@ PACKAGE_NAME = 'edgent_ros'
 CONSOLE_SCRIPTS = [
     'tensor_talker = edgent_ros.demo.tensor_talker:main',
     'tensor_listener = edgent_ros.demo.tensor_listener:main',
-    'edgent-demo = edgent_ros.demo.exchange:main',
+    'edgent-exchange-demo = edgent_ros.demo.exchange:main',
+    'edgent-demo = edgent_ros.demo.pipeline:main',
     'edgent-train = edgent_ros.training:main',
     'edgent-profile = edgent_ros.profiler:main',
     'planner_node = edgent_ros.nodes.planner_node:main',
     'bandwidth_monitor = edgent_ros.nodes.bandwidth_monitor:main',
     'probe_echo = edgent_ros.nodes.probe_echo:main',
+    'camera_node = edgent_ros.nodes.camera_node:main',
+    'device_node = edgent_ros.nodes.device_node:main',
+    'edge_node = edgent_ros.nodes.edge_node:main',
+    'edgent-bringup = edgent_ros.bringup:main',
+    'edgent-monitor = edgent_ros.nodes.monitor:main',
 ]
 
 setup(

@@ -62,7 +62,7 @@ def test_tensor_and_plan_cross_processes_bit_exact(rclpy_context: object) -> Non
 
 
 def test_demo_command_reports_bit_exact_exchange() -> None:
-    result = subprocess.run([executable('edgent-demo'), '--count', '3', '--rate', '10'],
+    result = subprocess.run([executable('edgent-exchange-demo'), '--count', '3', '--rate', '10'],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert 'two-process exchange: all bit-exact' in result.stdout

@@ -1,4 +1,4 @@
-"""edgent-demo (for now): the two-process message exchange.
+"""edgent-exchange-demo: the two-process message exchange.
 
 Starts tensor_listener and tensor_talker as two separate processes that talk
 over DDS, sends a few 1x64x8x8 float32 Tensors and a Plan from one to the
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     talker = subprocess.Popen(node_command('edgent_ros.demo.tensor_talker', {
         'count': args.count, 'seed': args.seed, 'rate_hz': args.rate,
         'wait_for_subscribers': True}, ns), env=env)
-    print(f'[edgent-demo] listener pid {listener.pid}, talker pid {talker.pid}: '
+    print(f'[edgent-exchange-demo] listener pid {listener.pid}, talker pid {talker.pid}: '
           f'{args.count} tensors of 1x64x8x8 float32 and one Plan over DDS', flush=True)
     start = time.monotonic()
     try:
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         talker.wait()
     elapsed = time.monotonic() - start
     verdict = 'all bit-exact' if listener_rc == 0 else 'FAILED'
-    print(f'[edgent-demo] two-process exchange: {verdict} ({elapsed:.1f} s)', flush=True)
+    print(f'[edgent-exchange-demo] two-process exchange: {verdict} ({elapsed:.1f} s)', flush=True)
     return 0 if listener_rc == 0 else 1
 
 

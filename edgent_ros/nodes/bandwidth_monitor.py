@@ -37,8 +37,8 @@ PROBE_NAME = 'probe'
 
 class BandwidthMonitor(Node):
 
-    def __init__(self) -> None:
-        super().__init__('bandwidth_monitor')
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__('bandwidth_monitor', **kwargs)
         self.probe_bytes = declare_int(self, 'probe_bytes', 16384,
                                        'Size of a probe message, bytes.', 4096, 1 << 22,
                                        read_only=True)

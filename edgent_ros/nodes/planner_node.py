@@ -32,8 +32,8 @@ from edgent_ros.qos import LATCHED_QOS
 
 class PlannerNode(Node):
 
-    def __init__(self) -> None:
-        super().__init__('planner')
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__('planner', **kwargs)
         model = declare_str(self, 'model', m.DEFAULT_MODEL,
                             'Model name (in the package models/) or path to its YAML.',
                             read_only=True)

@@ -19,8 +19,8 @@ from edgent_ros.qos import TENSOR_QOS
 
 class ProbeEcho(Node):
 
-    def __init__(self) -> None:
-        super().__init__('probe_echo')
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__('probe_echo', **kwargs)
         self.reply_pub = self.create_publisher(EdgeReply, 'probe/reply', TENSOR_QOS)
         self.create_subscription(Tensor, 'probe', self.on_probe, TENSOR_QOS)
         self.answered = 0

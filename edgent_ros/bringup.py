@@ -1,0 +1,209 @@
+"""edgent-bringup: start edgent_ros's nodes from the same YAML files as the launch files.
+
+``ros2 launch`` is not installable everywhere (it is not on PyPI); this entry
+point starts the same nodes, with the same names, namespaces, remappings and
+parameter files as ``launch/*.launch.py`` (which import ``NODES`` from here),
+as separate processes (default) or in one process.
+
+    edgent-bringup --role all                 # everything on one host
+    edgent-bringup --role device --params-file my_device.yaml
+    edgent-bringup --role edge --single-process
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the system: executable, name, namespace, remappings."""
+
+    executable: str
+    name: str
+    namespace: str
+    remappings: tuple[tuple[str, str], ...] = ()
+    module: str = ''
+
+
+# The topology, shared with launch/*.launch.py. Device-side nodes live in
+# /device, edge-side in /edge; the link topics are the edge's.
+NODES: dict[str, tuple[NodeSpec, ...]] = {
+    'device': (
+        NodeSpec('camera_node', 'camera', '/device', (), 'edgent_ros.nodes.camera_node'),
+        NodeSpec('device_node', 'device', '/device',
+                 (('tensor', '/edge/tensor'), ('reply', '/edge/reply')),
+                 'edgent_ros.nodes.device_node'),
+        NodeSpec('bandwidth_monitor', 'bandwidth_monitor', '/device',
+                 (('probe', '/edge/probe'), ('probe/reply', '/edge/probe/reply')),
+                 'edgent_ros.nodes.bandwidth_monitor'),
+        NodeSpec('planner_node', 'planner', '/device', (), 'edgent_ros.nodes.planner_node'),
+    ),
+    'edge': (
+        NodeSpec('edge_node', 'edge', '/edge', (), 'edgent_ros.nodes.edge_node'),
+        NodeSpec('probe_echo', 'probe_echo', '/edge', (), 'edgent_ros.nodes.probe_echo'),
+    ),
+}
+ROLES = ('device', 'edge', 'all')
+
+
+def share_dir() -> Path:
+    """The package's installed share directory (config/, launch/, models/)."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return Path(get_package_share_directory('edgent_ros'))
+    except (ImportError, LookupError, ValueError):
+        return Path(__file__).resolve().parent.parent
+
+
+def default_params(role: str) -> list[Path]:
+    roles = ('device', 'edge') if role == 'all' else (role,)
+    return [share_dir() / 'config' / f'{r}.yaml' for r in roles]
+
+
+def specs(role: str, skip: tuple[str, ...] = ()) -> list[NodeSpec]:
+    roles = ('device', 'edge') if role == 'all' else (role,)
+    return [s for r in roles for s in NODES[r] if s.name not in skip]
+
+
+def ros_args(spec: NodeSpec, params_files: list[Path], overrides: list[str],
+             extra_remaps: list[str]) -> list[str]:
+    """The --ros-args that give a node its name, namespace, remaps and parameters."""
+    args = ['--ros-args', '-r', f'__node:={spec.name}', '-r', f'__ns:={spec.namespace}']
+    for src, dst in spec.remappings:
+        args += ['-r', f'{src}:={dst}']
+    for remap in extra_remaps:
+        node, _, rule = remap.partition(':') if remap.count(':=') and \
+            remap.split(':=')[0].count(':') else ('', '', remap)
+        if not node or node == spec.name:
+            args += ['-r', rule]
+    for path in params_files:
+        args += ['--params-file', str(path)]
+    for override in overrides:
+        node, _, assignment = override.partition('.')
+        if node == spec.name:
+            args += ['-p', assignment]
+    return args
+
+
+def executable(spec: NodeSpec) -> list[str]:
+    """The command that runs a node's executable (installed, or as a module)."""
+    here = Path(sys.argv[0]).resolve().parent
+    for candidate in (here / spec.executable, shutil.which(spec.executable)):
+        if candidate and Path(candidate).is_file():
+            return [str(candidate)]
+    return [sys.executable, '-m', spec.module]
+
+
+def run_processes(nodes: list[NodeSpec], params: list[Path], overrides: list[str],
+                  remaps: list[str], duration: float) -> int:
+    env = dict(os.environ, PYTHONUNBUFFERED='1', PYTHONSAFEPATH='1')
+    procs = []
+    for spec in nodes:
+        cmd = executable(spec) + ros_args(spec, params, overrides, remaps)
+        procs.append((spec, subprocess.Popen(cmd, env=env)))
+        print(f'[edgent-bringup] started {spec.namespace}/{spec.name} '
+              f'(pid {procs[-1][1].pid})', flush=True)
+    stop = {'now': False}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop['now'] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    end = time.monotonic() + duration if duration > 0 else float('inf')
+    code = 0
+    while not stop['now'] and time.monotonic() < end:
+        for spec, proc in procs:
+            if proc.poll() is not None and spec.name != 'camera':
+                print(f'[edgent-bringup] {spec.namespace}/{spec.name} exited with '
+                      f'{proc.returncode}', flush=True)
+                stop['now'] = True
+                code = proc.returncode or 1
+        time.sleep(0.2)
+    for _, proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    for _, proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return code
+
+
+def run_single_process(nodes: list[NodeSpec], params: list[Path], overrides: list[str],
+                       remaps: list[str], duration: float) -> int:
+    import importlib
+
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    classes = {
+        'camera_node': 'CameraNode', 'device_node': 'DeviceNode', 'edge_node': 'EdgeNode',
+        'planner_node': 'PlannerNode', 'bandwidth_monitor': 'BandwidthMonitor',
+        'probe_echo': 'ProbeEcho',
+    }
+    rclpy.init()
+    executor = MultiThreadedExecutor()
+    started = []
+    try:
+        for spec in nodes:
+            cls = getattr(importlib.import_module(spec.module), classes[spec.executable])
+            node = cls(cli_args=ros_args(spec, params, overrides, remaps),
+                       use_global_arguments=False)
+            executor.add_node(node)
+            started.append(node)
+        end = time.monotonic() + duration if duration > 0 else float('inf')
+        while rclpy.ok() and time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        for node in started:
+            node.destroy_node()
+        executor.shutdown()
+        rclpy.try_shutdown()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='edgent-bringup', description=__doc__.splitlines()[0])
+    parser.add_argument('--role', choices=ROLES, default='all')
+    parser.add_argument('--params-file', type=Path, action='append', default=None,
+                        help='ROS 2 parameter YAML (repeatable; default: config/<role>.yaml '
+                             'of the package)')
+    parser.add_argument('--set', action='append', default=[], metavar='NODE.PARAM:=VALUE',
+                        help='override one parameter, e.g. planner.latency_requirement_ms:=500')
+    parser.add_argument('--remap', action='append', default=[], metavar='[NODE:]FROM:=TO',
+                        help='extra remapping, e.g. device:image:=/camera/image_raw')
+    parser.add_argument('--skip', action='append', default=[], metavar='NODE',
+                        help='do not start this node (by name, e.g. camera)')
+    parser.add_argument('--single-process', action='store_true',
+                        help='all nodes in this process (a multi-threaded executor)')
+    parser.add_argument('--duration', type=float, default=0.0,
+                        help='stop after this many seconds (0 = until Ctrl-C)')
+    args = parser.parse_args(argv)
+    params = args.params_file or default_params(args.role)
+    for path in params:
+        if not path.is_file():
+            parser.error(f'parameter file {path} not found')
+    for override in args.set:
+        if '.' not in override or ':=' not in override:
+            parser.error(f'--set {override!r}: expected NODE.PARAM:=VALUE')
+    nodes = specs(args.role, tuple(args.skip))
+    run = run_single_process if args.single_process else run_processes
+    return run(nodes, params, args.set, args.remap, args.duration)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""edgent-demo: the whole pipeline on this machine, then a summary.
+
+Camera, device, planner and bandwidth monitor run as the "device", the edge
+node and probe echo as the "edge", as separate processes talking over DDS.
+As root the two sides live in two network namespaces joined by a tc-shaped
+link at ``--bandwidth-kbps``, and the device side runs under a cgroup CPU
+quota (a Pi-class CPU); otherwise everything runs unshaped on loopback, and
+the demo says so. The planner uses latency profiles of this machine (made
+once with edgent-profile and cached). Prints a line per frame and a summary,
+and exits after ``--frames`` frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from edgent_ros import testbed
+from edgent_ros.latency import ProfileError, load_profile
+
+
+def tool(name: str) -> str:
+    here = Path(sys.argv[0]).resolve().parent
+    for candidate in (here / name, shutil.which(name)):
+        if candidate and Path(candidate).is_file():
+            return str(candidate)
+    raise SystemExit(f'edgent-demo: {name} not found; run through `make demo`')
+
+
+def cache_dir() -> Path:
+    root = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache'))
+    return root / 'edgent_ros' / 'profiles'
+
+
+def machine_key() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line for line in Path('/proc/cpuinfo').read_text().splitlines()
+                   if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    return hashlib.sha1(f'{platform.node()} {cpu} {os.cpu_count()}'.encode()).hexdigest()[:10]
+
+
+def ensure_profile(role: str, quota: float | None, refresh: bool) -> Path:
+    """This machine's profile for a role, made with edgent-profile unless cached."""
+    suffix = f'-q{quota:g}' if quota else ''
+    path = cache_dir() / f'{role}{suffix}-{machine_key()}.yaml'
+    if path.is_file() and not refresh:
+        try:
+            load_profile(path)
+            return path
+        except ProfileError:
+            pass
+    cmd = [tool('edgent-profile'), '--role', role, '--out', str(path)]
+    if quota:
+        cmd += ['--cpu-quota', str(quota)]
+    what = f'{role} under a {100 * quota:.0f}% CPU quota' if quota else role
+    print(f'[edgent-demo] profiling this machine as the {what} (once; cached in {path})',
+          flush=True)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='edgent-demo', description=__doc__.splitlines()[0])
+    parser.add_argument('--frames', type=int, default=60, help='frames to answer (default 60)')
+    parser.add_argument('--rate', type=float, default=5.0, help='camera frames per second')
+    parser.add_argument('--bandwidth-kbps', type=float, default=10000.0,
+                        help='rate of the shaped link (default 10000)')
+    parser.add_argument('--deadline-ms', type=float, default=100.0,
+                        help='latency requirement per frame (default 100)')
+    parser.add_argument('--cpu-quota', type=float, default=0.15,
+                        help='device CPU, as a fraction of one core (default 0.15)')
+    parser.add_argument('--no-testbed', action='store_true', help='unshaped, on loopback')
+    parser.add_argument('--reprofile', action='store_true', help='profile this machine again')
+    parser.add_argument('--log-dir', type=Path, default=Path('/tmp/edgent_demo'))
+    args = parser.parse_args(argv)
+    if args.frames < 1 or args.rate <= 0 or args.bandwidth_kbps <= 0 or args.deadline_ms <= 0:
+        parser.error('--frames, --rate, --bandwidth-kbps and --deadline-ms must be positive')
+
+    why = 'asked for with --no-testbed' if args.no_testbed else testbed.available()
+    shaped = why is None
+    quota = args.cpu_quota if shaped else None
+    if not shaped:
+        print(f'[edgent-demo] NOT shaped: {why}; running on loopback without a link limit '
+              'or CPU quota', flush=True)
+    device_profile = ensure_profile('device', quota, args.reprofile)
+    edge_profile = ensure_profile('edge', None, args.reprofile)
+    overrides = [f'planner.device_profile:={device_profile}',
+                 f'planner.edge_profile:={edge_profile}',
+                 f'planner.latency_requirement_ms:={args.deadline_ms}',
+                 f'planner.initial_bandwidth_kbps:={args.bandwidth_kbps}',
+                 f'camera.rate_hz:={args.rate}']
+    bringup = tool('edgent-bringup')
+    device_cmd = [bringup, '--role', 'device'] + [a for o in overrides for a in ('--set', o)]
+    edge_cmd = [bringup, '--role', 'edge']
+    monitor_cmd = [tool('edgent-monitor'), '--frames', str(args.frames),
+                   '--timeout', str(120 + 3 * args.frames / args.rate),
+                   '--ros-args', '-r', '__ns:=/device']
+    args.log_dir.mkdir(parents=True, exist_ok=True)
+    logs = {role: open(args.log_dir / f'{role}.log', 'w') for role in ('device', 'edge')}
+    where = (f'device and edge in two network namespaces, link shaped to '
+             f'{args.bandwidth_kbps:g} kbit/s (tc tbf), device CPU limited to '
+             f'{100 * args.cpu_quota:.0f}% of one core') if shaped else 'one host, loopback'
+    print(f'[edgent-demo] {where}; deadline {args.deadline_ms:g} ms; {args.frames} frames at '
+          f'{args.rate:g} Hz', flush=True)
+    start = time.monotonic()
+    try:
+        if shaped:
+            with testbed.Testbed(args.bandwidth_kbps) as bed:
+                bed.spawn('edge', edge_cmd, stdout=logs['edge'], stderr=subprocess.STDOUT)
+                bed.spawn('device', device_cmd, cpu_quota=quota, stdout=logs['device'],
+                          stderr=subprocess.STDOUT)
+                code = bed.spawn('device', monitor_cmd).wait()
+        else:
+            env = dict(os.environ, PYTHONUNBUFFERED='1')
+            env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+            procs = [subprocess.Popen(edge_cmd, env=env, stdout=logs['edge'],
+                                      stderr=subprocess.STDOUT),
+                     subprocess.Popen(device_cmd, env=env, stdout=logs['device'],
+                                      stderr=subprocess.STDOUT)]
+            try:
+                code = subprocess.run(monitor_cmd, env=env).returncode
+            finally:
+                for p in procs:
+                    p.terminate()
+                for p in procs:
+                    p.wait(timeout=20)
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        for f in logs.values():
+            f.close()
+    print(f'[edgent-demo] done in {time.monotonic() - start:.0f} s; node logs in {args.log_dir}',
+          flush=True)
+    return code
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""Co-inference without ROS: the device's head, the edge's tail, and checks between.
+
+The device runs layers [0, p) of an exit's sub-model on a camera frame; the
+edge checks what arrives against the model (exit and partition in range,
+shape, data type, finite values) and runs [p, N). Both sides use the same
+model file, so the edge knows exactly what activation a (exit, partition)
+must carry. Never imports rclpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from edgent_ros import datasets
+from edgent_ros.model import BranchyAlexNet, ModelCard
+
+
+class ActivationError(ValueError):
+    """An activation that does not fit the model; the text says why."""
+
+
+@dataclass(frozen=True)
+class TopK:
+    class_ids: list[int]
+    scores: list[float]
+
+
+def preprocess(rgb: np.ndarray) -> torch.Tensor:
+    """An HxWx3 uint8 RGB frame -> the network's 1x3x32x32 float input."""
+    return datasets.to_model_input(datasets.resize_rgb(np.ascontiguousarray(rgb)))
+
+
+def top_k(logits: torch.Tensor, k: int) -> TopK:
+    """Top-k classes of one frame's logits, with softmax scores."""
+    probs = torch.softmax(logits.reshape(-1).float(), dim=0)
+    k = max(1, min(k, probs.numel()))
+    scores, ids = torch.topk(probs, k)
+    return TopK([int(i) for i in ids], [float(s) for s in scores])
+
+
+class CoInferenceModel:
+    """A loaded branchy model and its card, with the checks both sides need."""
+
+    def __init__(self, net: BranchyAlexNet, card: ModelCard) -> None:
+        self.net = net.eval()
+        self.card = card
+        self.num_exits = net.num_exits
+
+    def num_layers(self, exit_point: int) -> int:
+        return self.net.num_layers(exit_point)
+
+    def head(self, exit_point: int, partition: int, x: torch.Tensor) -> torch.Tensor:
+        """Device side: layers [0, partition)."""
+        with torch.inference_mode():
+            return self.net.run(exit_point, x, 0, partition)
+
+    def tail(self, exit_point: int, partition: int, x: torch.Tensor) -> torch.Tensor:
+        """Edge side: layers [partition, N)."""
+        with torch.inference_mode():
+            return self.net.run(exit_point, x, partition)
+
+    def expected_shape(self, exit_point: int, partition: int) -> tuple[int, ...]:
+        """Shape (batch 1) of the activation entering layer `partition`."""
+        layers = self.card.exit(exit_point).layers
+        return (1, *layers[partition].in_shape)
+
+    def check_activation(self, exit_point: int, partition: int, array: np.ndarray) -> None:
+        """Refuse an activation the edge must not run, saying why."""
+        if not 1 <= exit_point <= self.num_exits:
+            raise ActivationError(f'exit point {exit_point} is outside 1..{self.num_exits}')
+        n = self.num_layers(exit_point)
+        if not 0 <= partition < n:
+            raise ActivationError(f'partition point {partition} is outside 0..{n - 1} for '
+                                  f'exit {exit_point} (the edge runs at least one layer)')
+        expected = self.expected_shape(exit_point, partition)
+        if tuple(array.shape) != expected:
+            raise ActivationError(f'exit {exit_point} at partition {partition} takes shape '
+                                  f'{list(expected)}, got {list(array.shape)}')
+        if array.dtype != np.float32:
+            raise ActivationError(f'activations must be float32, got {array.dtype}')
+        if not np.isfinite(array).all():
+            bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+            raise ActivationError(f'activation holds {bad} NaN or infinite value(s)')
+
+
+def exit_and_partition_ok(num_exits: int, layers: dict[int, int], exit_point: int,
+                          partition: int) -> str | None:
+    """Why a plan cannot be run, or None: (exit, partition) within the model."""
+    if not 1 <= exit_point <= num_exits:
+        return f'exit point {exit_point} is outside 1..{num_exits}'
+    n = layers[exit_point]
+    if not 0 <= partition <= n:
+        return f'partition point {partition} is outside 0..{n} for exit {exit_point}'
+    return None

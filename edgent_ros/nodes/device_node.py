@@ -1,0 +1,276 @@
+"""device_node: the robot side of co-inference.
+
+For each frame on ``image`` (any sensor_msgs/Image in rgb8, bgr8 or mono8;
+remap it to a real camera driver's topic) it runs layers [0, p) of the
+planned exit and sends the activation to the edge on ``tensor``, or, when
+p = N (device only), answers itself. Replies come back on ``reply``
+(matched to frames by sequence number and this device's id). Every frame's
+answer goes out on ``result`` (InferenceResult: top-k, measured latency by
+part, predicted latency, deadline met). Plans arrive on ``plan``; a new plan
+applies from the next frame on. Each real transfer also yields a bandwidth
+sample on ``link/samples`` for the bandwidth monitor.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+import rclpy
+import torch
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.time import Time
+from sensor_msgs.msg import Image
+
+from edgent_ros import diagnostics, image_codec, tensor_codec
+from edgent_ros import model as m
+from edgent_ros.bandwidth import SOURCE_PASSIVE, transfer_sample
+from edgent_ros.inference import CoInferenceModel, TopK, exit_and_partition_ok, preprocess, top_k
+from edgent_ros.msg import BandwidthEstimate, EdgeReply, FrameLabel, InferenceResult, Plan, Tensor
+from edgent_ros.nodes.params import declare_float, declare_int, declare_str
+from edgent_ros.qos import IMAGE_QOS, LATCHED_QOS, TENSOR_QOS
+
+RESULT_DEPTH = 50
+
+
+@dataclass
+class Pending:
+    """A frame whose tail runs on the edge."""
+
+    seq: int
+    header: object
+    plan: Plan
+    device_ms: float
+    sent: float
+    nbytes: int
+    label: int
+
+
+class DeviceNode(Node):
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__('device', **kwargs)
+        model = declare_str(self, 'model', m.DEFAULT_MODEL,
+                            'Model name (in the package models/) or path to its YAML.',
+                            read_only=True)
+        threads = declare_int(self, 'threads', 1, 'torch CPU threads.', 1, 256, read_only=True)
+        self.top_k = declare_int(self, 'top_k', 3, 'Classes reported per frame.', 1, 1000)
+        self.reply_timeout_s = declare_float(
+            self, 'reply_timeout_s', 5.0,
+            'A frame whose edge reply has not come after this long is given up, s.',
+            0.01, 3600.0)
+        self.source_id = declare_str(self, 'source_id', '',
+                                     'This device\'s id in tensors (default: its namespace).',
+                                     read_only=True) or self.get_namespace()
+        torch.set_num_threads(threads)
+        net, card = m.load(m.resolve_model_path(model))
+        self.model = CoInferenceModel(net, card)
+        self.layers = {e.exit_point: e.num_layers for e in card.exits}
+        best = max(card.exits, key=lambda e: (e.accuracy, e.exit_point))
+        # Until the planner speaks: device only, most accurate exit.
+        self.plan = Plan(plan_id=0, exit_point=best.exit_point, num_exits=len(card.exits),
+                         partition_point=best.num_layers, num_layers=best.num_layers,
+                         expected_accuracy=best.accuracy)
+        self.seq = 0
+        self.pending: OrderedDict[int, Pending] = OrderedDict()
+        self.labels: OrderedDict[tuple[int, int, str], int] = OrderedDict()
+        self.stats = {'frames': 0, 'results': 0, 'sent': 0, 'replies': 0, 'malformed_images':
+                      0, 'malformed_replies': 0, 'bad_plans': 0, 'lost': 0, 'late': 0,
+                      'correct': 0, 'labelled': 0}
+        self.latencies: deque[float] = deque(maxlen=200)
+        self.deadline_hits: deque[bool] = deque(maxlen=200)
+        self.bandwidth_kbps = 0.0
+
+        self.tensor_pub = self.create_publisher(Tensor, 'tensor', TENSOR_QOS)
+        self.result_pub = self.create_publisher(InferenceResult, 'result', RESULT_DEPTH)
+        self.sample_pub = self.create_publisher(BandwidthEstimate, 'link/samples', 50)
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        # Labels first: when a label and its image are both waiting, the
+        # executor takes the label first (it serves subscriptions in order).
+        self.create_subscription(FrameLabel, 'labels', self.on_label, 50)
+        self.create_subscription(Image, 'image', self.on_image, IMAGE_QOS)
+        self.create_subscription(Plan, 'plan', self.on_plan, LATCHED_QOS)
+        self.create_subscription(EdgeReply, 'reply', self.on_reply, TENSOR_QOS)
+        self.create_subscription(BandwidthEstimate, 'bandwidth', self.on_bandwidth, LATCHED_QOS)
+        self.create_timer(0.1, self.expire_pending)
+        self.create_timer(1.0, self.publish_diagnostics)
+        self.get_logger().info(f'model {card.name}; device {self.source_id}; until a plan '
+                               f'arrives: exit {best.exit_point}, device only')
+
+    # --- inputs ----------------------------------------------------------------------
+    def on_plan(self, plan: Plan) -> None:
+        why = exit_and_partition_ok(self.model.num_exits, self.layers, plan.exit_point,
+                                    plan.partition_point)
+        if why is None and plan.num_layers != self.layers[plan.exit_point]:
+            why = (f'plan says exit {plan.exit_point} has {plan.num_layers} layers; the model '
+                   f'has {self.layers[plan.exit_point]} (another model?)')
+        if why is not None:
+            self.stats['bad_plans'] += 1
+            self.get_logger().error(f'refusing plan {plan.plan_id}: {why}',
+                                    throttle_duration_sec=5.0)
+            return
+        self.plan = plan  # takes effect from the next frame
+
+    def on_label(self, msg: FrameLabel) -> None:
+        key = (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id)
+        self.labels[key] = int(msg.label)
+        while len(self.labels) > 512:
+            self.labels.popitem(last=False)
+
+    def label_of(self, header: object) -> int:
+        """The frame's ground truth if the source sent one (-1 otherwise)."""
+        key = (header.stamp.sec, header.stamp.nanosec, header.frame_id)
+        return self.labels.pop(key, -1)
+
+    def on_bandwidth(self, msg: BandwidthEstimate) -> None:
+        self.bandwidth_kbps = float(msg.bandwidth_kbps)
+
+    def on_image(self, msg: Image) -> None:
+        self.stats['frames'] += 1
+        try:
+            rgb = image_codec.to_rgb(msg)
+        except image_codec.ImageError as exc:
+            self.stats['malformed_images'] += 1
+            self.get_logger().error(f'dropping image: {exc}', throttle_duration_sec=5.0)
+            return
+        plan = self.plan
+        self.seq += 1
+        start = time.perf_counter()
+        x = preprocess(rgb)
+        h = self.model.head(plan.exit_point, plan.partition_point, x)
+        device_ms = (time.perf_counter() - start) * 1e3
+        label = self.label_of(msg.header)
+        if plan.partition_point == self.layers[plan.exit_point]:
+            self.answer(msg.header, self.seq, plan, top_k(h, self.top_k), label,
+                        device_ms=device_ms, transfer_ms=0.0, edge_ms=0.0)
+            return
+        out = tensor_codec.to_msg(h.numpy(), name='activation')
+        out.header = msg.header
+        out.frame_seq = self.seq
+        out.source_id = self.source_id
+        out.plan_id = plan.plan_id
+        out.exit_point = plan.exit_point
+        out.partition_point = plan.partition_point
+        self.pending[self.seq] = Pending(self.seq, msg.header, plan, device_ms,
+                                         time.perf_counter(), len(out.data), label)
+        self.tensor_pub.publish(out)
+        self.stats['sent'] += 1
+
+    def on_reply(self, reply: EdgeReply) -> None:
+        if reply.source_id != self.source_id:
+            return  # another device's answer
+        pending = self.pending.pop(reply.frame_seq, None)
+        if pending is None:
+            self.stats['late'] += 1
+            return
+        if len(reply.top_k_class_ids) == 0 or \
+                len(reply.top_k_class_ids) != len(reply.top_k_scores):
+            self.stats['malformed_replies'] += 1
+            self.get_logger().error(f'frame {reply.frame_seq}: malformed edge reply',
+                                    throttle_duration_sec=5.0)
+            return
+        self.stats['replies'] += 1
+        round_trip_ms = (time.perf_counter() - pending.sent) * 1e3
+        transfer_ms = max(0.0, round_trip_ms - reply.edge_total_ms)
+        kbps = transfer_sample(pending.nbytes, round_trip_ms, reply.edge_total_ms)
+        if kbps is not None:
+            self.sample_pub.publish(BandwidthEstimate(
+                bandwidth_kbps=kbps, last_sample_kbps=kbps, source=SOURCE_PASSIVE,
+                sample_count=1, confidence=0.0))
+        result = TopK(list(reply.top_k_class_ids), list(reply.top_k_scores))
+        label = pending.label if pending.label >= 0 else self.label_of(pending.header)
+        self.answer(pending.header, pending.seq, pending.plan, result, label,
+                    device_ms=pending.device_ms, transfer_ms=transfer_ms,
+                    edge_ms=float(reply.edge_total_ms))
+
+    def expire_pending(self) -> None:
+        now = time.perf_counter()
+        while self.pending:
+            seq, p = next(iter(self.pending.items()))
+            if now - p.sent < self.reply_timeout_s:
+                break
+            del self.pending[seq]
+            self.stats['lost'] += 1
+            self.get_logger().warn(f'frame {seq}: no edge reply in {self.reply_timeout_s:g} s',
+                                   throttle_duration_sec=5.0)
+
+    # --- outputs ---------------------------------------------------------------------
+    def answer(self, header: object, seq: int, plan: Plan, result: TopK, label: int, *,
+               device_ms: float, transfer_ms: float, edge_ms: float) -> None:
+        latency_ms = (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds / 1e6
+        msg = InferenceResult()
+        msg.header = header
+        msg.frame_seq = seq
+        msg.source_id = self.source_id
+        msg.class_id = result.class_ids[0]
+        msg.score = result.scores[0]
+        msg.top_k_class_ids = result.class_ids
+        msg.top_k_scores = result.scores
+        msg.label = label
+        msg.plan_id = plan.plan_id
+        msg.exit_point = plan.exit_point
+        msg.partition_point = plan.partition_point
+        msg.latency_ms = latency_ms
+        msg.device_ms = device_ms
+        msg.transfer_ms = transfer_ms
+        msg.edge_ms = edge_ms
+        msg.predicted_latency_ms = plan.predicted_latency_ms
+        msg.latency_requirement_ms = plan.latency_requirement_ms
+        msg.deadline_met = plan.latency_requirement_ms <= 0 or \
+            latency_ms <= plan.latency_requirement_ms
+        self.result_pub.publish(msg)
+        self.stats['results'] += 1
+        self.latencies.append(latency_ms)
+        self.deadline_hits.append(msg.deadline_met)
+        if label >= 0:
+            self.stats['labelled'] += 1
+            self.stats['correct'] += int(label == msg.class_id)
+
+    def publish_diagnostics(self) -> None:
+        s = self.stats
+        lat = sorted(self.latencies)
+        values: dict[str, object] = dict(s)
+        values.update({
+            'plan_id': self.plan.plan_id, 'exit_point': self.plan.exit_point,
+            'partition_point': self.plan.partition_point, 'in_flight': len(self.pending),
+            'bandwidth_kbps': self.bandwidth_kbps,
+            'latency_ms_median': statistics.median(lat) if lat else 0.0,
+            'latency_ms_p95': lat[int(0.95 * (len(lat) - 1))] if lat else 0.0,
+            'deadline_hit_rate': (sum(self.deadline_hits) / len(self.deadline_hits))
+            if self.deadline_hits else 0.0,
+            'accuracy': s['correct'] / s['labelled'] if s['labelled'] else 0.0,
+        })
+        bad = s['malformed_images'] + s['malformed_replies'] + s['bad_plans']
+        level = diagnostics.WARN if bad or s['lost'] else diagnostics.OK
+        text = 'co-inference running' if level == diagnostics.OK else \
+            f'{bad} malformed inputs, {s["lost"]} frames lost'
+        self.diag_pub.publish(diagnostics.array(
+            self.get_clock().now().to_msg(),
+            diagnostics.status(f'{self.get_fully_qualified_name()}: co-inference', level,
+                               text, values)))
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = DeviceNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except m.ModelError as exc:
+        print(f'device: error: {exc}', flush=True)
+        return 2
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,65 @@
+"""Per-frame lines and end-of-run summaries of co-inference results (no rclpy)."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+
+@dataclass
+class FrameRecord:
+    seq: int
+    source: str
+    exit_point: int
+    partition: int
+    predicted_ms: float
+    latency_ms: float
+    deadline_met: bool
+    correct: bool | None
+    bandwidth_kbps: float
+    fallback: bool = False
+
+
+@dataclass
+class Summary:
+    records: list[FrameRecord] = field(default_factory=list)
+
+    def add(self, record: FrameRecord) -> None:
+        self.records.append(record)
+
+    def figures(self) -> dict[str, float]:
+        r = self.records
+        if not r:
+            return {'frames': 0}
+        lat = sorted(x.latency_ms for x in r)
+        labelled = [x.correct for x in r if x.correct is not None]
+        predicted = [abs(x.predicted_ms - x.latency_ms) / x.latency_ms for x in r
+                     if x.predicted_ms > 0 and x.latency_ms > 0]
+        return {
+            'frames': len(r),
+            'deadline_hit_rate': sum(x.deadline_met for x in r) / len(r),
+            'accuracy': sum(labelled) / len(labelled) if labelled else float('nan'),
+            'latency_ms_median': statistics.median(lat),
+            'latency_ms_p95': lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))],
+            'prediction_error_median': statistics.median(predicted) if predicted
+            else float('nan'),
+            'fallback_frames': sum(x.fallback for x in r),
+        }
+
+
+def frame_line(x: FrameRecord) -> str:
+    correct = '-' if x.correct is None else ('yes' if x.correct else 'no')
+    return (f'frame {x.seq:5d} {x.source:>10}  bw {x.bandwidth_kbps:8.0f} kbps  '
+            f'exit {x.exit_point} partition {x.partition:2d}  predicted {x.predicted_ms:7.1f} ms  '
+            f'measured {x.latency_ms:7.1f} ms  deadline {"met " if x.deadline_met else "MISS"}  '
+            f'correct {correct}' + ('  (local fallback)' if x.fallback else ''))
+
+
+def summary_text(figures: dict[str, float]) -> str:
+    if not figures.get('frames'):
+        return 'no frames answered'
+    hit = 100 * figures['deadline_hit_rate']
+    return (f"{figures['frames']} frames: deadline met in {hit:.1f}%, "
+            f"accuracy {100 * figures['accuracy']:.1f}%, latency median "
+            f"{figures['latency_ms_median']:.1f} ms, p95 {figures['latency_ms_p95']:.1f} ms, "
+            f"prediction error median {100 * figures['prediction_error_median']:.1f}%")

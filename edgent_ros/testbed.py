@@ -1,0 +1,172 @@
+"""An emulated Pi-and-PC testbed on one machine: two network namespaces, a shaped link.
+
+``Testbed`` creates a device and an edge namespace joined by a veth pair
+(the project's own test hosts, 10.200.77.1 and .2, reachable from nowhere
+else), shapes both directions with ``tc tbf`` (burst of one MTU, long queue,
+as ``../shared/notes/ros2-from-pypi.md`` found DDS needs), changes the rate
+on demand, starts processes inside either namespace (the device's under a
+cgroup CPU quota if asked), and tears everything down on exit, on Ctrl-C and
+at interpreter exit. DDS inside the namespaces is forced onto UDPv4 (shared
+memory would bypass the shaped link) with subnet discovery.
+
+Needs root (``ip netns``, ``tc``, cgroups); ``available()`` says whether it
+can run here and, if not, why.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from edgent_ros.cpu_quota import CpuGroup, QuotaError, run_under_quota
+
+PREFIX = 'edgent'
+DEVICE_ADDR = '10.200.77.1'
+EDGE_ADDR = '10.200.77.2'
+
+
+class TestbedError(RuntimeError):
+    """The testbed cannot be set up here; the text says why."""
+
+
+def available() -> str | None:
+    """None if a testbed can be built here, else the reason it cannot."""
+    if os.geteuid() != 0:
+        return 'network namespaces and tc need root'
+    for tool in ('ip', 'tc'):
+        if shutil.which(tool) is None:
+            return f'{tool} (iproute2) is not installed'
+    return None
+
+
+def _run(*cmd: str) -> None:
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise TestbedError(f"{' '.join(cmd)}: {result.stderr.strip() or result.returncode}")
+
+
+def dds_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for ROS 2 processes inside the namespaces."""
+    env = dict(os.environ if base is None else base)
+    env.update({'FASTDDS_BUILTIN_TRANSPORTS': 'UDPv4', 'ROS_AUTOMATIC_DISCOVERY_RANGE': 'SUBNET',
+                'PYTHONUNBUFFERED': '1', 'PYTHONSAFEPATH': '1'})
+    return env
+
+
+@dataclass
+class Testbed:
+    """Device and edge namespaces joined by a tbf-shaped veth link."""
+
+    rate_kbit: float
+    name: str = field(default_factory=lambda: f'{PREFIX}{os.getpid()}')
+    burst_bytes: int = 1600
+    limit_bytes: int = 4 * 1024 * 1024
+    processes: list[subprocess.Popen] = field(default_factory=list)
+    groups: list[CpuGroup] = field(default_factory=list)
+    up: bool = False
+
+    @property
+    def device_ns(self) -> str:
+        return f'{self.name}-dev'
+
+    @property
+    def edge_ns(self) -> str:
+        return f'{self.name}-edge'
+
+    @property
+    def veth(self) -> tuple[str, str]:
+        return f'{self.name[:10]}d', f'{self.name[:10]}e'
+
+    def __enter__(self) -> Testbed:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        why = available()
+        if why:
+            raise TestbedError(f'cannot build the testbed: {why}')
+        atexit.register(self.stop)
+        dev_if, edge_if = self.veth
+        try:
+            _run('ip', 'netns', 'add', self.device_ns)
+            _run('ip', 'netns', 'add', self.edge_ns)
+            self.up = True
+            _run('ip', 'link', 'add', dev_if, 'type', 'veth', 'peer', 'name', edge_if)
+            for ns, iface, addr in ((self.device_ns, dev_if, DEVICE_ADDR),
+                                    (self.edge_ns, edge_if, EDGE_ADDR)):
+                _run('ip', 'link', 'set', iface, 'netns', ns)
+                _run('ip', '-n', ns, 'addr', 'add', f'{addr}/24', 'dev', iface)
+                _run('ip', '-n', ns, 'link', 'set', iface, 'up')
+                _run('ip', '-n', ns, 'link', 'set', 'lo', 'up')
+                # DDS discovery multicasts: keep it on the link.
+                _run('ip', '-n', ns, 'route', 'add', '224.0.0.0/4', 'dev', iface)
+                self._shape(ns, iface, 'add')
+        except TestbedError:
+            self.stop()
+            raise
+
+    def _shape(self, ns: str, iface: str, verb: str) -> None:
+        _run('ip', 'netns', 'exec', ns, 'tc', 'qdisc', verb, 'dev', iface, 'root', 'tbf',
+             'rate', f'{self.rate_kbit:.3f}kbit', 'burst', str(self.burst_bytes),
+             'limit', str(self.limit_bytes))
+
+    def set_rate(self, rate_kbit: float) -> None:
+        """Change the link's rate, both directions, now."""
+        if not rate_kbit > 0:
+            raise TestbedError(f'rate must be > 0 kbit/s, got {rate_kbit}')
+        self.rate_kbit = rate_kbit
+        dev_if, edge_if = self.veth
+        self._shape(self.device_ns, dev_if, 'change')
+        self._shape(self.edge_ns, edge_if, 'change')
+
+    def spawn(self, role: str, argv: Sequence[str], *, cpu_quota: float | None = None,
+              env: dict[str, str] | None = None, **popen: object) -> subprocess.Popen:
+        """Start argv inside the device or edge namespace (optionally CPU-limited)."""
+        ns = {'device': self.device_ns, 'edge': self.edge_ns}[role]
+        cmd = ['ip', 'netns', 'exec', ns, *argv]
+        environment = dds_env(env)
+        if cpu_quota:
+            proc, group = run_under_quota(cpu_quota, cmd, env=environment, **popen)
+            self.groups.append(group)
+        else:
+            proc = subprocess.Popen(cmd, env=environment, **popen)
+        self.processes.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        """Stop every process started here and remove namespaces, links and groups."""
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.processes.clear()
+        for group in self.groups:
+            group.remove()
+        self.groups.clear()
+        if self.up:
+            for ns in (self.device_ns, self.edge_ns):
+                subprocess.run(['ip', 'netns', 'del', ns], capture_output=True)
+            self.up = False
+
+
+def leftovers() -> list[str]:
+    """Namespaces of ours still present (e.g. from a killed run)."""
+    result = subprocess.run(['ip', 'netns', 'list'], capture_output=True, text=True)
+    return [line.split()[0] for line in result.stdout.splitlines()
+            if line.startswith(PREFIX) and line.split()[0].endswith(('-dev', '-edge'))]
+
+
+__all__ = ['QuotaError', 'Testbed', 'TestbedError', 'available', 'dds_env', 'leftovers']
