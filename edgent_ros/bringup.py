@@ -81,9 +81,8 @@ def ros_args(spec: NodeSpec, params_files: list[Path], overrides: list[str],
     for src, dst in spec.remappings:
         args += ['-r', f'{src}:={dst}']
     for remap in extra_remaps:
-        node, _, rule = remap.partition(':') if remap.count(':=') and \
-            remap.split(':=')[0].count(':') else ('', '', remap)
-        if not node or node == spec.name:
+        node, rule = split_remap(remap)
+        if node in ('', spec.name):
             args += ['-r', rule]
     for path in params_files:
         args += ['--params-file', str(path)]
@@ -92,6 +91,15 @@ def ros_args(spec: NodeSpec, params_files: list[Path], overrides: list[str],
         if node == spec.name:
             args += ['-p', assignment]
     return args
+
+
+def split_remap(remap: str) -> tuple[str, str]:
+    """'device:image:=/cam' -> ('device', 'image:=/cam'); 'image:=/cam' -> ('', ...)."""
+    source = remap.split(':=', 1)[0]
+    if ':' in source:
+        node, rule = remap.split(':', 1)
+        return node, rule
+    return '', remap
 
 
 def executable(spec: NodeSpec) -> list[str]:

@@ -11,6 +11,7 @@ from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 from edgent_ros.bringup import NODES
 
@@ -42,8 +43,10 @@ def role_nodes(role: str) -> list:
         if spec.name == 'camera':
             condition = IfCondition(LaunchConfiguration('use_camera'))
         if spec.name == 'planner':
-            overrides.append({'latency_requirement_ms':
-                              LaunchConfiguration('latency_requirement_ms')})
+            # value_type=float: 'latency_requirement_ms:=300' would otherwise reach
+            # the node as an INTEGER and fail its DOUBLE declaration.
+            overrides.append({'latency_requirement_ms': ParameterValue(
+                LaunchConfiguration('latency_requirement_ms'), value_type=float)})
         actions.append(Node(
             package='edgent_ros', executable=spec.executable, name=spec.name,
             namespace=spec.namespace, remappings=remaps, parameters=[params, *overrides],
