@@ -69,9 +69,10 @@ def default_params(role: str) -> list[Path]:
     return [share_dir() / 'config' / f'{r}.yaml' for r in roles]
 
 
-def specs(role: str, skip: tuple[str, ...] = ()) -> list[NodeSpec]:
+def specs(role: str, skip: tuple[str, ...] = (), only: tuple[str, ...] = ()) -> list[NodeSpec]:
     roles = ('device', 'edge') if role == 'all' else (role,)
-    return [s for r in roles for s in NODES[r] if s.name not in skip]
+    return [s for r in roles for s in NODES[r]
+            if s.name not in skip and (not only or s.name in only)]
 
 
 def ros_args(spec: NodeSpec, params_files: list[Path], overrides: list[str],
@@ -196,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                         help='extra remapping, e.g. device:image:=/camera/image_raw')
     parser.add_argument('--skip', action='append', default=[], metavar='NODE',
                         help='do not start this node (by name, e.g. camera)')
+    parser.add_argument('--only', action='append', default=[], metavar='NODE',
+                        help='start only this node (by name; repeatable)')
     parser.add_argument('--single-process', action='store_true',
                         help='all nodes in this process (a multi-threaded executor)')
     parser.add_argument('--duration', type=float, default=0.0,
@@ -208,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     for override in args.set:
         if '.' not in override or ':=' not in override:
             parser.error(f'--set {override!r}: expected NODE.PARAM:=VALUE')
-    nodes = specs(args.role, tuple(args.skip))
+    nodes = specs(args.role, tuple(args.skip), tuple(args.only))
+    if not nodes:
+        parser.error('no node left to start (check --skip and --only)')
     run = run_single_process if args.single_process else run_processes
     return run(nodes, params, args.set, args.remap, args.duration)
 

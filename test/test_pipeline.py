@@ -168,3 +168,22 @@ def test_two_devices_share_one_edge(harness: object, processes: object) -> None:
         assert len(got) == 6
         assert {r.source_id for r in got} == {ns}
         assert all(r.edge_ms > 0 and r.partition_point == 0 for r in got)
+
+
+def test_without_an_edge_the_device_answers_alone(harness: object, processes: object) -> None:
+    node, executor = harness
+    results: list[InferenceResult] = []
+    node.create_subscription(InferenceResult, '/pt_alone/result', results.append, 50)
+    images = node.create_publisher(Image, '/pt_alone/image', IMAGE_QOS)
+    node.create_publisher(Plan, '/pt_alone/plan', LATCHED_QOS).publish(plan(4, 5, 6))
+    device(processes, '/pt_alone', '-r', 'tensor:=/pt_nobody/tensor')
+    assert spin_until(executor, lambda: images.get_subscription_count() > 0, 30)
+    spin_until(executor, lambda: False, 2)
+    frame = load_digits_split(seed=CARD.seed).test_images[1]
+    for _ in range(3):
+        msg = image_codec.from_rgb(frame)
+        msg.header.stamp = node.get_clock().now().to_msg()
+        images.publish(msg)
+        spin_until(executor, lambda: False, 0.3)
+    assert spin_until(executor, lambda: len(results) >= 3, 20)
+    assert all(r.fallback and r.edge_ms == 0.0 and r.partition_point == 6 for r in results)

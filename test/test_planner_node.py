@@ -46,7 +46,7 @@ def test_deadline_change_at_run_time_gives_a_new_plan(harness: object,
     node.create_subscription(DiagnosticArray, '/diagnostics', diags.append, 10)
     estimates = node.create_publisher(BandwidthEstimate, 'bandwidth', LATCHED_QOS)
     planner = processes('planner_node', '-r', '__ns:=/plan_test',
-                        '-p', 'latency_requirement_ms:=1000.0',
+                        '-p', 'latency_requirement_ms:=1000',  # an integer is taken too
                         '-p', 'initial_bandwidth_kbps:=500.0')
     assert spin_until(executor, lambda: len(plans) >= 1, 30), planner
     first = plans[-1]

@@ -106,7 +106,8 @@ class BandwidthMonitor(Node):
             self.dropped_samples += 1
             return
         if self.estimator.add(kbps, SOURCE_PROBE, self.now_s()):
-            self.get_logger().info(f'bandwidth changed: probe measured {kbps:.0f} kbps')
+            self.get_logger().info(f'bandwidth changed: probe measured {kbps:.0f} kbps',
+                                   throttle_duration_sec=10.0)
 
     def on_passive(self, msg: BandwidthEstimate) -> None:
         kbps = float(msg.last_sample_kbps or msg.bandwidth_kbps)
@@ -117,7 +118,8 @@ class BandwidthMonitor(Node):
         self.scheduler.passive(now)
         self.passive_samples += 1
         if self.estimator.add(kbps, SOURCE_PASSIVE, now):
-            self.get_logger().info(f'bandwidth changed: transfer measured {kbps:.0f} kbps')
+            self.get_logger().info(f'bandwidth changed: transfer measured {kbps:.0f} kbps',
+                                   throttle_duration_sec=10.0)
 
     def publish_estimate(self) -> None:
         self.estimator.expire(self.now_s())

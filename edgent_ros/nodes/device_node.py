@@ -80,7 +80,7 @@ class DeviceNode(Node):
         self.labels: OrderedDict[tuple[int, int, str], int] = OrderedDict()
         self.stats = {'frames': 0, 'results': 0, 'sent': 0, 'replies': 0, 'malformed_images':
                       0, 'malformed_replies': 0, 'bad_plans': 0, 'lost': 0, 'late': 0,
-                      'correct': 0, 'labelled': 0}
+                      'fallback': 0, 'correct': 0, 'labelled': 0}
         self.latencies: deque[float] = deque(maxlen=200)
         self.deadline_hits: deque[bool] = deque(maxlen=200)
         self.bandwidth_kbps = 0.0
@@ -148,6 +148,18 @@ class DeviceNode(Node):
             self.answer(msg.header, self.seq, plan, top_k(h, self.top_k), label,
                         device_ms=device_ms, transfer_ms=0.0, edge_ms=0.0)
             return
+        if self.tensor_pub.get_subscription_count() == 0:
+            # No edge has matched (not started, or not yet discovered): sending
+            # would lose the frame, so the device finishes it alone.
+            start = time.perf_counter()
+            logits = self.model.tail(plan.exit_point, plan.partition_point, h)
+            device_ms += (time.perf_counter() - start) * 1e3
+            self.stats['fallback'] += 1
+            self.get_logger().warn('no edge connected: answering frames on the device',
+                                   throttle_duration_sec=5.0)
+            self.answer(msg.header, self.seq, plan, top_k(logits, self.top_k), label,
+                        device_ms=device_ms, transfer_ms=0.0, edge_ms=0.0, fallback=True)
+            return
         out = tensor_codec.to_msg(h.numpy(), name='activation')
         out.header = msg.header
         out.frame_seq = self.seq
@@ -200,7 +212,8 @@ class DeviceNode(Node):
 
     # --- outputs ---------------------------------------------------------------------
     def answer(self, header: object, seq: int, plan: Plan, result: TopK, label: int, *,
-               device_ms: float, transfer_ms: float, edge_ms: float) -> None:
+               device_ms: float, transfer_ms: float, edge_ms: float,
+               fallback: bool = False) -> None:
         latency_ms = (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds / 1e6
         msg = InferenceResult()
         msg.header = header
@@ -214,6 +227,7 @@ class DeviceNode(Node):
         msg.plan_id = plan.plan_id
         msg.exit_point = plan.exit_point
         msg.partition_point = plan.partition_point
+        msg.fallback = fallback
         msg.latency_ms = latency_ms
         msg.device_ms = device_ms
         msg.transfer_ms = transfer_ms
