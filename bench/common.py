@@ -6,7 +6,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,23 +32,11 @@ def time_us(fn: Callable[[], object], repeats: int = 200, warmup: int = 10) -> d
 
 def machine() -> dict[str, object]:
     """What ran the benchmark."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                cpu = line.split(':', 1)[1].strip()
-                break
-    except OSError:
-        pass
     import numpy
-    return {
-        'cpu': cpu,
-        'cpus': os.cpu_count(),
-        'python': sys.version.split()[0],
-        'numpy': numpy.__version__,
-        'platform': platform.platform(),
-        'date': time.strftime('%Y-%m-%d %H:%M:%S %Z'),
-    }
+
+    from edgent_ros.latency import machine_facts
+    return {**machine_facts(), 'cpus': os.cpu_count(), 'numpy': numpy.__version__,
+            'platform': platform.platform(), 'date': time.strftime('%Y-%m-%d %H:%M:%S %Z')}
 
 
 def write(name: str, payload: dict[str, object]) -> Path:

@@ -6,10 +6,10 @@ removes the group. ``run_under_quota`` starts a child process inside such a
 group. Both need root (or a delegated cgroup); without one they raise
 QuotaError saying why, and never run unthrottled in silence.
 
-The quota is enforced per period; the period is kept short (10 ms by
-default, and at least 1 ms of quota per period, the kernel's minimum) so a
-frame's compute is slowed evenly rather than run at full speed and then
-stalled for most of a long period. Works with cgroup v1 (``cpu`` controller)
+The quota is enforced per period; the period is kept as short as the
+kernel allows (it wants at least 1 ms of quota per period: 6.7 ms at 15%),
+so a frame's compute is slowed as evenly as CFS can rather than run at full
+speed and then stalled for most of a long period. Works with cgroup v1 (``cpu`` controller)
 and v2 (``cpu.max``).
 """
 
@@ -43,10 +43,16 @@ def _hierarchy() -> tuple[Path, str]:
 
 
 def period_for(fraction: float, period_us: int | None = None) -> tuple[int, int]:
-    """(quota_us, period_us) for a fraction of one core."""
+    """(quota_us, period_us) for a fraction of one core.
+
+    By default the shortest period the kernel allows for the fraction (1 ms
+    of quota per period: 6.7 ms at 15%): CFS throttles only once a period's
+    quota is spent, so a frame's short burst of work runs at full speed
+    unless the period is short compared with it.
+    """
     if not 0.0 < fraction <= 64.0:
         raise QuotaError(f'CPU quota must be a positive fraction of a core, got {fraction}')
-    period = period_us or 10_000
+    period = period_us or 1000
     period = max(period, round(MIN_QUOTA_US / fraction))
     period = min(period, 1_000_000)
     quota = max(MIN_QUOTA_US, round(fraction * period))

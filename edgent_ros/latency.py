@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from edgent_ros.model import LayerInfo, ModelCard
+from edgent_ros.model import LayerInfo, ModelCard, resolve_in_package
 
 VARIABLES: dict[str, tuple[str, ...]] = {
     'conv': ('in_bytes', 'filter_term'),
@@ -229,23 +229,10 @@ def load_profile(path: Path | str) -> Profile:
 
 def resolve_profile_path(name_or_path: str | Path) -> Path:
     """A profile from a path, or from a bare name in the package's config/profiles/."""
-    given = Path(name_or_path)
-    candidates = [given, given.with_suffix('.yaml')]
-    if given.parent == Path('.'):
-        stem = given.with_suffix('').name
-        try:
-            from ament_index_python.packages import get_package_share_directory
-            share = Path(get_package_share_directory('edgent_ros'))
-            candidates.append(share / 'config' / 'profiles' / f'{stem}.yaml')
-        except (ImportError, LookupError, ValueError):
-            pass
-        candidates.append(Path(__file__).resolve().parent.parent / 'config' / 'profiles'
-                          / f'{stem}.yaml')
-    for candidate in candidates:
-        if candidate.suffix == '.yaml' and candidate.is_file():
-            return candidate
-    raise ProfileError(f'{name_or_path}: no such profile (looked for '
-                       f"{', '.join(str(c) for c in candidates)})")
+    try:
+        return resolve_in_package(name_or_path, 'config/profiles', 'profile')
+    except FileNotFoundError as exc:
+        raise ProfileError(str(exc)) from None
 
 
 @dataclass

@@ -395,11 +395,12 @@ def load(path: Path | str) -> tuple[BranchyAlexNet, ModelCard]:
 DEFAULT_MODEL = 'branchy_alexnet_digits'
 
 
-def resolve_model_path(name_or_path: str | Path) -> Path:
-    """A model's YAML from a path, or from a bare name in the package's models/.
+def resolve_in_package(name_or_path: str | Path, subdir: str, what: str) -> Path:
+    """A YAML file from a path, or from a bare name in the package's ``subdir``.
 
-    Looks in order: the path as given (with .yaml added if missing), then the
-    installed package share directory, then the source tree's models/.
+    Looks in order: the path as given (with .yaml added if missing), the
+    installed package share directory, the source tree. Raises FileNotFoundError
+    listing every place looked at.
     """
     given = Path(name_or_path)
     candidates = [given, given.with_suffix('.yaml')]
@@ -408,12 +409,20 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
         try:
             from ament_index_python.packages import get_package_share_directory
             share = Path(get_package_share_directory('edgent_ros'))
-            candidates.append(share / 'models' / f'{stem}.yaml')
+            candidates.append(share / subdir / f'{stem}.yaml')
         except (ImportError, LookupError, ValueError):
             pass
-        candidates.append(Path(__file__).resolve().parent.parent / 'models' / f'{stem}.yaml')
+        candidates.append(Path(__file__).resolve().parent.parent / subdir / f'{stem}.yaml')
     for candidate in candidates:
         if candidate.suffix == '.yaml' and candidate.is_file():
             return candidate
-    raise ModelError(f'{name_or_path}: no such model (looked for '
-                     f"{', '.join(str(c) for c in candidates)})")
+    raise FileNotFoundError(f'{name_or_path}: no such {what} (looked for '
+                            f"{', '.join(str(c) for c in candidates)})")
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """A model's YAML from a path, or from a bare name in the package's models/."""
+    try:
+        return resolve_in_package(name_or_path, 'models', 'model')
+    except FileNotFoundError as exc:
+        raise ModelError(str(exc)) from None

@@ -194,7 +194,9 @@ def test_cpu_quota_is_refused_clearly_without_root() -> None:
 
 
 def test_quota_period_respects_the_kernel_minimum() -> None:
-    assert period_for(0.15) == (1500, 10000)
+    assert period_for(0.15) == (1000, 6667)
     assert period_for(0.05) == (1000, 20000)
+    assert period_for(0.15, 10_000) == (1500, 10000)
+    assert period_for(2.0) == (2000, 1000)
     with pytest.raises(QuotaError, match='positive fraction'):
         period_for(0.0)

@@ -15,9 +15,7 @@ import math
 import time
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from edgent_ros import diagnostics, tensor_codec
@@ -30,6 +28,7 @@ from edgent_ros.bandwidth import (
 )
 from edgent_ros.msg import BandwidthEstimate, EdgeReply, Tensor
 from edgent_ros.nodes.params import declare_float, declare_int
+from edgent_ros.nodes.runner import run_node
 from edgent_ros.qos import LATCHED_QOS, TENSOR_QOS
 
 PROBE_NAME = 'probe'
@@ -154,16 +153,7 @@ class BandwidthMonitor(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = BandwidthMonitor()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(BandwidthMonitor, args, refused=(ValueError,))
 
 
 if __name__ == '__main__':

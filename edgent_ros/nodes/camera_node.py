@@ -9,8 +9,6 @@ bgr8 or mono8).
 
 from __future__ import annotations
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
@@ -18,6 +16,7 @@ from edgent_ros import image_codec
 from edgent_ros.frames import SourceError, capture_frames, dataset_frames, folder_frames
 from edgent_ros.msg import FrameLabel
 from edgent_ros.nodes.params import declare_bool, declare_float, declare_int, declare_str
+from edgent_ros.nodes.runner import run_node
 from edgent_ros.qos import IMAGE_QOS
 
 ENCODINGS = ('rgb8', 'bgr8', 'mono8')
@@ -105,22 +104,7 @@ class CameraNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = CameraNode()
-        while rclpy.ok() and not node.done:
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except SourceError as exc:
-        print(f'camera: error: {exc}', flush=True)
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(CameraNode, args, refused=(SourceError, ValueError), until_done=True)
 
 
 if __name__ == '__main__':

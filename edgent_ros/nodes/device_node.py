@@ -18,10 +18,8 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
-import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import Image
@@ -32,6 +30,7 @@ from edgent_ros.bandwidth import SOURCE_PASSIVE, transfer_sample
 from edgent_ros.inference import CoInferenceModel, TopK, exit_and_partition_ok, preprocess, top_k
 from edgent_ros.msg import BandwidthEstimate, EdgeReply, FrameLabel, InferenceResult, Plan, Tensor
 from edgent_ros.nodes.params import declare_float, declare_int, declare_str
+from edgent_ros.nodes.runner import run_node
 from edgent_ros.qos import IMAGE_QOS, LATCHED_QOS, TENSOR_QOS
 
 RESULT_DEPTH = 50
@@ -269,21 +268,7 @@ class DeviceNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = DeviceNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except m.ModelError as exc:
-        print(f'device: error: {exc}', flush=True)
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(DeviceNode, args, refused=(m.ModelError, ValueError))
 
 
 if __name__ == '__main__':

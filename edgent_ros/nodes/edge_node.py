@@ -14,10 +14,8 @@ import statistics
 import time
 from collections import Counter, deque
 
-import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from edgent_ros import diagnostics, tensor_codec
@@ -25,6 +23,7 @@ from edgent_ros import model as m
 from edgent_ros.inference import ActivationError, CoInferenceModel, top_k
 from edgent_ros.msg import EdgeReply, Tensor
 from edgent_ros.nodes.params import declare_int, declare_str
+from edgent_ros.nodes.runner import run_node
 from edgent_ros.qos import TENSOR_QOS
 
 
@@ -100,21 +99,7 @@ class EdgeNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = EdgeNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except m.ModelError as exc:
-        print(f'edge: error: {exc}', flush=True)
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(EdgeNode, args, refused=(m.ModelError, ValueError))
 
 
 if __name__ == '__main__':

@@ -14,10 +14,8 @@ import statistics
 import time
 from collections import deque
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -26,6 +24,7 @@ from edgent_ros import latency as lat
 from edgent_ros import model as m
 from edgent_ros.msg import BandwidthEstimate, Plan
 from edgent_ros.nodes.params import accept, declare_float, declare_str, refuse
+from edgent_ros.nodes.runner import run_node
 from edgent_ros.planner import Decision, Planner, should_switch
 from edgent_ros.qos import LATCHED_QOS
 
@@ -196,21 +195,7 @@ class PlannerNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = PlannerNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (m.ModelError, lat.ProfileError) as exc:
-        print(f'planner: error: {exc}', flush=True)
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(PlannerNode, args, refused=(m.ModelError, lat.ProfileError, ValueError))
 
 
 if __name__ == '__main__':

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import time
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from edgent_ros.msg import EdgeReply, Tensor
+from edgent_ros.nodes.runner import run_node
 from edgent_ros.qos import TENSOR_QOS
 
 
@@ -38,16 +37,7 @@ class ProbeEcho(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = ProbeEcho()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(ProbeEcho, args, refused=())
 
 
 if __name__ == '__main__':
