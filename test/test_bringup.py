@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 
 import pytest
@@ -44,13 +47,18 @@ def test_bringup_runs_the_pipeline(rclpy_context: object, mode: str) -> None:
            '--set', 'planner.latency_requirement_ms:=450.0']
     if mode == 'single-process':
         cmd.append('--single-process')
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     try:
         assert spin_until(executor, lambda: len(results) >= 10 and plans, 40), \
             (len(results), len(plans))
     finally:
-        proc.terminate()
-        output = proc.communicate(timeout=30)[0]
+        proc.terminate()  # edgent-bringup stops its nodes on SIGTERM
+        try:
+            output = proc.communicate(timeout=30)[0]
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
         executor.shutdown()
         node.destroy_node()
     assert plans[-1].latency_requirement_ms == 450.0, output[-2000:]

@@ -6,6 +6,9 @@ the ROS 2 wheels (our CI) this test is skipped; on a ROS 2 install it runs.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -54,12 +57,18 @@ def test_edgent_launch_runs_the_pipeline_with_arguments(rclpy_context: object) -
     launch_file = share_dir() / 'launch' / 'edgent.launch.py'
     proc = subprocess.Popen([sys.executable, '-c', RUNNER, str(launch_file), '30',
                              'latency_requirement_ms:=300'],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     try:
         assert spin_until(executor, lambda: len(results) >= 10 and plans, 40)
     finally:
-        proc.terminate()
-        output = proc.communicate(timeout=30)[0]
+        proc.send_signal(signal.SIGINT)  # launch shuts its nodes down on SIGINT
+        try:
+            output = proc.communicate(timeout=30)[0]
+        finally:
+            # Whatever launch left behind (its whole process group) goes too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
         executor.shutdown()
         node.destroy_node()
     assert plans[-1].latency_requirement_ms == 300.0, output[-2000:]
