@@ -2,7 +2,9 @@
 
 For every layer type of the paper's Table I (plus flatten) the profiler times
 real torch layers over a sweep of the type's independent variables (the
-model's own layer configurations and random ones around them), takes the
+model's own layer configurations and random ones within 0.5-2x of them, so
+the linear fit is tight where it is used; without a model, a wide random
+sweep), takes the
 median of repeated samples after warm-up, and fits one linear regression per
 type (``edgent_ros.latency``). It also times model loading over model sizes.
 
@@ -141,49 +143,73 @@ def _describe(layer: nn.Module, x: torch.Tensor) -> m.LayerInfo:
     return m._describe(0, 'sweep', layer, x, y)
 
 
+SCALES = (0.5, 0.75, 1.5, 2.0)
+
+
+def _near(rng: np.random.Generator, value: int, low: int = 1) -> int:
+    """A value near one of the model's: scaled by 0.5-2x."""
+    return max(low, round(value * float(rng.choice(SCALES))))
+
+
+def _model_layers(card: m.ModelCard | None, kinds: set[str]) -> list[m.LayerInfo]:
+    if card is None:
+        return []
+    return sorted({(li.type, tuple(li.in_shape), li.filter_size, li.stride, li.num_filters,
+                    li.in_features, li.out_features): li
+                   for e in card.exits for li in e.layers if li.type in kinds}.values(),
+                  key=lambda li: (li.type, li.in_bytes, li.out_bytes))
+
+
 def _conv_configs(card: m.ModelCard | None, rng: np.random.Generator,
                   n: int) -> Iterator[tuple[int, int, int, int, int]]:
-    """(in_channels, size, filter, stride, filters)."""
-    seen = set()
-    if card is not None:
-        for e in card.exits:
-            for li in e.layers:
-                if li.type == 'conv':
-                    seen.add((li.in_shape[0], li.in_shape[1], li.filter_size, li.stride,
-                              li.num_filters))
+    """(in_channels, size, filter, stride, filters): the model's convolutions,
+    and n more near them (or anywhere, without a model)."""
+    layers = _model_layers(card, {'conv'})
+    seen = {(li.in_shape[0], li.in_shape[1], li.filter_size, li.stride, li.num_filters)
+            for li in layers}
     for _ in range(n):
-        seen.add((int(rng.choice([3, 8, 16, 32, 64, 96, 128])),
-                  int(rng.choice([4, 8, 16, 32])), int(rng.choice([1, 3, 5])),
-                  int(rng.choice([1, 1, 2])), int(rng.choice([8, 16, 32, 64, 96, 128]))))
+        if layers:
+            li = layers[int(rng.integers(len(layers)))]
+            seen.add((_near(rng, li.in_shape[0]), _near(rng, li.in_shape[1], 2),
+                      li.filter_size, li.stride, _near(rng, li.num_filters)))
+        else:
+            seen.add((int(rng.choice([3, 8, 16, 32, 64, 96, 128])),
+                      int(rng.choice([4, 8, 16, 32])), int(rng.choice([1, 3, 5])),
+                      int(rng.choice([1, 1, 2])), int(rng.choice([8, 16, 32, 64, 96, 128]))))
     yield from sorted(seen)
 
 
 def _shape_configs(card: m.ModelCard | None, kinds: set[str], rng: np.random.Generator,
                    n: int) -> Iterator[tuple[int, ...]]:
-    """Input shapes (C, H, W) or (F,) for element-wise layers and pooling."""
-    seen = set()
-    if card is not None:
-        for e in card.exits:
-            for li in e.layers:
-                if li.type in kinds:
-                    seen.add(tuple(li.in_shape))
+    """Input shapes (C, H, W) or (F,): the model's, and n more near them."""
+    layers = _model_layers(card, kinds)
+    seen = {tuple(li.in_shape) for li in layers}
     for _ in range(n):
-        size = int(rng.choice([2, 4, 8, 16, 32]))
-        seen.add((int(rng.choice([3, 8, 16, 32, 64, 96, 128])), size, size))
+        if layers:
+            shape = layers[int(rng.integers(len(layers)))].in_shape
+            if len(shape) == 3:
+                size = _near(rng, shape[1], 2)
+                seen.add((_near(rng, shape[0]), size, size))
+            else:
+                seen.add((_near(rng, shape[0]),))
+        else:
+            size = int(rng.choice([2, 4, 8, 16, 32]))
+            seen.add((int(rng.choice([3, 8, 16, 32, 64, 96, 128])), size, size))
     yield from sorted(seen)
 
 
 def _fc_configs(card: m.ModelCard | None, rng: np.random.Generator,
                 n: int) -> Iterator[tuple[int, int]]:
-    seen = set()
-    if card is not None:
-        for e in card.exits:
-            for li in e.layers:
-                if li.type == 'fc':
-                    seen.add((li.in_features, li.out_features))
+    """(in_features, out_features): the model's, and n more near them."""
+    layers = _model_layers(card, {'fc'})
+    seen = {(li.in_features, li.out_features) for li in layers}
     for _ in range(n):
-        seen.add((int(rng.choice([32, 128, 256, 512, 1024, 2048, 4096])),
-                  int(rng.choice([10, 32, 64, 128, 256, 512]))))
+        if layers:
+            li = layers[int(rng.integers(len(layers)))]
+            seen.add((_near(rng, li.in_features), _near(rng, li.out_features)))
+        else:
+            seen.add((int(rng.choice([32, 128, 256, 512, 1024, 2048, 4096])),
+                      int(rng.choice([10, 32, 64, 128, 256, 512]))))
     yield from sorted(seen)
 
 
