@@ -48,6 +48,16 @@ def edge(processes: object) -> object:
     return processes('edge_node', '-r', '__ns:=/pt_edge', '-r', '__node:=edge')
 
 
+def wait_for_graph(node: Node, executor: object, devices: int = 1, edge: bool = True) -> None:
+    """Until the devices' tensor publishers and the edge's subscriber are up (then 1 s
+    more for the two to match each other)."""
+    def ready() -> bool:
+        return node.count_publishers('/pt_edge/tensor') >= devices and \
+            (not edge or node.count_subscribers('/pt_edge/tensor') >= 1)
+    assert spin_until(executor, ready, 60)
+    spin_until(executor, lambda: False, 1.0)
+
+
 def test_every_frame_answered_through_the_edge_and_scored(harness: object,
                                                           processes: object) -> None:
     node, executor = harness
@@ -57,9 +67,10 @@ def test_every_frame_answered_through_the_edge_and_scored(harness: object,
     plans.publish(plan(7, 5, 8))  # device runs 8 layers, the edge the other 14
     edge(processes)
     device(processes, '/pt')
-    assert spin_until(executor, lambda: False, 6) is False  # let them start and match
+    wait_for_graph(node, executor)
     frames = 20
-    processes('camera_node', '-r', '__ns:=/pt', '-p', f'count:={frames}', '-p', 'rate_hz:=10.0')
+    processes('camera_node', '-r', '__ns:=/pt', '-p', f'count:={frames}', '-p', 'rate_hz:=10.0',
+              '-p', 'wait_for_subscribers:=true')
     assert spin_until(executor, lambda: len(results) >= frames, 60), len(results)
     spin_until(executor, lambda: False, 1.0)
     assert len(results) == frames  # every frame answered, once
@@ -82,7 +93,7 @@ def test_plan_change_mid_stream_takes_effect_between_frames(harness: object,
     plans.publish(plan(1, 4, 20))  # device only
     edge(processes)
     device(processes, '/pt')
-    spin_until(executor, lambda: False, 6)
+    wait_for_graph(node, executor)
     processes('camera_node', '-r', '__ns:=/pt', '-p', 'rate_hz:=10.0')
     assert spin_until(executor, lambda: len(results) >= 8, 60)
     plans.publish(plan(2, 2, 0))  # edge only, another exit
@@ -110,7 +121,7 @@ def test_each_supported_encoding_and_a_refused_one(harness: object, processes: o
     plans = node.create_publisher(Plan, '/pt_enc/plan', LATCHED_QOS)
     plans.publish(plan(3, 5, 22))
     proc = device(processes, '/pt_enc')
-    assert spin_until(executor, lambda: images.get_subscription_count() > 0, 30)
+    assert spin_until(executor, lambda: images.get_subscription_count() > 0, 60)
     spin_until(executor, lambda: False, 2)
     split = load_digits_split(seed=CARD.seed)
     frame = split.test_images[0]
@@ -154,8 +165,8 @@ def test_two_devices_share_one_edge(harness: object, processes: object) -> None:
     for ns in results:
         device(processes, ns)
     assert spin_until(executor, lambda: all(p.get_subscription_count() for p in pubs.values()),
-                      30)
-    spin_until(executor, lambda: False, 3)
+                      60)
+    wait_for_graph(node, executor, devices=2)
     rng = np.random.default_rng(0)
     for _ in range(6):
         for p in pubs.values():
@@ -177,7 +188,7 @@ def test_without_an_edge_the_device_answers_alone(harness: object, processes: ob
     images = node.create_publisher(Image, '/pt_alone/image', IMAGE_QOS)
     node.create_publisher(Plan, '/pt_alone/plan', LATCHED_QOS).publish(plan(4, 5, 6))
     device(processes, '/pt_alone', '-r', 'tensor:=/pt_nobody/tensor')
-    assert spin_until(executor, lambda: images.get_subscription_count() > 0, 30)
+    assert spin_until(executor, lambda: images.get_subscription_count() > 0, 60)
     spin_until(executor, lambda: False, 2)
     frame = load_digits_split(seed=CARD.seed).test_images[1]
     for _ in range(3):

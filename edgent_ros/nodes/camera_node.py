@@ -43,6 +43,10 @@ class CameraNode(Node):
                                     'or mono8.', read_only=True)
         self.frame_id = declare_str(self, 'frame_id', 'camera', 'header.frame_id of images.',
                                     read_only=True)
+        self.wait_for_subscribers = declare_bool(
+            self, 'wait_for_subscribers', False,
+            'Hold the first frame until a subscriber has matched (for replays that must '
+            'reach every frame to a consumer).', read_only=True)
         if self.encoding not in ENCODINGS:
             raise SourceError(f'encoding {self.encoding!r} is not one of {ENCODINGS}')
         self.class_names: tuple[str, ...] = ()
@@ -83,6 +87,9 @@ class CameraNode(Node):
         return frame
 
     def on_timer(self) -> None:
+        if self.wait_for_subscribers and self.sent == 0 and \
+                self.image_pub.get_subscription_count() == 0:
+            return
         frame = None if self.done else self.next_frame()
         if frame is None:
             self.timer.cancel()
