@@ -20,6 +20,8 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -127,6 +129,12 @@ class Testbed:
         self._shape(self.device_ns, dev_if, 'change')
         self._shape(self.edge_ns, edge_if, 'change')
 
+    def replay(self, trace: Sequence[tuple[float, float]]) -> TraceReplay:
+        """Apply a bandwidth trace: (seconds from now, kbit/s) steps, in a thread."""
+        replay = TraceReplay(self, list(trace))
+        replay.start()
+        return replay
+
     def spawn(self, role: str, argv: Sequence[str], *, cpu_quota: float | None = None,
               env: dict[str, str] | None = None, **popen: object) -> subprocess.Popen:
         """Start argv inside the device or edge namespace (optionally CPU-limited)."""
@@ -162,6 +170,36 @@ class Testbed:
             self.up = False
 
 
+class TraceReplay(threading.Thread):
+    """Changes a testbed's rate at the trace's times; ``stop()`` ends it early.
+
+    ``applied`` records (monotonic time, kbit/s) of each change actually made,
+    so a bench can measure how long the system took to react to each step.
+    """
+
+    def __init__(self, bed: Testbed, trace: list[tuple[float, float]]) -> None:
+        super().__init__(daemon=True)
+        for t, rate in trace:
+            if t < 0 or not rate > 0:
+                raise TestbedError(f'bad trace step ({t}, {rate}): need t >= 0, rate > 0')
+        self.bed = bed
+        self.trace = sorted(trace)
+        self.applied: list[tuple[float, float]] = []
+        self._cancel = threading.Event()
+        self.start_time = time.monotonic()
+
+    def run(self) -> None:
+        for t, rate in self.trace:
+            if self._cancel.wait(max(0.0, self.start_time + t - time.monotonic())):
+                return
+            self.bed.set_rate(rate)
+            self.applied.append((time.monotonic(), rate))
+
+    def stop(self) -> None:
+        self._cancel.set()
+        self.join(timeout=5)
+
+
 def leftovers() -> list[str]:
     """Namespaces of ours still present (e.g. from a killed run)."""
     result = subprocess.run(['ip', 'netns', 'list'], capture_output=True, text=True)
@@ -169,4 +207,5 @@ def leftovers() -> list[str]:
             if line.startswith(PREFIX) and line.split()[0].endswith(('-dev', '-edge'))]
 
 
-__all__ = ['QuotaError', 'Testbed', 'TestbedError', 'available', 'dds_env', 'leftovers']
+__all__ = ['QuotaError', 'Testbed', 'TestbedError', 'TraceReplay', 'available', 'dds_env',
+           'leftovers']

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 from edgent_ros import testbed
 from edgent_ros.latency import ProfileError, load_profile
@@ -67,6 +68,23 @@ def ensure_profile(role: str, quota: float | None, refresh: bool) -> Path:
           flush=True)
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return path
+
+
+def start_on_testbed(bed: testbed.Testbed, overrides: list[str], quota: float | None,
+                     device_log: IO, edge_log: IO) -> None:
+    """Start the edge side and the device side (with parameter overrides) on a testbed.
+
+    Only the inference node runs on the emulated Pi CPU: the quota's stalls
+    would otherwise also distort the camera's timing and the bandwidth
+    monitor's round trips, which a real Pi does not suffer.
+    """
+    bringup = tool('edgent-bringup')
+    device_cmd = [bringup, '--role', 'device'] + [a for o in overrides for a in ('--set', o)]
+    bed.spawn('edge', [bringup, '--role', 'edge'], stdout=edge_log, stderr=subprocess.STDOUT)
+    bed.spawn('device', [*device_cmd, '--skip', 'device'], stdout=device_log,
+              stderr=subprocess.STDOUT)
+    bed.spawn('device', [*device_cmd, '--only', 'device'], cpu_quota=quota, stdout=device_log,
+              stderr=subprocess.STDOUT)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,14 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if shaped:
             with testbed.Testbed(args.bandwidth_kbps) as bed:
-                bed.spawn('edge', edge_cmd, stdout=logs['edge'], stderr=subprocess.STDOUT)
-                # Only the inference node runs on the emulated Pi CPU: the quota's
-                # stalls would otherwise also distort the camera's timing and the
-                # bandwidth monitor's round trips, which a real Pi does not suffer.
-                bed.spawn('device', [*device_cmd, '--skip', 'device'], stdout=logs['device'],
-                          stderr=subprocess.STDOUT)
-                bed.spawn('device', [*device_cmd, '--only', 'device'], cpu_quota=quota,
-                          stdout=logs['device'], stderr=subprocess.STDOUT)
+                start_on_testbed(bed, overrides, quota, logs['device'], logs['edge'])
                 code = bed.spawn('device', monitor_cmd).wait()
         else:
             env = dict(os.environ, PYTHONUNBUFFERED='1')

@@ -1,0 +1,87 @@
+"""The emulated testbed end to end: two namespaces, a shaped link, a CPU-limited device."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from edgent_ros import testbed
+from edgent_ros.demo.pipeline import start_on_testbed
+
+from .conftest import executable
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+RATE_KBIT = 2000.0
+INPUT_BYTES = 3 * 32 * 32 * 4
+
+
+@pytest.fixture
+def bed() -> testbed.Testbed:
+    why = testbed.available()
+    if why:
+        pytest.skip(f'the testbed cannot run here: {why}')
+    with testbed.Testbed(RATE_KBIT) as bed:
+        yield bed
+    assert bed.device_ns not in testbed.leftovers()
+
+
+def test_frames_cross_the_shaped_link_and_everything_is_cleaned_up(
+        bed: testbed.Testbed, tmp_path: Path) -> None:
+    # Table II profiles at 2 Mbit/s and a 1 s deadline: the planner sends the
+    # input to the edge (partition 0), so every such frame crosses the link.
+    overrides = ['camera.rate_hz:=4.0', 'camera.wait_for_subscribers:=true',
+                 'planner.latency_requirement_ms:=1000.0',
+                 f'planner.initial_bandwidth_kbps:={RATE_KBIT}']
+    logs = {k: open(tmp_path / f'{k}.log', 'w') for k in ('device', 'edge')}
+    start_on_testbed(bed, overrides, 0.5, logs['device'], logs['edge'])
+    out = tmp_path / 'frames.json'
+    monitor = bed.spawn('device', [executable('edgent-monitor'), '--frames', '12', '--quiet',
+                                   '--timeout', '150', '--json', str(out),
+                                   '--ros-args', '-r', '__ns:=/device'],
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = monitor.communicate(timeout=200)[0]
+    for f in logs.values():
+        f.close()
+    assert monitor.returncode == 0, output + (tmp_path / 'device.log').read_text()[-3000:]
+    frames = json.loads(out.read_text())['frames']
+    assert len(frames) == 12
+    remote = [f for f in frames if f['partition'] == 0 and not f['fallback']]
+    assert len(remote) >= 8, frames
+    # Uploading 12 KB at 2 Mbit/s takes 49 ms; unshaped loopback takes ~1 ms.
+    floor_ms = 0.6 * INPUT_BYTES * 8 / RATE_KBIT
+    assert min(f['latency_ms'] for f in remote) > floor_ms, remote
+    assert sum(f['correct'] for f in frames if f['correct'] is not None) >= 6
+    names = subprocess.run(['ip', 'netns', 'list'], capture_output=True, text=True).stdout
+    assert bed.device_ns in names and bed.edge_ns in names
+
+
+def test_rate_changes_apply_to_the_link(bed: testbed.Testbed) -> None:
+    bed.set_rate(500.0)
+    dev_if, _ = bed.veth
+    shown = subprocess.run(['ip', 'netns', 'exec', bed.device_ns, 'tc', 'qdisc', 'show', 'dev',
+                            dev_if], capture_output=True, text=True).stdout
+    assert 'tbf' in shown and '500Kbit' in shown
+    with pytest.raises(testbed.TestbedError, match='rate must be > 0'):
+        bed.set_rate(0.0)
+
+
+def test_trace_replay_steps_the_rate_on_schedule(bed: testbed.Testbed) -> None:
+    import time
+
+    start = time.monotonic()
+    replay = bed.replay([(0.0, 800.0), (0.3, 1200.0), (0.6, 300.0)])
+    replay.join(timeout=5)
+    assert [rate for _, rate in replay.applied] == [800.0, 1200.0, 300.0]
+    offsets = [t - start for t, _ in replay.applied]
+    assert offsets[1] == pytest.approx(0.3, abs=0.15)
+    assert offsets[2] == pytest.approx(0.6, abs=0.15)
+    dev_if, _ = bed.veth
+    shown = subprocess.run(['ip', 'netns', 'exec', bed.device_ns, 'tc', 'qdisc', 'show', 'dev',
+                            dev_if], capture_output=True, text=True).stdout
+    assert '300Kbit' in shown
+    with pytest.raises(testbed.TestbedError, match='bad trace step'):
+        bed.replay([(1.0, -5.0)])
