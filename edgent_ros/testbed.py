@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from edgent_ros.cpu_quota import CpuGroup, QuotaError, run_under_quota
 
@@ -96,6 +97,11 @@ class Testbed:
         if why:
             raise TestbedError(f'cannot build the testbed: {why}')
         atexit.register(self.stop)
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            # A plain SIGTERM would end Python without cleanup: make it an exit.
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        remove_leftovers()
         dev_if, edge_if = self.veth
         try:
             _run('ip', 'netns', 'add', self.device_ns)
@@ -200,6 +206,10 @@ class TraceReplay(threading.Thread):
         self.join(timeout=5)
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def leftovers() -> list[str]:
     """Namespaces of ours still present (e.g. from a killed run)."""
     result = subprocess.run(['ip', 'netns', 'list'], capture_output=True, text=True)
@@ -208,4 +218,15 @@ def leftovers() -> list[str]:
 
 
 __all__ = ['QuotaError', 'Testbed', 'TestbedError', 'TraceReplay', 'available', 'dds_env',
-           'leftovers']
+           'leftovers', 'remove_leftovers']
+
+
+def remove_leftovers() -> list[str]:
+    """Delete namespaces of ours whose creating process is gone (a killed run)."""
+    removed = []
+    for ns in leftovers():
+        pid = ns[len(PREFIX):].split('-')[0]
+        if pid.isdigit() and not Path(f'/proc/{pid}').exists():
+            subprocess.run(['ip', 'netns', 'del', ns], capture_output=True)
+            removed.append(ns)
+    return removed

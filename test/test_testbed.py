@@ -85,3 +85,17 @@ def test_trace_replay_steps_the_rate_on_schedule(bed: testbed.Testbed) -> None:
     assert '300Kbit' in shown
     with pytest.raises(testbed.TestbedError, match='bad trace step'):
         bed.replay([(1.0, -5.0)])
+
+
+def test_leftovers_of_a_killed_run_are_removed() -> None:
+    why = testbed.available()
+    if why:
+        pytest.skip(f'the testbed cannot run here: {why}')
+    stale = f'{testbed.PREFIX}999999-dev'  # no such process: a run that was killed
+    subprocess.run(['ip', 'netns', 'add', stale], check=True)
+    try:
+        assert stale in testbed.leftovers()
+        assert stale in testbed.remove_leftovers()
+        assert stale not in testbed.leftovers()
+    finally:
+        subprocess.run(['ip', 'netns', 'del', stale], capture_output=True)
