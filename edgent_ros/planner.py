@@ -32,6 +32,8 @@ import numpy as np
 
 from edgent_ros.latency import SubModelLatency
 
+MODES = ('edgent', 'device_only', 'edge_only', 'partition_only')
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -161,6 +163,28 @@ class Planner:
         flat = lo + int(np.argmin(totals[lo:hi]))
         return self._decision(flat, feasible, bandwidth_kbps, deadline_ms,
                               bandwidth_kbps if download_kbps is None else download_kbps)
+
+    def plan_mode(self, mode: str, bandwidth_kbps: float, deadline_ms: float,
+                  download_kbps: float | None = None) -> Decision:
+        """Edgent, or one of the paper's baselines (Fig. 9), all on the most
+        accurate exit: ``device_only`` (p = N), ``edge_only`` (p = 0),
+        ``partition_only`` (its best partition, as Neurosurgeon would choose)."""
+        if mode == 'edgent':
+            return self.plan(bandwidth_kbps, deadline_ms, download_kbps)
+        if mode not in MODES:
+            raise ValueError(f'unknown planner mode {mode!r} (modes: {", ".join(MODES)})')
+        segment = int(self._order[0])
+        exit_point = self.exits[segment].exit_point
+        n = len(self.exits[segment].device_layers_ms)
+        if mode == 'device_only':
+            partition = n
+        elif mode == 'edge_only':
+            partition = 0
+        else:
+            lo = int(self._offsets[segment])
+            totals = self.latencies(bandwidth_kbps, download_kbps)[lo:lo + n + 1]
+            partition = int(np.argmin(totals))
+        return self.evaluate(exit_point, partition, bandwidth_kbps, deadline_ms, download_kbps)
 
     def evaluate(self, exit_point: int, partition: int, bandwidth_kbps: float,
                  deadline_ms: float, download_kbps: float | None = None) -> Decision:

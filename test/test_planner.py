@@ -192,3 +192,21 @@ def test_probe_scheduler_bounds_the_rate_and_waits_for_idle() -> None:
     s.passive(20.0)
     assert not s.due(20.5)
     assert s.due(21.1)
+
+
+def test_edgent_is_at_least_as_accurate_as_every_baseline(paper_planner: Planner) -> None:
+    from edgent_ros.planner import MODES
+
+    for deadline in np.linspace(100, 1000, 19):
+        def within(mode: str, deadline: float = float(deadline)) -> float:
+            d = paper_planner.plan_mode(mode, 400.0, deadline)
+            return d.accuracy if d.feasible else 0.0
+        edgent = within('edgent')
+        for mode in MODES[1:]:
+            assert edgent >= within(mode), (deadline, mode)
+    best = max(e.accuracy for e in paper_planner.exits)
+    assert paper_planner.plan_mode('device_only', 400.0, 1000.0).device_only
+    assert paper_planner.plan_mode('edge_only', 400.0, 1000.0).partition == 0
+    assert paper_planner.plan_mode('partition_only', 400.0, 1000.0).accuracy == best
+    with pytest.raises(ValueError, match='unknown planner mode'):
+        paper_planner.plan_mode('cloud', 400.0, 1000.0)

@@ -75,6 +75,14 @@ def test_deadline_change_at_run_time_gives_a_new_plan(harness: object,
     assert plans[-1].deadline_met
     assert plans[-1].partition_point == plans[-1].num_layers
     assert plans[-1].upload_bytes == 0
+    # Baselines for the evaluation: a mode switch at run time; a bad mode is refused.
+    estimates.publish(BandwidthEstimate(bandwidth_kbps=400.0, source=SOURCE_PROBE,
+                                        sample_count=5))
+    assert spin_until(executor, lambda: plans[-1].bandwidth_kbps == 400.0, 20)
+    assert plans[-1].partition_point == 0  # Edgent sends the input at 400 kbps (Table II)
+    assert not set_param(node, executor, '/plan_test/planner', 'mode', 'cloud').successful
+    assert set_param(node, executor, '/plan_test/planner', 'mode', 'device_only').successful
+    assert spin_until(executor, lambda: plans[-1].partition_point == plans[-1].num_layers, 20)
     assert spin_until(executor, lambda: any(
         'planner' in s.name for d in diags for s in d.status), 10)
     assert planner.poll() is None

@@ -25,7 +25,7 @@ from edgent_ros import model as m
 from edgent_ros.msg import BandwidthEstimate, Plan
 from edgent_ros.nodes.params import accept, declare_float, declare_str, refuse
 from edgent_ros.nodes.runner import run_node
-from edgent_ros.planner import Decision, Planner, should_switch
+from edgent_ros.planner import MODES, Decision, Planner, should_switch
 from edgent_ros.qos import LATCHED_QOS
 
 
@@ -56,9 +56,14 @@ class PlannerNode(Node):
         self.bandwidth_kbps = declare_float(
             self, 'initial_bandwidth_kbps', 1000.0,
             'Bandwidth assumed until the first estimate arrives, kbps.', 0.001, 1e7)
+        self.mode = declare_str(self, 'mode', 'edgent',
+                                'edgent (Algorithm 1), or a baseline: device_only, edge_only, '
+                                'partition_only (best partition of the most accurate exit).')
         declare_float(self, 'diagnostics_period_s', 1.0, 'Period of /diagnostics, s.',
                       0.1, 60.0, read_only=True)
 
+        if self.mode not in MODES:
+            raise ValueError(f'mode must be one of {", ".join(MODES)}, got {self.mode!r}')
         # Load everything before going live; a bad file stops the node here
         # with the reason (the caller sees the exception text).
         card = m.load_card(m.resolve_model_path(model))
@@ -99,6 +104,8 @@ class PlannerNode(Node):
                     return refuse(f'{p.name} must be finite, got {p.value}')
             if p.name == 'latency_requirement_ms' and not float(p.value) > 0:
                 return refuse(f'latency_requirement_ms must be > 0, got {p.value}')
+            if p.name == 'mode' and p.value not in MODES:
+                return refuse(f'mode must be one of {", ".join(MODES)}, got {p.value!r}')
         return accept()
 
     def apply_parameters(self, params: list[Parameter]) -> None:
@@ -106,6 +113,9 @@ class PlannerNode(Node):
         for p in params:
             if p.name == 'latency_requirement_ms':
                 self.deadline_ms = float(p.value)
+                force = True
+            elif p.name == 'mode':
+                self.mode = str(p.value)
                 force = True
             elif p.name == 'hysteresis':
                 self.hysteresis = float(p.value)
@@ -131,7 +141,7 @@ class PlannerNode(Node):
 
     def replan(self, force: bool = False) -> None:
         start = time.perf_counter()
-        candidate = self.planner.plan(self.bandwidth_kbps, self.deadline_ms)
+        candidate = self.planner.plan_mode(self.mode, self.bandwidth_kbps, self.deadline_ms)
         self.decision_us.append((time.perf_counter() - start) * 1e6)
         if force and self.current is not None and candidate.key == self.current.key:
             # Same plan, new conditions (deadline): republish with new figures.
