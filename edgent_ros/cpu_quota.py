@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -112,8 +113,32 @@ class CpuGroup:
             pass
         return 0
 
+    def fill(self) -> None:
+        """Keep the group's quota in use between bursts of real work.
+
+        CFS throttles only once a period's quota is spent, so a short burst
+        (one frame) in an otherwise idle group runs at full speed. A spinner
+        at SCHED_IDLE in the same group spends the quota whenever nothing
+        else wants it; real work (normal priority, ~300x the weight) takes
+        the quota from it at once, and so always runs at the group's rate,
+        like on a slow CPU. Removed with the group.
+        """
+        code = ('import os\n'
+                'os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n'
+                'while True:\n    pass\n')
+        self.filler = subprocess.Popen(
+            [sys.executable, '-c', code], preexec_fn=self._enter,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def _enter(self) -> None:
+        (self.path / 'cgroup.procs').write_text(str(os.getpid()))
+
     def remove(self) -> None:
         """Move any processes left to the parent group and delete the group."""
+        filler = getattr(self, 'filler', None)
+        if filler is not None and filler.poll() is None:
+            filler.kill()
+            filler.wait()
         if not self.path.exists():
             return
         for pid in self.pids():
@@ -142,14 +167,18 @@ def cpu_quota(fraction: float) -> Iterator[CpuGroup]:
         group.remove()
 
 
-def run_under_quota(fraction: float, argv: Sequence[str], **popen: object) -> tuple[
-        subprocess.Popen, CpuGroup]:
+def run_under_quota(fraction: float, argv: Sequence[str], *, fill: bool = False,
+                    **popen: object) -> tuple[subprocess.Popen, CpuGroup]:
     """Start argv in a new process already inside a CPU-quota group.
 
     The child enters the group before it execs, so none of its work runs
-    unthrottled. The caller must call ``group.remove()`` when done.
+    unthrottled. With ``fill`` the group's idle quota is spent by a
+    SCHED_IDLE spinner (``CpuGroup.fill``), so bursts run at the quota's rate
+    too. The caller must call ``group.remove()`` when done.
     """
     group = CpuGroup(fraction).create()
+    if fill:
+        group.fill()
     procs = group.path / 'cgroup.procs'
 
     def enter() -> None:  # runs in the child between fork and exec

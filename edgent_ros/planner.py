@@ -77,12 +77,17 @@ class ExitCosts:
 class Planner:
     """Algorithm 1 over precomputed prefix sums."""
 
-    def __init__(self, exits: Sequence[ExitCosts], *, message_ms: float = 0.0) -> None:
+    def __init__(self, exits: Sequence[ExitCosts], *, message_ms: float = 0.0,
+                 overhead_ms: float = 0.0) -> None:
         if not exits:
             raise ValueError('a planner needs at least one exit')
         if message_ms < 0:
             raise ValueError(f'per-message latency must be >= 0, got {message_ms}')
         self.message_ms = float(message_ms)
+        # A fixed cost every frame pays whatever the plan (image transport and
+        # conversion, callbacks): not in the layer profiles, learnt online.
+        self.overhead_ms = 0.0
+        self.set_overhead(overhead_ms)
         self.exits = list(exits)
         device, edge, upload, result, remote, offsets = [], [], [], [], [], []
         start = 0
@@ -129,6 +134,11 @@ class Planner:
                 upload_bytes=a.upload_bytes, result_bytes=a.result_bytes))
         return cls(exits, message_ms=message_ms)
 
+    def set_overhead(self, overhead_ms: float) -> None:
+        if not overhead_ms >= 0:
+            raise ValueError(f'per-frame overhead must be >= 0 ms, got {overhead_ms}')
+        self.overhead_ms = float(overhead_ms)
+
     @property
     def total_layers(self) -> int:
         return len(self._device)
@@ -138,7 +148,7 @@ class Planner:
         """Predicted ms of every (exit, partition), laid end to end."""
         down = bandwidth_kbps if download_kbps is None else download_kbps
         return (self._compute + self._upload_bits / bandwidth_kbps
-                + self._result_bits / down + self._remote * self.message_ms)
+                + self._result_bits / down + self._remote * self.message_ms + self.overhead_ms)
 
     def plan(self, bandwidth_kbps: float, deadline_ms: float,
              download_kbps: float | None = None) -> Decision:
@@ -206,7 +216,8 @@ class Planner:
 
     def _total_at(self, flat: int, up: float, down: float) -> float:
         return float(self._compute[flat] + self._upload_bits[flat] / up
-                     + self._result_bits[flat] / down + self._remote[flat] * self.message_ms)
+                     + self._result_bits[flat] / down + self._remote[flat] * self.message_ms
+                     + self.overhead_ms)
 
     def _decision(self, flat: int, feasible: bool, up: float, deadline: float,
                   down: float) -> Decision:
@@ -219,7 +230,8 @@ class Planner:
             exit_point=e.exit_point, partition=int(self._partition[flat]),
             num_layers=len(e.device_layers_ms), feasible=bool(feasible),
             accuracy=float(e.accuracy), bandwidth_kbps=float(up), deadline_ms=float(deadline),
-            total_ms=self._total_at(flat, up, down), device_ms=float(self._device[flat]),
+            total_ms=self._total_at(flat, up, down),
+            device_ms=float(self._device[flat]) + self.overhead_ms,
             upload_ms=float(upload_ms), edge_ms=float(self._edge[flat]),
             download_ms=float(download_ms), upload_bytes=int(self._upload_bits[flat] / 8))
 

@@ -148,7 +148,7 @@ class Testbed:
         cmd = ['ip', 'netns', 'exec', ns, *argv]
         environment = dds_env(env)
         if cpu_quota:
-            proc, group = run_under_quota(cpu_quota, cmd, env=environment, **popen)
+            proc, group = run_under_quota(cpu_quota, cmd, fill=True, env=environment, **popen)
             self.groups.append(group)
         else:
             proc = subprocess.Popen(cmd, env=environment, **popen)

@@ -210,3 +210,23 @@ def test_edgent_is_at_least_as_accurate_as_every_baseline(paper_planner: Planner
     assert paper_planner.plan_mode('partition_only', 400.0, 1000.0).accuracy == best
     with pytest.raises(ValueError, match='unknown planner mode'):
         paper_planner.plan_mode('cloud', 400.0, 1000.0)
+
+
+def test_per_frame_overhead_is_paid_by_every_plan(paper_planner: Planner) -> None:
+    base = paper_planner.plan(500.0, 400.0)
+    paper_planner.set_overhead(50.0)
+    try:
+        with_overhead = paper_planner.plan(500.0, 400.0)
+        assert with_overhead.total_ms == pytest.approx(
+            paper_planner.evaluate(*with_overhead.key, 500.0, 400.0).total_ms)
+        # The same as planning without it against a deadline 50 ms shorter.
+        paper_planner.set_overhead(0.0)
+        shorter = paper_planner.plan(500.0, 350.0)
+        assert with_overhead.key == shorter.key
+        assert with_overhead.total_ms == pytest.approx(shorter.total_ms + 50.0)
+        assert with_overhead.device_ms == pytest.approx(shorter.device_ms + 50.0)
+    finally:
+        paper_planner.set_overhead(0.0)
+    assert paper_planner.plan(500.0, 400.0) == base
+    with pytest.raises(ValueError, match='overhead'):
+        paper_planner.set_overhead(-1.0)

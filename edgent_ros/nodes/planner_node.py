@@ -22,8 +22,8 @@ from rclpy.parameter import Parameter
 from edgent_ros import diagnostics
 from edgent_ros import latency as lat
 from edgent_ros import model as m
-from edgent_ros.msg import BandwidthEstimate, Plan
-from edgent_ros.nodes.params import accept, declare_float, declare_str, refuse
+from edgent_ros.msg import BandwidthEstimate, InferenceResult, Plan
+from edgent_ros.nodes.params import accept, declare_bool, declare_float, declare_str, refuse
 from edgent_ros.nodes.runner import run_node
 from edgent_ros.planner import MODES, Decision, Planner, should_switch
 from edgent_ros.qos import LATCHED_QOS
@@ -59,6 +59,10 @@ class PlannerNode(Node):
         self.mode = declare_str(self, 'mode', 'edgent',
                                 'edgent (Algorithm 1), or a baseline: device_only, edge_only, '
                                 'partition_only (best partition of the most accurate exit).')
+        self.learn_overhead = declare_bool(
+            self, 'learn_overhead', True,
+            'Learn the fixed per-frame cost the layer profiles miss (image transport, '
+            'conversion, callbacks) from the measured results, and plan with it.')
         declare_float(self, 'diagnostics_period_s', 1.0, 'Period of /diagnostics, s.',
                       0.1, 60.0, read_only=True)
 
@@ -84,6 +88,10 @@ class PlannerNode(Node):
         self.plan_pub = self.create_publisher(Plan, 'plan', LATCHED_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.create_subscription(BandwidthEstimate, 'bandwidth', self.on_bandwidth, LATCHED_QOS)
+        self.create_subscription(InferenceResult, 'result', self.on_result, 50)
+        self.residuals: deque[float] = deque(maxlen=30)
+        self.overhead_at_plan: dict[int, float] = {}
+        self.fresh_residuals = 0
         self.add_on_set_parameters_callback(self.validate_parameters)
         self.add_post_set_parameters_callback(self.apply_parameters)
         self.create_timer(self.get_parameter('diagnostics_period_s').value,
@@ -121,7 +129,9 @@ class PlannerNode(Node):
                 self.hysteresis = float(p.value)
             elif p.name == 'message_latency_ms':
                 self.message_ms = float(p.value)
+                overhead = self.planner.overhead_ms
                 self.planner = Planner.from_latency(self.latency, message_ms=self.message_ms)
+                self.planner.set_overhead(overhead)
                 force = True
         if force:
             self.replan(force=True)
@@ -139,6 +149,25 @@ class PlannerNode(Node):
         self.estimates += 1
         self.replan()
 
+    def on_result(self, msg: InferenceResult) -> None:
+        """Learn the per-frame overhead: measured minus predicted-without-overhead."""
+        if not self.learn_overhead or msg.fallback or msg.plan_id not in self.overhead_at_plan:
+            return
+        raw = msg.predicted_latency_ms - self.overhead_at_plan[msg.plan_id]
+        if not (math.isfinite(msg.latency_ms) and math.isfinite(raw)):
+            return
+        self.residuals.append(msg.latency_ms - raw)
+        self.fresh_residuals += 1
+        if self.fresh_residuals < 10:
+            return
+        self.fresh_residuals = 0
+        overhead = max(0.0, statistics.median(self.residuals))
+        if abs(overhead - self.planner.overhead_ms) > max(1.0, 0.1 * self.planner.overhead_ms):
+            self.get_logger().info(f'per-frame overhead now {overhead:.1f} ms (was '
+                                   f'{self.planner.overhead_ms:.1f} ms)')
+            self.planner.set_overhead(overhead)
+            self.replan(force=True)
+
     def replan(self, force: bool = False) -> None:
         start = time.perf_counter()
         candidate = self.planner.plan_mode(self.mode, self.bandwidth_kbps, self.deadline_ms)
@@ -152,6 +181,9 @@ class PlannerNode(Node):
     def publish(self, d: Decision) -> None:
         self.plan_id += 1
         self.current = d
+        self.overhead_at_plan[self.plan_id] = self.planner.overhead_ms
+        while len(self.overhead_at_plan) > 64:
+            self.overhead_at_plan.pop(min(self.overhead_at_plan))
         msg = Plan()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = self.card.name
@@ -192,6 +224,7 @@ class PlannerNode(Node):
             'plan_id': self.plan_id, 'deadline_ms': self.deadline_ms,
             'bandwidth_kbps': self.bandwidth_kbps, 'bandwidth_source': self.bandwidth_source,
             'bandwidth_age_s': age, 'estimates_received': self.estimates,
+            'frame_overhead_ms': self.planner.overhead_ms,
             'decision_time_us_median': statistics.median(self.decision_us)
             if self.decision_us else 0.0,
         }
