@@ -162,11 +162,13 @@ class PlannerNode(Node):
             return
         self.fresh_residuals = 0
         overhead = max(0.0, statistics.median(self.residuals))
-        if abs(overhead - self.planner.overhead_ms) > max(1.0, 0.1 * self.planner.overhead_ms):
+        if abs(overhead - self.planner.overhead_ms) > max(2.0, 0.2 * self.planner.overhead_ms):
             self.get_logger().info(f'per-frame overhead now {overhead:.1f} ms (was '
                                    f'{self.planner.overhead_ms:.1f} ms)')
             self.planner.set_overhead(overhead)
-            self.replan(force=True)
+            # Not forced: a new overhead goes through the same hysteresis as a new
+            # bandwidth (forcing it made the plan flap between edge and device).
+            self.replan()
 
     def replan(self, force: bool = False) -> None:
         start = time.perf_counter()
