@@ -147,25 +147,30 @@ class Testbed:
         ns = {'device': self.device_ns, 'edge': self.edge_ns}[role]
         cmd = ['ip', 'netns', 'exec', ns, *argv]
         environment = dds_env(env)
+        # Each in a session of its own, so stop() can end it with everything it
+        # started, even if a launcher dies before its children.
         if cpu_quota:
-            proc, group = run_under_quota(cpu_quota, cmd, fill=True, env=environment, **popen)
+            proc, group = run_under_quota(cpu_quota, cmd, fill=True, env=environment,
+                                          start_new_session=True, **popen)
             self.groups.append(group)
         else:
-            proc = subprocess.Popen(cmd, env=environment, **popen)
+            proc = subprocess.Popen(cmd, env=environment, start_new_session=True, **popen)
         self.processes.append(proc)
         return proc
 
     def stop(self) -> None:
         """Stop every process started here and remove namespaces, links and groups."""
         for proc in self.processes:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
+            _signal_group(proc, signal.SIGINT)
+        deadline = time.monotonic() + 15
         for proc in self.processes:
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                pass
+            # The launcher and whatever it started, whether it exited or not.
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
         self.processes.clear()
         for group in self.groups:
             group.remove()
@@ -204,6 +209,14 @@ class TraceReplay(threading.Thread):
     def stop(self) -> None:
         self._cancel.set()
         self.join(timeout=5)
+
+
+def _signal_group(proc: subprocess.Popen, signum: int) -> None:
+    """Signal the process group (session) a spawned process leads."""
+    try:
+        os.killpg(proc.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:

@@ -26,7 +26,11 @@ def bed() -> testbed.Testbed:
         pytest.skip(f'the testbed cannot run here: {why}')
     with testbed.Testbed(RATE_KBIT) as bed:
         yield bed
+        inside = [int(pid) for ns in (bed.device_ns, bed.edge_ns) for pid in subprocess.run(
+            ['ip', 'netns', 'pids', ns], capture_output=True, text=True).stdout.split()]
     assert bed.device_ns not in testbed.leftovers()
+    survivors = [pid for pid in inside if Path(f'/proc/{pid}').exists()]
+    assert not survivors, f'processes outlived the testbed: {survivors}
 
 
 def test_frames_cross_the_shaped_link_and_everything_is_cleaned_up(
