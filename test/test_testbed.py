@@ -30,7 +30,7 @@ def bed() -> testbed.Testbed:
             ['ip', 'netns', 'pids', ns], capture_output=True, text=True).stdout.split()]
     assert bed.device_ns not in testbed.leftovers()
     survivors = [pid for pid in inside if Path(f'/proc/{pid}').exists()]
-    assert not survivors, f'processes outlived the testbed: {survivors}
+    assert not survivors, f'processes outlived the testbed: {survivors}'
 
 
 def test_frames_cross_the_shaped_link_and_everything_is_cleaned_up(
