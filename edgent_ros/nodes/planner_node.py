@@ -167,18 +167,25 @@ class PlannerNode(Node):
                                    f'{self.planner.overhead_ms:.1f} ms)')
             self.planner.set_overhead(overhead)
             # Not forced: a new overhead goes through the same hysteresis as a new
-            # bandwidth (forcing it made the plan flap between edge and device).
-            self.replan()
+            # bandwidth (forcing it made the plan flap between edge and device);
+            # a plan kept is sent again with its new predicted figures.
+            self.replan(refresh=True)
 
-    def replan(self, force: bool = False) -> None:
+    def replan(self, force: bool = False, refresh: bool = False) -> None:
+        """Decide again; publish a new plan if it should replace the one in force.
+
+        ``force``: publish the decision whatever it is (a new deadline or mode).
+        ``refresh``: if the plan in force is kept, publish it again with figures
+        predicted under the current conditions.
+        """
         start = time.perf_counter()
         candidate = self.planner.plan_mode(self.mode, self.bandwidth_kbps, self.deadline_ms)
         self.decision_us.append((time.perf_counter() - start) * 1e6)
-        if force and self.current is not None and candidate.key == self.current.key:
-            # Same plan, new conditions (deadline): republish with new figures.
+        if force or should_switch(self.planner, self.current, candidate, self.hysteresis):
             self.publish(candidate)
-        elif force or should_switch(self.planner, self.current, candidate, self.hysteresis):
-            self.publish(candidate)
+        elif refresh and self.current is not None:
+            self.publish(self.planner.evaluate(*self.current.key, self.bandwidth_kbps,
+                                               self.deadline_ms))
 
     def publish(self, d: Decision) -> None:
         self.plan_id += 1
