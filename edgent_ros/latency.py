@@ -25,8 +25,8 @@ range the profile was fitted on is flagged.
 
 ``SubModelLatency`` turns a model card and two profiles into per-exit arrays
 of device and edge layer latencies and of the bytes that cross the link at
-each partition point, with prefix sums, so that the latency of any (exit,
-partition, bandwidth) costs a few array operations.
+each partition point, with prefix sums; ``edgent_ros.planner.Planner`` turns
+those into the latency of any (exit, partition, bandwidth).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from edgent_ros.model import LayerInfo, ModelCard, resolve_in_package
+from edgent_ros.model import LayerInfo, ModelCard, read_yaml_mapping, resolve_in_package
 
 VARIABLES: dict[str, tuple[str, ...]] = {
     'conv': ('in_bytes', 'filter_term'),
@@ -193,13 +193,8 @@ class Profile:
 def load_profile(path: Path | str) -> Profile:
     """Read a profile YAML, checking every field."""
     path = Path(path)
-    if not path.is_file():
-        raise ProfileError(f'{path}: profile not found')
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ProfileError(f'{path}: not valid YAML: {exc}') from None
-    if not isinstance(raw, dict) or not isinstance(raw.get('layers'), dict):
+    raw = read_yaml_mapping(path, 'profile', ProfileError)
+    if not isinstance(raw.get('layers'), dict):
         raise ProfileError(f'{path}: not a latency profile (no "layers" mapping)')
     layers = {}
     for kind, spec in raw['layers'].items():
@@ -233,24 +228,6 @@ def resolve_profile_path(name_or_path: str | Path) -> Path:
         return resolve_in_package(name_or_path, 'config/profiles', 'profile')
     except FileNotFoundError as exc:
         raise ProfileError(str(exc)) from None
-
-
-@dataclass
-class Breakdown:
-    """Predicted latency of one (exit, partition) at one bandwidth, ms."""
-
-    exit_point: int
-    partition: int
-    num_layers: int
-    device_ms: float
-    upload_ms: float
-    edge_ms: float
-    download_ms: float
-    upload_bytes: int
-
-    @property
-    def total_ms(self) -> float:
-        return self.device_ms + self.upload_ms + self.edge_ms + self.download_ms
 
 
 @dataclass
@@ -293,30 +270,3 @@ class SubModelLatency:
                 edge_suffix=np.concatenate([np.cumsum(es[::-1])[::-1], [0.0]]),
                 upload_bytes=upload, result_bytes=int(e.layers[-1].out_bytes),
                 device_layers=ed, edge_layers=es)
-
-    def totals(self, exit_point: int, bandwidth_kbps: float, *, rtt_ms: float = 0.0,
-               download_kbps: float | None = None) -> np.ndarray:
-        """Predicted total ms at every partition point 0..N of one exit."""
-        a = self.exits[exit_point]
-        down = bandwidth_kbps if download_kbps is None else download_kbps
-        remote = a.upload_bytes > 0
-        upload = a.upload_bytes * 8.0 / bandwidth_kbps  # bytes*8/kbps = ms
-        download = np.where(remote, a.result_bytes * 8.0 / down + rtt_ms, 0.0)
-        return a.device_prefix + upload + a.edge_suffix + download
-
-    def breakdown(self, exit_point: int, partition: int, bandwidth_kbps: float, *,
-                  rtt_ms: float = 0.0, download_kbps: float | None = None) -> Breakdown:
-        a = self.exits[exit_point]
-        n = len(a.device_layers)
-        if not 0 <= partition <= n:
-            raise ValueError(f'partition {partition} is outside 0..{n} for exit {exit_point}')
-        down = bandwidth_kbps if download_kbps is None else download_kbps
-        up_bytes = int(a.upload_bytes[partition])
-        remote = up_bytes > 0
-        return Breakdown(
-            exit_point=exit_point, partition=partition, num_layers=n,
-            device_ms=float(a.device_prefix[partition]),
-            upload_ms=up_bytes * 8.0 / bandwidth_kbps,
-            edge_ms=float(a.edge_suffix[partition]),
-            download_ms=(a.result_bytes * 8.0 / down + rtt_ms) if remote else 0.0,
-            upload_bytes=up_bytes)

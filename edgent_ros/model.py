@@ -330,17 +330,23 @@ def save(model: BranchyAlexNet, directory: Path, name: str, *,
     return weights, card_path
 
 
-def load_card(path: Path | str) -> ModelCard:
-    """Read and check a model's YAML."""
-    path = Path(path)
+def read_yaml_mapping(path: Path, what: str, error: type[ValueError]) -> dict[str, Any]:
+    """A YAML file's top-level mapping; ``error`` names the file and the problem."""
     if not path.is_file():
-        raise ModelError(f'{path}: model description not found')
+        raise error(f'{path}: {what} not found')
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ModelError(f'{path}: not valid YAML: {exc}') from None
+        raise error(f'{path}: not valid YAML: {exc}') from None
     if not isinstance(raw, dict):
-        raise ModelError(f'{path}: expected a mapping, found {type(raw).__name__}')
+        raise error(f'{path}: expected a mapping, found {type(raw).__name__}')
+    return raw
+
+
+def load_card(path: Path | str) -> ModelCard:
+    """Read and check a model's YAML."""
+    path = Path(path)
+    raw = read_yaml_mapping(path, 'model description', ModelError)
     try:
         exits = [ExitInfo(**{**e, 'layers': [LayerInfo(**li) for li in e['layers']]})
                  for e in raw['exits']]

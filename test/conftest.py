@@ -74,3 +74,25 @@ def processes() -> Iterator[object]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def start_session(cmd: list[str]) -> object:
+    """Start a launcher (launch, edgent-bringup) in a process session of its own."""
+    import subprocess
+
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def stop_session(proc: object, signum: int) -> str:
+    """Ask a launcher to stop (signum), then end whatever its session left; its output."""
+    import contextlib
+    import os
+    import signal
+
+    proc.send_signal(signum)
+    try:
+        return proc.communicate(timeout=30)[0]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
-import subprocess
 
 import pytest
 from rclpy.executors import SingleThreadedExecutor
@@ -15,7 +12,7 @@ from edgent_ros.bringup import NODES, ros_args, specs
 from edgent_ros.msg import InferenceResult, Plan
 from edgent_ros.qos import LATCHED_QOS
 
-from .conftest import executable, spin_until
+from .conftest import executable, spin_until, start_session, stop_session
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -47,18 +44,12 @@ def test_bringup_runs_the_pipeline(rclpy_context: object, mode: str) -> None:
            '--set', 'planner.latency_requirement_ms:=450.0']
     if mode == 'single-process':
         cmd.append('--single-process')
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = start_session(cmd)
     try:
         assert spin_until(executor, lambda: len(results) >= 10 and plans, 40), \
             (len(results), len(plans))
     finally:
-        proc.terminate()  # edgent-bringup stops its nodes on SIGTERM
-        try:
-            output = proc.communicate(timeout=30)[0]
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+        output = stop_session(proc, signal.SIGTERM)  # edgent-bringup stops its nodes on SIGTERM
         executor.shutdown()
         node.destroy_node()
     assert plans[-1].latency_requirement_ms == 450.0, output[-2000:]

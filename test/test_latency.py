@@ -120,22 +120,27 @@ def test_far_outside_the_fitted_range_is_flagged() -> None:
 
 
 def test_partition_latency_device_first(card: m.ModelCard) -> None:
-    model = lat.SubModelLatency(card, paper('device'), paper('edge'))
+    from edgent_ros.planner import Planner
+
+    planner = Planner.from_latency(lat.SubModelLatency(card, paper('device'), paper('edge')),
+                                   message_ms=2.0)
+    offset = 0
     for e in range(1, 6):
         infos = card.exit(e).layers
         n = len(infos)
         ed = paper('device').predict(infos)
         es = paper('edge').predict(infos)
-        totals = model.totals(e, 500.0, rtt_ms=2.0)
+        totals = planner.latencies(500.0)[offset:offset + n + 1]
+        offset += n + 1
         assert len(totals) == n + 1
         for p in range(n + 1):
             up = card.input_bytes if p == 0 else (0 if p == n else infos[p - 1].out_bytes)
             down = (infos[-1].out_bytes * 8 / 500.0 + 2.0) if p < n else 0.0
             brute = ed[:p].sum() + up * 8 / 500.0 + es[p:].sum() + down
             assert totals[p] == pytest.approx(brute)
-            b = model.breakdown(e, p, 500.0, rtt_ms=2.0)
+            b = planner.evaluate(e, p, 500.0, 1e9)
             assert b.total_ms == pytest.approx(brute) and b.upload_bytes == up
-        assert model.breakdown(e, n, 500.0).upload_ms == 0.0  # device only: nothing sent
+        assert planner.evaluate(e, n, 500.0, 1e9).upload_ms == 0.0  # device only: nothing sent
 
 
 def test_profiler_quick_run_writes_a_usable_profile(tmp_path: Path, card: m.ModelCard) -> None:
@@ -147,8 +152,9 @@ def test_profiler_quick_run_writes_a_usable_profile(tmp_path: Path, card: m.Mode
     assert profile.role == 'edge' and profile.machine['threads'] == 1
     assert set(profile.layers) == set(lat.VARIABLES)
     assert profile.layers['conv'].r2 > 0.5
-    predicted = lat.SubModelLatency(card, lat.load_profile(
-        lat.resolve_profile_path('paper_pi3_device')), profile).totals(5, 1000.0)
+    from edgent_ros.planner import Planner
+    predicted = Planner.from_latency(lat.SubModelLatency(card, lat.load_profile(
+        lat.resolve_profile_path('paper_pi3_device')), profile)).latencies(1000.0)
     assert np.all(predicted > 0)
 
 

@@ -6,10 +6,7 @@ the ROS 2 wheels (our CI) this test is skipped; on a ROS 2 install it runs.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
-import subprocess
 import sys
 import textwrap
 
@@ -21,7 +18,7 @@ from edgent_ros.bringup import share_dir
 from edgent_ros.msg import InferenceResult, Plan
 from edgent_ros.qos import LATCHED_QOS
 
-from .conftest import spin_until
+from .conftest import spin_until, start_session, stop_session
 
 pytest.importorskip('launch', reason='launch is not installable from PyPI (not in ROS 2 '
                     'wheels); this runs on a ROS 2 install')
@@ -55,20 +52,12 @@ def test_edgent_launch_runs_the_pipeline_with_arguments(rclpy_context: object) -
     node.create_subscription(InferenceResult, '/device/result', results.append, 50)
     node.create_subscription(Plan, '/device/plan', plans.append, LATCHED_QOS)
     launch_file = share_dir() / 'launch' / 'edgent.launch.py'
-    proc = subprocess.Popen([sys.executable, '-c', RUNNER, str(launch_file), '30',
-                             'latency_requirement_ms:=300'],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = start_session([sys.executable, '-c', RUNNER, str(launch_file), '30',
+                          'latency_requirement_ms:=300'])
     try:
         assert spin_until(executor, lambda: len(results) >= 10 and plans, 40)
     finally:
-        proc.send_signal(signal.SIGINT)  # launch shuts its nodes down on SIGINT
-        try:
-            output = proc.communicate(timeout=30)[0]
-        finally:
-            # Whatever launch left behind (its whole process group) goes too.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+        output = stop_session(proc, signal.SIGINT)  # launch shuts its nodes down on SIGINT
         executor.shutdown()
         node.destroy_node()
     assert plans[-1].latency_requirement_ms == 300.0, output[-2000:]
