@@ -64,6 +64,15 @@ def test_plan_agrees_with_brute_force(exits: list[ExitCosts], bw_kbps: float, de
         assert decision.exit_point == exit_point
     parts = decision.device_ms + decision.upload_ms + decision.edge_ms + decision.download_ms
     assert parts == pytest.approx(decision.total_ms, rel=1e-9, abs=1e-9)
+    # Every (exit, partition), not only the winner, costs what the formula says.
+    every = []
+    for e in exits:
+        n = len(e.device_layers_ms)
+        for p in range(n + 1):
+            every.append(sum(e.device_layers_ms[:p]) + e.upload_bytes[p] * 8 / bw_kbps
+                         + sum(e.edge_layers_ms[p:])
+                         + (e.result_bytes * 8 / bw_kbps + message_ms if p < n else 0.0))
+    np.testing.assert_allclose(planner.latencies(bw_kbps), every, rtol=1e-9, atol=1e-9)
 
 
 @pytest.fixture(scope='module')
