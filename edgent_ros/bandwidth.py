@@ -115,13 +115,26 @@ class BandwidthEstimator:
         self._changed = self._changed or changed
         return changed
 
+    def revise(self, time_s: float, kbps: float) -> bool:
+        """Replace the sample taken at ``time_s`` (a provisional one, e.g. an
+        overdue bound) with a measured value; False if it is no longer held."""
+        if not (math.isfinite(kbps) and kbps > 0):
+            raise ValueError(f'a bandwidth sample must be a positive number, got {kbps}')
+        for queue in (self.samples, self.recent):
+            for i, s in enumerate(queue):
+                if s.time_s == time_s:
+                    queue[i] = Sample(kbps, s.source, s.time_s)
+        return any(s.time_s == time_s for s in self.samples)
+
     def expire(self, now_s: float) -> None:
         """Forget samples older than max_age_s (a link unused for long)."""
         while self.samples and now_s - self.samples[0].time_s > self.max_age_s:
             self.samples.popleft()
 
-    def estimate(self) -> Estimate | None:
-        """The current estimate; None before the first sample."""
+    def estimate(self, peek: bool = False) -> Estimate | None:
+        """The current estimate; None before the first sample. ``change`` says
+        whether a change was detected since the last call (``peek`` leaves
+        that flag for the next caller)."""
         if not self.samples:
             return None
         rates = [s.kbps for s in self.samples]
@@ -134,30 +147,66 @@ class BandwidthEstimator:
         # More samples and less scatter: more trust. 1 sample of a clean link
         # gives 0.5, a full window of samples within 10% of each other ~0.9.
         confidence = (1.0 - 1.0 / (1.0 + len(rates))) * math.exp(-2.0 * spread)
-        changed, self._changed = self._changed, False
+        changed = self._changed
+        if not peek:
+            self._changed = False
         return Estimate(kbps=harmonic, last_kbps=rates[-1], source=source,
                         samples=len(rates), confidence=confidence, change=changed)
 
 
 class ProbeScheduler:
-    """When to send a probe: only while no real transfer measured the link
-    recently, and never faster than ``max_rate_hz``."""
+    """When to send a probe.
 
-    def __init__(self, max_rate_hz: float = 1.0, idle_s: float = 1.0) -> None:
+    Only while no real transfer measured the link recently (``idle_s``), never
+    faster than ``max_rate_hz``, and spending at most ``duty`` of the link's
+    time on probes: at the current estimate a probe of ``probe_bytes`` takes
+    t, so the next one waits at least t / duty. A fast link is probed often
+    (a step is seen within a fraction of a second), a slow one rarely (a
+    probe there takes long and would crowd out frames).
+    """
+
+    def __init__(self, max_rate_hz: float = 1.0, idle_s: float = 1.0, duty: float = 1.0,
+                 probe_bytes: int = 16384) -> None:
         if not max_rate_hz > 0:
             raise ValueError(f'probe rate must be > 0 Hz, got {max_rate_hz}')
+        if not 0 < duty <= 1:
+            raise ValueError(f'probe duty must be in (0, 1], got {duty}')
         self.min_interval_s = 1.0 / max_rate_hz
         self.idle_s = idle_s
+        self.duty = duty
+        self.probe_bytes = probe_bytes
         self.last_probe_s = -math.inf
         self.last_passive_s = -math.inf
 
     def passive(self, now_s: float) -> None:
         self.last_passive_s = now_s
 
-    def due(self, now_s: float) -> bool:
+    def interval_s(self, kbps: float | None) -> float:
+        """Least time between probes at an estimated bandwidth (None: unknown)."""
+        if kbps is None or not kbps > 0:
+            return self.min_interval_s
+        return max(self.min_interval_s, self.probe_bytes * 8.0 / kbps / 1000.0 / self.duty)
+
+    def due(self, now_s: float, kbps: float | None = None) -> bool:
         if now_s - self.last_passive_s < self.idle_s:
             return False
-        if now_s - self.last_probe_s < self.min_interval_s:
+        if now_s - self.last_probe_s < self.interval_s(kbps):
             return False
         self.last_probe_s = now_s
         return True
+
+
+def overdue_bound(nbytes: int, elapsed_ms: float, expected_ms: float, *,
+                  factor: float = 3.0, min_ms: float = 100.0) -> float | None:
+    """An upper bound on the bandwidth from a transfer still unanswered.
+
+    When a transfer expected to take ``expected_ms`` has been out ``factor``
+    times as long (and at least ``min_ms``), the link carries at most
+    ``nbytes * 8 / elapsed_ms`` kbps now: a step down shows up after a few
+    times the expected time instead of after the whole, much slower,
+    transfer. It is provisional: when the transfer lands, its measured rate
+    replaces it (``BandwidthEstimator.revise``). None while not overdue.
+    """
+    if elapsed_ms < max(min_ms, factor * expected_ms):
+        return None
+    return nbytes * 8.0 / elapsed_ms

@@ -9,6 +9,7 @@ must carry. Never imports rclpy.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,25 +43,43 @@ def top_k(logits: torch.Tensor, k: int) -> TopK:
 
 
 class CoInferenceModel:
-    """A loaded branchy model and its card, with the checks both sides need."""
+    """A loaded branchy model and its card, with the checks both sides need.
 
-    def __init__(self, net: BranchyAlexNet, card: ModelCard) -> None:
+    ``slowdown`` (>= 1) emulates a CPU that many times slower than this one,
+    for testbeds: after each run of layers the calling thread sleeps
+    (slowdown - 1) times the CPU time the layers took, so the run's wall time
+    is slowdown x its measured compute. A cgroup CPU quota cannot emulate a
+    Pi-class device for a small network: it throttles in steps of at least
+    1 ms of CPU, as long as the network's whole forward pass here
+    (docs/evaluation.md). Only the layers are slowed, not the ROS plumbing.
+    """
+
+    def __init__(self, net: BranchyAlexNet, card: ModelCard, slowdown: float = 1.0) -> None:
+        if not (np.isfinite(slowdown) and slowdown >= 1.0):
+            raise ValueError(f'slowdown must be a number >= 1, got {slowdown}')
         self.net = net.eval()
         self.card = card
         self.num_exits = net.num_exits
+        self.slowdown = float(slowdown)
+
+    def _run(self, exit_point: int, x: torch.Tensor, start: int, end: int | None) -> torch.Tensor:
+        cpu0 = time.thread_time()
+        with torch.inference_mode():
+            out = self.net.run(exit_point, x, start, end)
+        if self.slowdown > 1.0:
+            time.sleep((self.slowdown - 1.0) * (time.thread_time() - cpu0))
+        return out
 
     def num_layers(self, exit_point: int) -> int:
         return self.net.num_layers(exit_point)
 
     def head(self, exit_point: int, partition: int, x: torch.Tensor) -> torch.Tensor:
         """Device side: layers [0, partition)."""
-        with torch.inference_mode():
-            return self.net.run(exit_point, x, 0, partition)
+        return self._run(exit_point, x, 0, partition)
 
     def tail(self, exit_point: int, partition: int, x: torch.Tensor) -> torch.Tensor:
         """Edge side: layers [partition, N)."""
-        with torch.inference_mode():
-            return self.net.run(exit_point, x, partition)
+        return self._run(exit_point, x, partition, None)
 
     def expected_shape(self, exit_point: int, partition: int) -> tuple[int, ...]:
         """Shape (batch 1) of the activation entering layer `partition`."""

@@ -31,9 +31,10 @@ those into the latency of any (exit, partition, bandwidth).
 
 from __future__ import annotations
 
+import math
 import platform
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,20 @@ class Profile:
             if far:
                 warnings.append(f'{info.name}: ' + ', '.join(far))
         return warnings
+
+    def slowed(self, factor: float) -> Profile:
+        """This profile for a CPU ``factor`` times slower (every layer's latency
+        times factor): the profile of a device emulated with
+        ``CoInferenceModel(slowdown=factor)``. Model loading is not slowed."""
+        if not (math.isfinite(factor) and factor >= 1.0):
+            raise ProfileError(f'a slowdown must be a number >= 1, got {factor}')
+        layers = {kind: lm if kind == 'model_load' else replace(
+            lm, coef=[c * factor for c in lm.coef], intercept=lm.intercept * factor)
+            for kind, lm in self.layers.items()}
+        machine = {**self.machine, 'emulated_slowdown': factor}
+        return replace(self, layers=layers, machine=machine,
+                       notes=(self.notes + ' ' if self.notes else '') +
+                       f'Layer latencies x{factor:g}: an emulated CPU {factor:g} times slower.')
 
     def model_load_ms(self, model_bytes: int) -> float | None:
         lm = self.layers.get('model_load')

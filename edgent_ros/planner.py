@@ -108,8 +108,10 @@ class Planner:
             remote.append((np.arange(n + 1) < n).astype(np.float64))
             offsets.append(start)
             start += n + 1
-        self._device = np.concatenate(device)
+        self._device_base = np.concatenate(device)
         self._edge = np.concatenate(edge)
+        self.device_scale = 1.0
+        self._device = self._device_base
         self._compute = self._device + self._edge
         self._upload_bits = np.concatenate(upload) * 8.0
         self._result_bits = np.concatenate(result) * 8.0
@@ -138,6 +140,25 @@ class Planner:
         if not overhead_ms >= 0:
             raise ValueError(f'per-frame overhead must be >= 0 ms, got {overhead_ms}')
         self.overhead_ms = float(overhead_ms)
+
+    def set_device_scale(self, scale: float) -> None:
+        """Multiply every device layer's predicted latency by ``scale``: the
+        measured/predicted ratio of the device's compute, learnt online (the
+        profile was made in a tight loop; a node running among callbacks, or a
+        throttled CPU, is slower by a roughly constant factor)."""
+        if not (np.isfinite(scale) and scale > 0):
+            raise ValueError(f'device scale must be a positive number, got {scale}')
+        self.device_scale = float(scale)
+        self._device = self._device_base * self.device_scale
+        self._compute = self._device + self._edge
+
+    def device_compute_ms(self, exit_point: int, partition: int) -> float:
+        """Profiled (unscaled) device compute of layers [0, partition) of an exit."""
+        segment = self._segment_of(exit_point)
+        n = len(self.exits[segment].device_layers_ms)
+        if not 0 <= partition <= n:
+            raise ValueError(f'partition {partition} is outside 0..{n} for exit {exit_point}')
+        return float(self._device_base[int(self._offsets[segment]) + partition])
 
     @property
     def total_layers(self) -> int:

@@ -300,10 +300,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--cpu-quota', type=float, default=None, metavar='FRACTION',
                         help='run under a cgroup CPU quota, e.g. 0.15 = 15%% of one core '
                              '(a Pi-class device; needs root)')
+    parser.add_argument('--slowdown', type=float, default=1.0, metavar='FACTOR',
+                        help='write the profile of an emulated device FACTOR times slower '
+                             'than this CPU (the device node\'s emulated_slowdown)')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error(f'--threads must be at least 1, got {args.threads}')
+    if not args.slowdown >= 1.0:
+        parser.error(f'--slowdown must be >= 1, got {args.slowdown}')
     settings = QUICK if args.quick else Settings()
     settings = Settings(**{**settings.__dict__, 'seed': args.seed})
     card = m.load_card(m.resolve_model_path(args.model)) if args.model else None
@@ -328,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     except m.ModelError as exc:
         print(f'edgent-profile: error: {exc}', file=sys.stderr)
         return 2
+    if args.slowdown > 1.0:
+        profile = profile.slowed(args.slowdown)
     path = profile.save(args.out)
     for kind, lm in profile.layers.items():
         terms = ' + '.join(f'{c:.3g}*{v}' for c, v in zip(lm.coef, lm.variables, strict=True))

@@ -50,9 +50,12 @@ def machine_key() -> str:
     return hashlib.sha1(f'{platform.node()} {cpu} {os.cpu_count()}'.encode()).hexdigest()[:10]
 
 
-def ensure_profile(role: str, quota: float | None, refresh: bool) -> Path:
-    """This machine's profile for a role, made with edgent-profile unless cached."""
+def ensure_profile(role: str, quota: float | None, refresh: bool,
+                   slowdown: float = 1.0) -> Path:
+    """This machine's profile for a role, made with edgent-profile unless cached
+    (``slowdown``: of a device emulated that many times slower than this CPU)."""
     suffix = f'-q{quota:g}' if quota else ''
+    suffix += f'-x{slowdown:g}' if slowdown > 1 else ''
     path = cache_dir() / f'{role}{suffix}-{machine_key()}.yaml'
     if path.is_file() and not refresh:
         try:
@@ -63,7 +66,10 @@ def ensure_profile(role: str, quota: float | None, refresh: bool) -> Path:
     cmd = [tool('edgent-profile'), '--role', role, '--out', str(path)]
     if quota:
         cmd += ['--cpu-quota', str(quota)]
+    if slowdown > 1:
+        cmd += ['--slowdown', str(slowdown)]
     what = f'{role} under a {100 * quota:.0f}% CPU quota' if quota else role
+    what += f' slowed {slowdown:g}x' if slowdown > 1 else ''
     print(f'[edgent-demo] profiling this machine as the {what} (once; cached in {path})',
           flush=True)
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)

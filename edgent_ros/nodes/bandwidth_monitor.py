@@ -3,9 +3,12 @@
 Device side. Takes passive samples that the device node publishes on
 ``link/samples`` (one BandwidthEstimate per real tensor transfer, with
 ``sample_count`` 1), and sends probes (``probe``, a Tensor of
-``probe_bytes``) at most ``probe_rate_hz`` while no real transfer measured
-the link for ``probe_idle_s`` (a device-only plan sends nothing); the edge's
-probe_echo answers on ``probe/reply``. Publishes the smoothed estimate on
+``probe_bytes``) at most ``probe_rate_hz`` and spending at most
+``probe_duty`` of the link's time, while no real transfer measured the link
+for ``probe_idle_s`` (a device-only plan sends nothing); the edge's
+probe_echo answers on ``probe/reply``. A probe out twice as long as the
+estimate predicts gives an upper-bound sample at once, so a step down is
+seen before the slow probe lands. Publishes the smoothed estimate on
 ``bandwidth`` (transient local) and ``/diagnostics``.
 """
 
@@ -24,6 +27,7 @@ from edgent_ros.bandwidth import (
     SOURCE_PROBE,
     BandwidthEstimator,
     ProbeScheduler,
+    overdue_bound,
     transfer_sample,
 )
 from edgent_ros.msg import BandwidthEstimate, EdgeReply, Tensor
@@ -38,12 +42,15 @@ class BandwidthMonitor(Node):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__('bandwidth_monitor', **kwargs)
-        self.probe_bytes = declare_int(self, 'probe_bytes', 16384,
+        self.probe_bytes = declare_int(self, 'probe_bytes', 8192,
                                        'Size of a probe message, bytes.', 4096, 1 << 22,
                                        read_only=True)
-        rate = declare_float(self, 'probe_rate_hz', 1.0, 'Most probes per second.',
+        rate = declare_float(self, 'probe_rate_hz', 5.0, 'Most probes per second.',
                              0.01, 50.0, read_only=True)
-        idle = declare_float(self, 'probe_idle_s', 1.0,
+        duty = declare_float(self, 'probe_duty', 0.5,
+                             'Most of the link\'s time spent on probes (fraction).', 0.01, 1.0,
+                             read_only=True)
+        idle = declare_float(self, 'probe_idle_s', 0.25,
                              'Probe only when no real transfer was measured for this long, s.',
                              0.0, 3600.0, read_only=True)
         window = declare_int(self, 'window', 8, 'Samples in the smoothing window.', 1, 1000,
@@ -58,8 +65,11 @@ class BandwidthMonitor(Node):
                                'How often the estimate is published, s.', 0.01, 60.0,
                                read_only=True)
         self.estimator = BandwidthEstimator(window=window)
-        self.scheduler = ProbeScheduler(max_rate_hz=rate, idle_s=idle)
+        self.scheduler = ProbeScheduler(max_rate_hz=rate, idle_s=idle, duty=duty,
+                                        probe_bytes=self.probe_bytes)
         self.outstanding: dict[int, float] = {}
+        self.bounded: dict[int, float] = {}  # probe seq -> time of its provisional sample
+        self.bound_samples = 0
         self.probes_sent = self.probes_answered = self.probes_lost = 0
         self.passive_samples = self.dropped_samples = 0
         self.seq = 0
@@ -78,13 +88,29 @@ class BandwidthMonitor(Node):
     def now_s(self) -> float:
         return time.monotonic()
 
+    def current_kbps(self) -> float | None:
+        estimate = self.estimator.estimate(peek=True)
+        return None if estimate is None else estimate.kbps
+
     def maybe_probe(self) -> None:
         now = self.now_s()
+        kbps = self.current_kbps()
         for seq, sent in list(self.outstanding.items()):
             if now - sent > self.probe_timeout_s:
                 del self.outstanding[seq]
+                self.bounded.pop(seq, None)
                 self.probes_lost += 1
-        if self.outstanding or not self.scheduler.due(now):
+            elif kbps is not None and seq not in self.bounded:
+                bound = overdue_bound(self.probe_bytes, (now - sent) * 1e3,
+                                      self.probe_bytes * 8.0 / kbps)
+                if bound is not None and bound < kbps:
+                    self.bounded[seq] = now
+                    self.bound_samples += 1
+                    if self.estimator.add(bound, SOURCE_PROBE, now):
+                        self.get_logger().info(f'bandwidth fell: a probe is overdue (at most '
+                                               f'{bound:.0f} kbps)', throttle_duration_sec=10.0)
+                        self.publish_estimate()  # a change goes out now, not next period
+        if self.outstanding or not self.scheduler.due(now, kbps):
             return
         self.seq += 1
         self.probe_msg.frame_seq = self.seq
@@ -97,6 +123,7 @@ class BandwidthMonitor(Node):
         sent = self.outstanding.pop(reply.frame_seq, None)
         if sent is None:
             return
+        provisional = self.bounded.pop(reply.frame_seq, None)
         self.probes_answered += 1
         rtt_ms = (self.now_s() - sent) * 1e3
         kbps = transfer_sample(self.probe_bytes, rtt_ms, reply.edge_total_ms,
@@ -104,9 +131,13 @@ class BandwidthMonitor(Node):
         if kbps is None:
             self.dropped_samples += 1
             return
+        if provisional is not None and self.estimator.revise(provisional, kbps):
+            self.publish_estimate()  # the overdue bound is replaced by what the probe measured
+            return
         if self.estimator.add(kbps, SOURCE_PROBE, self.now_s()):
             self.get_logger().info(f'bandwidth changed: probe measured {kbps:.0f} kbps',
                                    throttle_duration_sec=10.0)
+            self.publish_estimate()
 
     def on_passive(self, msg: BandwidthEstimate) -> None:
         kbps = float(msg.last_sample_kbps or msg.bandwidth_kbps)
@@ -119,6 +150,7 @@ class BandwidthMonitor(Node):
         if self.estimator.add(kbps, SOURCE_PASSIVE, now):
             self.get_logger().info(f'bandwidth changed: transfer measured {kbps:.0f} kbps',
                                    throttle_duration_sec=10.0)
+            self.publish_estimate()
 
     def publish_estimate(self) -> None:
         self.estimator.expire(self.now_s())
@@ -136,12 +168,13 @@ class BandwidthMonitor(Node):
         self.estimate_pub.publish(msg)
 
     def publish_diagnostics(self) -> None:
-        estimate = self.estimator.estimate()
+        estimate = self.estimator.estimate(peek=True)
         level = diagnostics.OK if estimate is not None else diagnostics.WARN
         values: dict[str, object] = {
             'probes_sent': self.probes_sent, 'probes_answered': self.probes_answered,
             'probes_lost': self.probes_lost, 'passive_samples': self.passive_samples,
-            'dropped_samples': self.dropped_samples, 'regime_changes': self.estimator.changes,
+            'dropped_samples': self.dropped_samples, 'overdue_bounds': self.bound_samples,
+            'regime_changes': self.estimator.changes,
         }
         if estimate is not None:
             values.update({'bandwidth_kbps': estimate.kbps, 'samples': estimate.samples,

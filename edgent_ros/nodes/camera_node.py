@@ -1,7 +1,9 @@
 """camera_node: publishes camera frames as sensor_msgs/Image at a set rate.
 
 ``source``: ``digits`` or ``cifar10`` (the data set's held-out split,
-replayed in order with its labels on ``labels``), ``folder:<dir>`` (every
+replayed in order with its labels on ``labels``; set ``next_index`` at run
+time to replay from a given frame, e.g. 0 to show a benchmark's every
+condition the same frames), ``folder:<dir>`` (every
 image file), ``video:<file>`` or ``camera:<index>`` (OpenCV VideoCapture).
 Images go out on ``image`` with sensor-data QoS, in ``encoding`` (rgb8,
 bgr8 or mono8).
@@ -9,13 +11,22 @@ bgr8 or mono8).
 
 from __future__ import annotations
 
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
 from edgent_ros import image_codec
 from edgent_ros.frames import SourceError, capture_frames, dataset_frames, folder_frames
 from edgent_ros.msg import FrameLabel
-from edgent_ros.nodes.params import declare_bool, declare_float, declare_int, declare_str
+from edgent_ros.nodes.params import (
+    accept,
+    declare_bool,
+    declare_float,
+    declare_int,
+    declare_str,
+    refuse,
+)
 from edgent_ros.nodes.runner import run_node
 from edgent_ros.qos import IMAGE_QOS
 
@@ -64,12 +75,31 @@ class CameraNode(Node):
         else:
             raise SourceError(f'unknown source {source!r}: use digits, cifar10, '
                               'folder:<dir>, video:<file> or camera:<index>')
-        self.index = 0
+        self.index = declare_int(
+            self, 'next_index', 0, 'Index of the next frame of a data-set or folder source '
+            '(set at run time to replay from there).', 0, 10**9)
         self.sent = 0
+        self.add_on_set_parameters_callback(self.validate_parameters)
+        self.add_post_set_parameters_callback(self.apply_parameters)
         self.image_pub = self.create_publisher(Image, 'image', IMAGE_QOS)
         self.label_pub = self.create_publisher(FrameLabel, 'labels', 10)
         self.timer = self.create_timer(1.0 / rate, self.on_timer)
         self.get_logger().info(f'publishing {source} at {rate:g} Hz as {self.encoding}')
+
+    def validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        for p in params:
+            if p.name == 'next_index':
+                if self.frames is None:
+                    return refuse('next_index applies to data-set and folder sources only')
+                if p.type_ != Parameter.Type.INTEGER or not 0 <= p.value < len(self.frames):
+                    return refuse(f'next_index must be an integer in 0..{len(self.frames) - 1}, '
+                                  f'got {p.value!r}')
+        return accept()
+
+    def apply_parameters(self, params: list[Parameter]) -> None:
+        for p in params:
+            if p.name == 'next_index':
+                self.index = int(p.value)
 
     def next_frame(self) -> tuple | None:
         if self.frames is not None:

@@ -9,6 +9,16 @@ answer goes out on ``result`` (InferenceResult: top-k, measured latency by
 part, predicted latency, deadline met). Plans arrive on ``plan``; a new plan
 applies from the next frame on. Each real transfer also yields a bandwidth
 sample on ``link/samples`` for the bandwidth monitor.
+
+No frame is left without an answer. A frame sent to the edge whose reply
+has not come by the latest moment the device can still answer it alone in
+time (deadline - age - the plan's predicted fallback time; never before 1.5x
+the predicted remote part, never after ``reply_timeout_s``) is answered on
+the device with the plan's fallback exit (the most accurate exit that meets
+the deadline on the device alone, else the fastest). The edge is then taken
+as down: the following frames are answered on the device at once, and
+every ``edge_retry_s`` one frame's input is also sent to the edge as a
+trial; the first reply (or any late one) brings co-inference back.
 """
 
 from __future__ import annotations
@@ -31,14 +41,14 @@ from edgent_ros.inference import CoInferenceModel, TopK, exit_and_partition_ok, 
 from edgent_ros.msg import BandwidthEstimate, EdgeReply, FrameLabel, InferenceResult, Plan, Tensor
 from edgent_ros.nodes.params import declare_float, declare_int, declare_str
 from edgent_ros.nodes.runner import run_node
-from edgent_ros.qos import IMAGE_QOS, LATCHED_QOS, TENSOR_QOS
+from edgent_ros.qos import LATCHED_QOS, LATEST_IMAGE_QOS, TENSOR_QOS
 
 RESULT_DEPTH = 50
 
 
 @dataclass
 class Pending:
-    """A frame whose tail runs on the edge."""
+    """A frame whose tail runs on the edge (or a trial, already answered)."""
 
     seq: int
     header: object
@@ -47,6 +57,9 @@ class Pending:
     sent: float
     nbytes: int
     label: int
+    x: torch.Tensor | None = None  # the input, to answer alone if the edge fails
+    give_up_at: float = float('inf')
+    trial: bool = False
 
 
 class DeviceNode(Node):
@@ -60,14 +73,23 @@ class DeviceNode(Node):
         self.top_k = declare_int(self, 'top_k', 3, 'Classes reported per frame.', 1, 1000)
         self.reply_timeout_s = declare_float(
             self, 'reply_timeout_s', 5.0,
-            'A frame whose edge reply has not come after this long is given up, s.',
-            0.01, 3600.0)
+            'Longest wait for an edge reply before the device answers the frame alone, s '
+            '(it answers sooner when the deadline requires).', 0.01, 3600.0)
+        self.edge_retry_s = declare_float(
+            self, 'edge_retry_s', 1.0,
+            'While the edge does not answer, send one frame to it this often to see whether '
+            'it is back, s.', 0.05, 3600.0)
         self.source_id = declare_str(self, 'source_id', '',
                                      'This device\'s id in tensors (default: its namespace).',
                                      read_only=True) or self.get_namespace()
+        slowdown = declare_float(
+            self, 'emulated_slowdown', 1.0,
+            'Testbeds only: run the layers this many times slower than this CPU (sleeping '
+            '(f-1) x their CPU time) to emulate a slower device; 1 = off.', 1.0, 100000.0,
+            read_only=True)
         torch.set_num_threads(threads)
         net, card = m.load(m.resolve_model_path(model))
-        self.model = CoInferenceModel(net, card)
+        self.model = CoInferenceModel(net, card, slowdown=slowdown)
         self.layers = {e.exit_point: e.num_layers for e in card.exits}
         best = max(card.exits, key=lambda e: (e.accuracy, e.exit_point))
         # Until the planner speaks: device only, most accurate exit.
@@ -78,8 +100,11 @@ class DeviceNode(Node):
         self.pending: OrderedDict[int, Pending] = OrderedDict()
         self.labels: OrderedDict[tuple[int, int, str], int] = OrderedDict()
         self.stats = {'frames': 0, 'results': 0, 'sent': 0, 'replies': 0, 'malformed_images':
-                      0, 'malformed_replies': 0, 'bad_plans': 0, 'lost': 0, 'late': 0,
-                      'fallback': 0, 'correct': 0, 'labelled': 0}
+                      0, 'malformed_replies': 0, 'bad_plans': 0, 'edge_timeouts': 0,
+                      'late_replies': 0, 'fallback': 0, 'trials': 0, 'edge_recoveries': 0,
+                      'correct': 0, 'labelled': 0}
+        self.edge_ok = True
+        self.last_trial = -float('inf')
         self.latencies: deque[float] = deque(maxlen=200)
         self.deadline_hits: deque[bool] = deque(maxlen=200)
         self.bandwidth_kbps = 0.0
@@ -91,11 +116,11 @@ class DeviceNode(Node):
         # Labels first: when a label and its image are both waiting, the
         # executor takes the label first (it serves subscriptions in order).
         self.create_subscription(FrameLabel, 'labels', self.on_label, 50)
-        self.create_subscription(Image, 'image', self.on_image, IMAGE_QOS)
+        self.create_subscription(Image, 'image', self.on_image, LATEST_IMAGE_QOS)
         self.create_subscription(Plan, 'plan', self.on_plan, LATCHED_QOS)
         self.create_subscription(EdgeReply, 'reply', self.on_reply, TENSOR_QOS)
         self.create_subscription(BandwidthEstimate, 'bandwidth', self.on_bandwidth, LATCHED_QOS)
-        self.create_timer(0.1, self.expire_pending)
+        self.create_timer(0.02, self.expire_pending)
         self.create_timer(1.0, self.publish_diagnostics)
         self.get_logger().info(f'model {card.name}; device {self.source_id}; until a plan '
                                f'arrives: exit {best.exit_point}, device only')
@@ -107,6 +132,12 @@ class DeviceNode(Node):
         if why is None and plan.num_layers != self.layers[plan.exit_point]:
             why = (f'plan says exit {plan.exit_point} has {plan.num_layers} layers; the model '
                    f'has {self.layers[plan.exit_point]} (another model?)')
+        if why is None and plan.fallback_exit_point != 0:
+            why = exit_and_partition_ok(self.model.num_exits, self.layers,
+                                        plan.fallback_exit_point, plan.fallback_num_layers)
+            if why is None and plan.fallback_num_layers != self.layers[plan.fallback_exit_point]:
+                why = f'fallback exit {plan.fallback_exit_point} has the wrong layer count'
+            why = None if why is None else f'fallback: {why}'
         if why is not None:
             self.stats['bad_plans'] += 1
             self.get_logger().error(f'refusing plan {plan.plan_id}: {why}',
@@ -140,49 +171,98 @@ class DeviceNode(Node):
         self.seq += 1
         start = time.perf_counter()
         x = preprocess(rgb)
-        h = self.model.head(plan.exit_point, plan.partition_point, x)
-        device_ms = (time.perf_counter() - start) * 1e3
         label = self.label_of(msg.header)
         if plan.partition_point == self.layers[plan.exit_point]:
+            h = self.model.head(plan.exit_point, plan.partition_point, x)
+            device_ms = (time.perf_counter() - start) * 1e3
             self.answer(msg.header, self.seq, plan, top_k(h, self.top_k), label,
                         device_ms=device_ms, transfer_ms=0.0, edge_ms=0.0)
             return
-        if self.tensor_pub.get_subscription_count() == 0:
-            # No edge has matched (not started, or not yet discovered): sending
-            # would lose the frame, so the device finishes it alone.
-            start = time.perf_counter()
-            logits = self.model.tail(plan.exit_point, plan.partition_point, h)
-            device_ms += (time.perf_counter() - start) * 1e3
-            self.stats['fallback'] += 1
-            self.get_logger().warn('no edge connected: answering frames on the device',
-                                   throttle_duration_sec=5.0)
-            self.answer(msg.header, self.seq, plan, top_k(logits, self.top_k), label,
-                        device_ms=device_ms, transfer_ms=0.0, edge_ms=0.0, fallback=True)
+        connected = self.tensor_pub.get_subscription_count() > 0
+        if not connected or not self.edge_ok:
+            # No edge matched (not started, not yet discovered, or gone), or the
+            # edge stopped answering: the device answers alone, now.
+            if not connected:
+                self.get_logger().warn('no edge connected: answering frames on the device',
+                                       throttle_duration_sec=5.0)
+            self.answer_alone(msg.header, self.seq, plan, x, label, start)
+            now = time.perf_counter()
+            if connected and now - self.last_trial >= self.edge_retry_s:
+                self.last_trial = now
+                self.send(msg.header, self.seq, plan, 0, x, 0.0, label, trial=True)
             return
+        h = self.model.head(plan.exit_point, plan.partition_point, x)
+        device_ms = (time.perf_counter() - start) * 1e3
+        self.send(msg.header, self.seq, plan, plan.partition_point, h, device_ms, label, x=x)
+
+    def send(self, header: object, seq: int, plan: Plan, partition: int, h: torch.Tensor,
+             device_ms: float, label: int, *, x: torch.Tensor | None = None,
+             trial: bool = False) -> None:
+        """Send an activation to the edge and remember the frame until it answers."""
         out = tensor_codec.to_msg(h.numpy(), name='activation')
-        out.header = msg.header
-        out.frame_seq = self.seq
+        out.header = header
+        out.frame_seq = seq
         out.source_id = self.source_id
         out.plan_id = plan.plan_id
         out.exit_point = plan.exit_point
-        out.partition_point = plan.partition_point
-        self.pending[self.seq] = Pending(self.seq, msg.header, plan, device_ms,
-                                         time.perf_counter(), len(out.data), label)
+        out.partition_point = partition
+        now = time.perf_counter()
+        give_up_at = now + self.reply_wait_s(header, plan)
+        self.pending[seq] = Pending(seq, header, plan, device_ms, now, len(out.data), label,
+                                    x=x, give_up_at=give_up_at, trial=trial)
         self.tensor_pub.publish(out)
-        self.stats['sent'] += 1
+        self.stats['trials' if trial else 'sent'] += 1
+
+    def reply_wait_s(self, header: object, plan: Plan) -> float:
+        """How long a frame sent now may wait for the edge before the device
+        answers it alone: until the last moment a local answer still meets the
+        deadline, but not before 1.5x the predicted remote part (a slow link is
+        not a dead edge), and never longer than reply_timeout_s."""
+        remote_ms = max(0.0, plan.predicted_latency_ms - plan.predicted_device_ms)
+        wait_ms = max(50.0, 1.5 * remote_ms)
+        if plan.latency_requirement_ms > 0:
+            age_ms = (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds / 1e6
+            wait_ms = max(wait_ms, plan.latency_requirement_ms - age_ms
+                          - plan.predicted_fallback_ms)
+        return min(wait_ms / 1e3, self.reply_timeout_s)
+
+    def fallback_exit(self, plan: Plan) -> int:
+        if plan.fallback_exit_point != 0:
+            return int(plan.fallback_exit_point)
+        return max(self.model.card.exits, key=lambda e: (e.accuracy, e.exit_point)).exit_point
+
+    def answer_alone(self, header: object, seq: int, plan: Plan, x: torch.Tensor, label: int,
+                     start: float) -> None:
+        """Answer a frame on the device with the plan's fallback exit."""
+        exit_point = self.fallback_exit(plan)
+        n = self.layers[exit_point]
+        logits = self.model.head(exit_point, n, x)
+        device_ms = (time.perf_counter() - start) * 1e3
+        self.stats['fallback'] += 1
+        self.answer(header, seq, plan, top_k(logits, self.top_k), label, device_ms=device_ms,
+                    transfer_ms=0.0, edge_ms=0.0, fallback=True, exit_point=exit_point,
+                    partition=n, predicted_ms=plan.predicted_fallback_ms)
 
     def on_reply(self, reply: EdgeReply) -> None:
         if reply.source_id != self.source_id:
             return  # another device's answer
+        if not self.edge_ok:
+            self.edge_ok = True  # any answer, even a late one, shows the edge is back
+            self.stats['edge_recoveries'] += 1
+            self.get_logger().info('the edge answers again: resuming co-inference')
         pending = self.pending.pop(reply.frame_seq, None)
-        if pending is None:
-            self.stats['late'] += 1
+        if pending is None or pending.trial:
+            if pending is None:
+                self.stats['late_replies'] += 1
             return
         if len(reply.top_k_class_ids) == 0 or \
                 len(reply.top_k_class_ids) != len(reply.top_k_scores):
             self.stats['malformed_replies'] += 1
-            self.get_logger().error(f'frame {reply.frame_seq}: malformed edge reply',
-                                    throttle_duration_sec=5.0)
+            self.get_logger().error(f'frame {reply.frame_seq}: malformed edge reply; '
+                                    'answering it on the device', throttle_duration_sec=5.0)
+            if pending.x is not None:
+                self.answer_alone(pending.header, pending.seq, pending.plan, pending.x,
+                                  pending.label, time.perf_counter())
             return
         self.stats['replies'] += 1
         round_trip_ms = (time.perf_counter() - pending.sent) * 1e3
@@ -199,20 +279,28 @@ class DeviceNode(Node):
                     edge_ms=float(reply.edge_total_ms))
 
     def expire_pending(self) -> None:
+        """Answer alone every frame the edge did not answer in time."""
         now = time.perf_counter()
-        while self.pending:
-            seq, p = next(iter(self.pending.items()))
-            if now - p.sent < self.reply_timeout_s:
-                break
+        for seq, p in list(self.pending.items()):
+            if now < p.give_up_at:
+                continue
             del self.pending[seq]
-            self.stats['lost'] += 1
-            self.get_logger().warn(f'frame {seq}: no edge reply in {self.reply_timeout_s:g} s',
-                                   throttle_duration_sec=5.0)
+            if p.trial:
+                continue
+            self.stats['edge_timeouts'] += 1
+            if self.edge_ok:
+                self.edge_ok = False
+                self.get_logger().warn(
+                    f'frame {seq}: no edge reply in {1e3 * (now - p.sent):.0f} ms; answering on '
+                    f'the device until the edge answers again', throttle_duration_sec=5.0)
+            if p.x is not None:
+                self.answer_alone(p.header, p.seq, p.plan, p.x, p.label, time.perf_counter())
 
     # --- outputs ---------------------------------------------------------------------
     def answer(self, header: object, seq: int, plan: Plan, result: TopK, label: int, *,
-               device_ms: float, transfer_ms: float, edge_ms: float,
-               fallback: bool = False) -> None:
+               device_ms: float, transfer_ms: float, edge_ms: float, fallback: bool = False,
+               exit_point: int | None = None, partition: int | None = None,
+               predicted_ms: float | None = None) -> None:
         latency_ms = (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds / 1e6
         msg = InferenceResult()
         msg.header = header
@@ -224,14 +312,15 @@ class DeviceNode(Node):
         msg.top_k_scores = result.scores
         msg.label = label
         msg.plan_id = plan.plan_id
-        msg.exit_point = plan.exit_point
-        msg.partition_point = plan.partition_point
+        msg.exit_point = plan.exit_point if exit_point is None else exit_point
+        msg.partition_point = plan.partition_point if partition is None else partition
         msg.fallback = fallback
         msg.latency_ms = latency_ms
         msg.device_ms = device_ms
         msg.transfer_ms = transfer_ms
         msg.edge_ms = edge_ms
-        msg.predicted_latency_ms = plan.predicted_latency_ms
+        msg.predicted_latency_ms = plan.predicted_latency_ms if predicted_ms is None \
+            else predicted_ms
         msg.latency_requirement_ms = plan.latency_requirement_ms
         msg.deadline_met = plan.latency_requirement_ms <= 0 or \
             latency_ms <= plan.latency_requirement_ms
@@ -250,6 +339,7 @@ class DeviceNode(Node):
         values.update({
             'plan_id': self.plan.plan_id, 'exit_point': self.plan.exit_point,
             'partition_point': self.plan.partition_point, 'in_flight': len(self.pending),
+            'edge_answering': self.edge_ok,
             'bandwidth_kbps': self.bandwidth_kbps,
             'latency_ms_median': statistics.median(lat) if lat else 0.0,
             'latency_ms_p95': lat[int(0.95 * (len(lat) - 1))] if lat else 0.0,
@@ -258,9 +348,13 @@ class DeviceNode(Node):
             'accuracy': s['correct'] / s['labelled'] if s['labelled'] else 0.0,
         })
         bad = s['malformed_images'] + s['malformed_replies'] + s['bad_plans']
-        level = diagnostics.WARN if bad or s['lost'] else diagnostics.OK
-        text = 'co-inference running' if level == diagnostics.OK else \
-            f'{bad} malformed inputs, {s["lost"]} frames lost'
+        level = diagnostics.WARN if bad or not self.edge_ok else diagnostics.OK
+        if not self.edge_ok:
+            text = 'the edge does not answer: answering frames on the device'
+        elif bad:
+            text = f'{bad} malformed inputs dropped'
+        else:
+            text = 'co-inference running'
         self.diag_pub.publish(diagnostics.array(
             self.get_clock().now().to_msg(),
             diagnostics.status(f'{self.get_fully_qualified_name()}: co-inference', level,

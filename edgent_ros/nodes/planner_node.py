@@ -61,8 +61,14 @@ class PlannerNode(Node):
                                 'partition_only (best partition of the most accurate exit).')
         self.learn_overhead = declare_bool(
             self, 'learn_overhead', True,
-            'Learn the fixed per-frame cost the layer profiles miss (image transport, '
-            'conversion, callbacks) from the measured results, and plan with it.')
+            'Calibrate from the measured results: the device compute\'s factor over its '
+            'profile, and the fixed per-frame cost the layer profiles miss (image transport, '
+            'conversion, callbacks); plan with both.')
+        self.margin_quantile = declare_float(
+            self, 'margin_quantile', 0.95,
+            'Plan so that this fraction of frames meets the deadline: the deadline is '
+            'shrunk by the measured/predicted ratio at this quantile of recent frames '
+            '(0.5: plan on the median).', 0.5, 1.0)
         declare_float(self, 'diagnostics_period_s', 1.0, 'Period of /diagnostics, s.',
                       0.1, 60.0, read_only=True)
 
@@ -90,7 +96,11 @@ class PlannerNode(Node):
         self.create_subscription(BandwidthEstimate, 'bandwidth', self.on_bandwidth, LATCHED_QOS)
         self.create_subscription(InferenceResult, 'result', self.on_result, 50)
         self.residuals: deque[float] = deque(maxlen=30)
-        self.overhead_at_plan: dict[int, float] = {}
+        self.device_ratios: deque[float] = deque(maxlen=30)
+        self.ratios: deque[float] = deque(maxlen=30)  # measured / predicted latency
+        self.margin = 0.0
+        # plan id -> (overhead, device scale, profiled device compute) it was made with
+        self.made_with: dict[int, tuple[float, float, float]] = {}
         self.fresh_residuals = 0
         self.add_on_set_parameters_callback(self.validate_parameters)
         self.add_post_set_parameters_callback(self.apply_parameters)
@@ -105,7 +115,7 @@ class PlannerNode(Node):
     def validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
         for p in params:
             if p.name in ('latency_requirement_ms', 'hysteresis', 'message_latency_ms',
-                          'initial_bandwidth_kbps'):
+                          'initial_bandwidth_kbps', 'margin_quantile'):
                 if p.type_ not in (Parameter.Type.DOUBLE, Parameter.Type.INTEGER):
                     return refuse(f'{p.name} must be a number, got {p.type_.name}')
                 if not math.isfinite(float(p.value)):
@@ -127,11 +137,16 @@ class PlannerNode(Node):
                 force = True
             elif p.name == 'hysteresis':
                 self.hysteresis = float(p.value)
+            elif p.name == 'margin_quantile':
+                self.margin_quantile = float(p.value)
+                self.update_margin()
+                force = True
             elif p.name == 'message_latency_ms':
                 self.message_ms = float(p.value)
-                overhead = self.planner.overhead_ms
+                overhead, scale = self.planner.overhead_ms, self.planner.device_scale
                 self.planner = Planner.from_latency(self.latency, message_ms=self.message_ms)
                 self.planner.set_overhead(overhead)
+                self.planner.set_device_scale(scale)
                 force = True
         if force:
             self.replan(force=True)
@@ -150,26 +165,71 @@ class PlannerNode(Node):
         self.replan()
 
     def on_result(self, msg: InferenceResult) -> None:
-        """Learn the per-frame overhead: measured minus predicted-without-overhead."""
-        if not self.learn_overhead or msg.fallback or msg.plan_id not in self.overhead_at_plan:
+        """Calibrate online from measured frames: the device's compute relative to
+        its profile (a factor), and the per-frame cost no profile holds (ms)."""
+        if not self.learn_overhead or msg.fallback or msg.plan_id not in self.made_with:
             return
-        raw = msg.predicted_latency_ms - self.overhead_at_plan[msg.plan_id]
-        if not (math.isfinite(msg.latency_ms) and math.isfinite(raw)):
+        if not (math.isfinite(msg.latency_ms) and math.isfinite(msg.device_ms)):
             return
+        overhead, scale, device_base = self.made_with[msg.plan_id]
+        if device_base >= 1.0:
+            self.device_ratios.append(msg.device_ms / device_base)
+        scale_now = self.planner.device_scale
+        raw = msg.predicted_latency_ms - overhead - scale * device_base + scale_now * device_base
         self.residuals.append(msg.latency_ms - raw)
+        predicted_now = raw + self.planner.overhead_ms  # under today's calibration
+        if predicted_now > 0:
+            self.ratios.append(msg.latency_ms / predicted_now)
         self.fresh_residuals += 1
         if self.fresh_residuals < 10:
             return
         self.fresh_residuals = 0
-        overhead = max(0.0, statistics.median(self.residuals))
-        if abs(overhead - self.planner.overhead_ms) > max(2.0, 0.2 * self.planner.overhead_ms):
-            self.get_logger().info(f'per-frame overhead now {overhead:.1f} ms (was '
-                                   f'{self.planner.overhead_ms:.1f} ms)')
-            self.planner.set_overhead(overhead)
-            # Not forced: a new overhead goes through the same hysteresis as a new
-            # bandwidth (forcing it made the plan flap between edge and device);
+        changed = False
+        if len(self.device_ratios) >= 5:
+            new_scale = statistics.median(self.device_ratios)
+            if abs(new_scale - scale_now) > 0.1 * scale_now:
+                self.get_logger().info(f'device compute {new_scale:.2f}x its profile (was '
+                                       f'{scale_now:.2f}x)')
+                self.planner.set_device_scale(new_scale)
+                # Residuals and ratios were relative to the old scale.
+                self.residuals.clear()
+                self.ratios.clear()
+                changed = True
+        if self.residuals:
+            new_overhead = max(0.0, statistics.median(self.residuals))
+            if abs(new_overhead - self.planner.overhead_ms) > \
+                    max(2.0, 0.2 * self.planner.overhead_ms):
+                self.get_logger().info(f'per-frame overhead now {new_overhead:.1f} ms (was '
+                                       f'{self.planner.overhead_ms:.1f} ms)')
+                self.planner.set_overhead(new_overhead)
+                changed = True
+        changed = self.update_margin() or changed
+        if changed:
+            # Not forced: new figures go through the same hysteresis as a new
+            # bandwidth (forcing them made the plan flap between edge and device);
             # a plan kept is sent again with its new predicted figures.
             self.replan(refresh=True)
+
+    def update_margin(self) -> bool:
+        """The planning margin: how much slower than predicted the frames at
+        ``margin_quantile`` ran (0 when they ran as predicted or faster).
+        True if it moved enough to plan again."""
+        if len(self.ratios) < 10:
+            return False
+        ordered = sorted(self.ratios)
+        q = ordered[min(len(ordered) - 1, int(self.margin_quantile * len(ordered)))]
+        margin = min(1.0, max(0.0, q - 1.0))
+        if abs(margin - self.margin) < 0.03:
+            return False
+        self.get_logger().info(f'planning margin now {100 * margin:.0f}% (frames at the '
+                               f'{self.margin_quantile:g} quantile ran {q:.2f}x predicted)')
+        self.margin = margin
+        return True
+
+    @property
+    def planning_deadline_ms(self) -> float:
+        """The deadline the planner plans against: shrunk by the margin."""
+        return self.deadline_ms / (1.0 + self.margin)
 
     def replan(self, force: bool = False, refresh: bool = False) -> None:
         """Decide again; publish a new plan if it should replace the one in force.
@@ -179,20 +239,23 @@ class PlannerNode(Node):
         predicted under the current conditions.
         """
         start = time.perf_counter()
-        candidate = self.planner.plan_mode(self.mode, self.bandwidth_kbps, self.deadline_ms)
+        candidate = self.planner.plan_mode(self.mode, self.bandwidth_kbps,
+                                           self.planning_deadline_ms)
         self.decision_us.append((time.perf_counter() - start) * 1e6)
         if force or should_switch(self.planner, self.current, candidate, self.hysteresis):
             self.publish(candidate)
         elif refresh and self.current is not None:
             self.publish(self.planner.evaluate(*self.current.key, self.bandwidth_kbps,
-                                               self.deadline_ms))
+                                               self.planning_deadline_ms))
 
     def publish(self, d: Decision) -> None:
         self.plan_id += 1
         self.current = d
-        self.overhead_at_plan[self.plan_id] = self.planner.overhead_ms
-        while len(self.overhead_at_plan) > 64:
-            self.overhead_at_plan.pop(min(self.overhead_at_plan))
+        self.made_with[self.plan_id] = (self.planner.overhead_ms, self.planner.device_scale,
+                                        self.planner.device_compute_ms(d.exit_point,
+                                                                       d.partition))
+        while len(self.made_with) > 64:
+            self.made_with.pop(min(self.made_with))
         msg = Plan()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = self.card.name
@@ -208,15 +271,19 @@ class PlannerNode(Node):
         msg.predicted_download_ms = d.download_ms
         msg.upload_bytes = d.upload_bytes
         msg.bandwidth_kbps = d.bandwidth_kbps
-        msg.latency_requirement_ms = d.deadline_ms
+        msg.latency_requirement_ms = self.deadline_ms
         msg.deadline_met = d.feasible
         msg.expected_accuracy = d.accuracy
+        fallback = self.planner.plan_mode('device_only', d.bandwidth_kbps, d.deadline_ms)
+        msg.fallback_exit_point = fallback.exit_point
+        msg.fallback_num_layers = fallback.num_layers
+        msg.predicted_fallback_ms = fallback.total_ms
         self.plan_pub.publish(msg)
         verdict = 'meets' if d.feasible else 'CANNOT meet (best effort: fastest plan)'
         self.get_logger().info(
             f'plan {self.plan_id}: exit {d.exit_point}, partition {d.partition}/{d.num_layers}, '
             f'predicted {d.total_ms:.1f} ms at {d.bandwidth_kbps:.0f} kbps, {verdict} the '
-            f'{d.deadline_ms:g} ms deadline')
+            f'{self.deadline_ms:g} ms deadline (planned against {d.deadline_ms:.0f} ms)')
 
     def publish_diagnostics(self) -> None:
         d = self.current
@@ -234,6 +301,8 @@ class PlannerNode(Node):
             'bandwidth_kbps': self.bandwidth_kbps, 'bandwidth_source': self.bandwidth_source,
             'bandwidth_age_s': age, 'estimates_received': self.estimates,
             'frame_overhead_ms': self.planner.overhead_ms,
+            'device_scale': self.planner.device_scale,
+            'planning_margin': self.margin,
             'decision_time_us_median': statistics.median(self.decision_us)
             if self.decision_us else 0.0,
         }
