@@ -126,6 +126,16 @@ class BandwidthEstimator:
                     queue[i] = Sample(kbps, s.source, s.time_s)
         return any(s.time_s == time_s for s in self.samples)
 
+    def discard(self, time_s: float) -> bool:
+        """Forget the sample taken at ``time_s`` (found to be spoilt, e.g. a probe
+        that shared the link with a frame); False if it was not held."""
+        held = any(s.time_s == time_s for s in self.samples)
+        for queue in (self.samples, self.recent):
+            kept = [s for s in queue if s.time_s != time_s]
+            queue.clear()
+            queue.extend(kept)
+        return held
+
     def expire(self, now_s: float) -> None:
         """Forget samples older than max_age_s (a link unused for long)."""
         while self.samples and now_s - self.samples[0].time_s > self.max_age_s:

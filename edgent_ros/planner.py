@@ -217,6 +217,21 @@ class Planner:
             partition = int(np.argmin(totals))
         return self.evaluate(exit_point, partition, bandwidth_kbps, deadline_ms, download_kbps)
 
+    def device_alone(self, deadline_ms: float) -> Decision:
+        """What the device runs when the edge cannot be used: Algorithm 1 with
+        every partition but p = N ruled out. The most accurate exit whose
+        device-only latency meets the deadline, else the fastest one."""
+        if not deadline_ms > 0:
+            raise ValueError(f'deadline must be > 0 ms, got {deadline_ms}')
+        ends = [int(self._offsets[seg]) + len(self.exits[seg].device_layers_ms)
+                for seg in range(len(self.exits))]
+        totals = {seg: self._total_at(ends[seg], 1.0, 1.0) for seg in range(len(self.exits))}
+        for seg in self._order:
+            if totals[int(seg)] <= deadline_ms:
+                return self._decision(ends[int(seg)], True, 1.0, deadline_ms, 1.0)
+        fastest = min(totals, key=totals.__getitem__)
+        return self._decision(ends[fastest], False, 1.0, deadline_ms, 1.0)
+
     def evaluate(self, exit_point: int, partition: int, bandwidth_kbps: float,
                  deadline_ms: float, download_kbps: float | None = None) -> Decision:
         """The prediction for a given (exit, partition), e.g. a plan in force."""

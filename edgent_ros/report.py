@@ -18,6 +18,8 @@ class FrameRecord:
     correct: bool | None
     bandwidth_kbps: float
     fallback: bool = False
+    received_s: float = 0.0  # wall clock (s since the epoch) when the result came
+    remote: bool = False  # the edge ran part of it
 
 
 @dataclass
@@ -52,7 +54,8 @@ def frame_line(x: FrameRecord) -> str:
     return (f'frame {x.seq:5d} {x.source:>10}  bw {x.bandwidth_kbps:8.0f} kbps  '
             f'exit {x.exit_point} partition {x.partition:2d}  predicted {x.predicted_ms:7.1f} ms  '
             f'measured {x.latency_ms:7.1f} ms  deadline {"met " if x.deadline_met else "MISS"}  '
-            f'correct {correct}' + ('  (local fallback)' if x.fallback else ''))
+            f'correct {correct}  by ' + ('edge' if x.remote else 'device') +
+            ('  (local fallback)' if x.fallback else ''))
 
 
 def summary_text(figures: dict[str, float]) -> str:

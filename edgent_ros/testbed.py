@@ -135,6 +135,21 @@ class Testbed:
         self._shape(self.device_ns, dev_if, 'change')
         self._shape(self.edge_ns, edge_if, 'change')
 
+    def set_link(self, up: bool) -> None:
+        """Take the link down (no packet crosses, as when Wi-Fi drops) or up again."""
+        state = 'up' if up else 'down'
+        for ns, iface in zip((self.device_ns, self.edge_ns), self.veth, strict=True):
+            _run('ip', '-n', ns, 'link', 'set', iface, state)
+        if up:  # the multicast route goes with the link; discovery needs it back
+            for ns, iface in zip((self.device_ns, self.edge_ns), self.veth, strict=True):
+                subprocess.run(['ip', '-n', ns, 'route', 'replace', '224.0.0.0/4', 'dev',
+                                iface], capture_output=True)
+
+    def kill(self, proc: subprocess.Popen) -> None:
+        """SIGKILL a spawned process and everything it started (a crash, a power cut)."""
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+
     def replay(self, trace: Sequence[tuple[float, float]]) -> TraceReplay:
         """Apply a bandwidth trace: (seconds from now, kbit/s) steps, in a thread."""
         replay = TraceReplay(self, list(trace))

@@ -96,3 +96,27 @@ def stop_session(proc: object, signum: int) -> str:
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+TESTBED_RATE_KBIT = 2000.0
+
+
+@pytest.fixture
+def bed() -> Iterator[object]:
+    """A testbed (two namespaces, a 2 Mbit/s tbf link); afterwards, checks that
+    nothing of it (namespaces, processes) outlived it."""
+    import subprocess
+    from pathlib import Path
+
+    from edgent_ros import testbed
+
+    why = testbed.available()
+    if why:
+        pytest.skip(f'the testbed cannot run here: {why}')
+    with testbed.Testbed(TESTBED_RATE_KBIT) as bed:
+        yield bed
+        inside = [int(pid) for ns in (bed.device_ns, bed.edge_ns) for pid in subprocess.run(
+            ['ip', 'netns', 'pids', ns], capture_output=True, text=True).stdout.split()]
+    assert bed.device_ns not in testbed.leftovers()
+    survivors = [pid for pid in inside if Path(f'/proc/{pid}').exists()]
+    assert not survivors, f'processes outlived the testbed: {survivors}'

@@ -206,3 +206,32 @@ def test_quota_period_respects_the_kernel_minimum() -> None:
     assert period_for(2.0) == (2000, 1000)
     with pytest.raises(QuotaError, match='positive fraction'):
         period_for(0.0)
+
+
+def test_a_slowed_profile_scales_every_layer_but_model_loading() -> None:
+    base = lat.load_profile(lat.resolve_profile_path('paper_desktop_edge'))
+    slow = base.slowed(400.0)
+    for kind, lm in base.layers.items():
+        factor = 1.0 if kind == 'model_load' else 400.0
+        assert slow.layers[kind].coef == pytest.approx([c * factor for c in lm.coef])
+        assert slow.layers[kind].intercept == pytest.approx(lm.intercept * factor)
+    assert slow.machine['emulated_slowdown'] == 400.0
+    with pytest.raises(lat.ProfileError, match='>= 1'):
+        base.slowed(0.5)
+
+
+def test_emulated_slowdown_stretches_the_layers_wall_time(card: m.ModelCard) -> None:
+    import torch
+
+    from edgent_ros.inference import CoInferenceModel
+
+    net, card = m.load(m.resolve_model_path(m.DEFAULT_MODEL))
+    x = torch.zeros(1, 3, 32, 32)
+    slow = CoInferenceModel(net, card, slowdown=30.0)
+    slow.head(5, 22, x)  # warm up
+    wall0, cpu0 = time.perf_counter(), time.thread_time()
+    slow.head(5, 22, x)
+    wall, cpu = time.perf_counter() - wall0, time.thread_time() - cpu0
+    assert wall >= 20 * cpu  # about 30x: the thread sleeps 29x its compute
+    with pytest.raises(ValueError, match='slowdown'):
+        CoInferenceModel(net, card, slowdown=0.5)

@@ -197,5 +197,5 @@ def test_without_an_edge_the_device_answers_alone(harness: object, processes: ob
         images.publish(msg)
         spin_until(executor, lambda: False, 0.3)
     assert spin_until(executor, lambda: len(results) >= 3, 20)
-    assert all(r.fallback and r.edge_ms == 0.0 and r.partition_point == CARD.exit(r.exit_point).num_layers
-               for r in results)
+    assert all(r.fallback and r.edge_ms == 0.0 and
+               r.partition_point == CARD.exit(r.exit_point).num_layers for r in results)

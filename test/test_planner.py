@@ -239,3 +239,67 @@ def test_per_frame_overhead_is_paid_by_every_plan(paper_planner: Planner) -> Non
     assert paper_planner.plan(500.0, 400.0) == base
     with pytest.raises(ValueError, match='overhead'):
         paper_planner.set_overhead(-1.0)
+
+
+def test_probe_interval_keeps_the_probes_share_of_the_link_under_the_duty() -> None:
+    s = bw.ProbeScheduler(max_rate_hz=5.0, idle_s=0.0, duty=0.5, probe_bytes=8192)
+    assert s.interval_s(None) == pytest.approx(0.2)  # unknown link: the rate cap
+    assert s.interval_s(10_000.0) == pytest.approx(0.2)  # a fast link: the rate cap
+    # 8 KB at 100 kbps takes 0.655 s: the next probe waits twice that.
+    assert s.interval_s(100.0) == pytest.approx(2 * 8192 * 8 / 100 / 1000)
+    due = [t for t in np.arange(0.0, 10.0, 0.01) if s.due(float(t), 100.0)]
+    assert len(due) == 8
+    with pytest.raises(ValueError, match='duty'):
+        bw.ProbeScheduler(duty=0.0)
+
+
+def test_an_overdue_transfer_bounds_the_bandwidth_until_it_lands() -> None:
+    assert bw.overdue_bound(8192, 50.0, 33.0) is None  # not overdue yet
+    assert bw.overdue_bound(8192, 99.0, 33.0) is None  # under 3x expected
+    bound = bw.overdue_bound(8192, 200.0, 33.0)
+    assert bound == pytest.approx(8192 * 8 / 200.0)
+    est = bw.BandwidthEstimator(window=4)
+    for i in range(4):
+        est.add(2000.0, bw.SOURCE_PROBE, float(i))
+    assert est.add(bound, bw.SOURCE_PROBE, 10.0)  # a 6x drop: a new regime at once
+    assert est.estimate(peek=True).kbps == pytest.approx(bound)
+    assert est.estimate(peek=True).change and est.estimate().change  # peek keeps the flag
+    assert not est.estimate().change
+    assert est.revise(10.0, 300.0)  # the probe landed: its real rate replaces the bound
+    assert est.estimate().kbps == pytest.approx(300.0)
+    assert not est.revise(99.0, 5.0)
+    est.add(310.0, bw.SOURCE_PASSIVE, 11.0)
+    assert est.discard(11.0)  # a sample spoilt by a probe on the link at the same time
+    assert est.estimate().samples == 1 and not est.discard(11.0)
+
+
+def test_device_scale_multiplies_only_the_device_part(paper_planner: Planner) -> None:
+    before = paper_planner.latencies(400.0).copy()
+    device = paper_planner.device_compute_ms(3, 10)
+    assert device == pytest.approx(paper_planner.evaluate(3, 10, 400.0, 1e9).device_ms)
+    try:
+        paper_planner.set_device_scale(2.0)
+        after = paper_planner.latencies(400.0)
+        assert after[paper_planner._offsets[0]] == pytest.approx(before[0])  # p = 0: edge only
+        d = paper_planner.evaluate(3, 10, 400.0, 1e9)
+        assert d.device_ms == pytest.approx(2 * device)
+        assert paper_planner.device_compute_ms(3, 10) == pytest.approx(device)  # unscaled
+        with pytest.raises(ValueError, match='positive'):
+            paper_planner.set_device_scale(0.0)
+    finally:
+        paper_planner.set_device_scale(1.0)
+    assert paper_planner.latencies(400.0) == pytest.approx(before)
+
+
+def test_device_alone_is_algorithm_one_without_the_edge(paper_planner: Planner) -> None:
+    for deadline in (50.0, 300.0, 1000.0, 3000.0, 1e6):
+        d = paper_planner.device_alone(deadline)
+        assert d.partition == d.num_layers  # nothing crosses the link
+        alone = {e.exit_point: paper_planner.evaluate(
+            e.exit_point, len(e.device_layers_ms), 1.0, deadline) for e in paper_planner.exits}
+        meeting = [x for x in alone.values() if x.feasible]
+        if meeting:
+            assert d.feasible and d.accuracy == max(x.accuracy for x in meeting)
+        else:
+            assert not d.feasible and d.total_ms == min(x.total_ms for x in alone.values())
+    assert not paper_planner.device_alone(1.0).feasible

@@ -11,26 +11,12 @@ import pytest
 from edgent_ros import testbed
 from edgent_ros.demo.pipeline import start_on_testbed
 
+from .conftest import TESTBED_RATE_KBIT as RATE_KBIT
 from .conftest import executable
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
-RATE_KBIT = 2000.0
 INPUT_BYTES = 3 * 32 * 32 * 4
-
-
-@pytest.fixture
-def bed() -> testbed.Testbed:
-    why = testbed.available()
-    if why:
-        pytest.skip(f'the testbed cannot run here: {why}')
-    with testbed.Testbed(RATE_KBIT) as bed:
-        yield bed
-        inside = [int(pid) for ns in (bed.device_ns, bed.edge_ns) for pid in subprocess.run(
-            ['ip', 'netns', 'pids', ns], capture_output=True, text=True).stdout.split()]
-    assert bed.device_ns not in testbed.leftovers()
-    survivors = [pid for pid in inside if Path(f'/proc/{pid}').exists()]
-    assert not survivors, f'processes outlived the testbed: {survivors}'
 
 
 def test_frames_cross_the_shaped_link_and_everything_is_cleaned_up(

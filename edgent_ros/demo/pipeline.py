@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -77,20 +78,31 @@ def ensure_profile(role: str, quota: float | None, refresh: bool,
 
 
 def start_on_testbed(bed: testbed.Testbed, overrides: list[str], quota: float | None,
-                     device_log: IO, edge_log: IO) -> None:
+                     device_log: IO, edge_log: IO,
+                     edge_overrides: Sequence[str] = ()) -> dict[str, subprocess.Popen]:
     """Start the edge side and the device side (with parameter overrides) on a testbed.
 
     Only the inference node runs on the emulated Pi CPU: the quota's stalls
     would otherwise also distort the camera's timing and the bandwidth
-    monitor's round trips, which a real Pi does not suffer.
+    monitor's round trips, which a real Pi does not suffer. Returns the
+    launchers by part: ``edge``, ``device_support``, ``device``.
     """
     bringup = tool('edgent-bringup')
     device_cmd = [bringup, '--role', 'device'] + [a for o in overrides for a in ('--set', o)]
-    bed.spawn('edge', [bringup, '--role', 'edge'], stdout=edge_log, stderr=subprocess.STDOUT)
-    bed.spawn('device', [*device_cmd, '--skip', 'device'], stdout=device_log,
-              stderr=subprocess.STDOUT)
-    bed.spawn('device', [*device_cmd, '--only', 'device'], cpu_quota=quota, stdout=device_log,
-              stderr=subprocess.STDOUT)
+    return {
+        'edge': bed.spawn('edge', edge_command(edge_overrides), stdout=edge_log,
+                          stderr=subprocess.STDOUT),
+        'device_support': bed.spawn('device', [*device_cmd, '--skip', 'device'],
+                                    stdout=device_log, stderr=subprocess.STDOUT),
+        'device': bed.spawn('device', [*device_cmd, '--only', 'device'], cpu_quota=quota,
+                            stdout=device_log, stderr=subprocess.STDOUT),
+    }
+
+
+def edge_command(edge_overrides: Sequence[str] = ()) -> list[str]:
+    """The command that starts the edge side (to start it again after a kill)."""
+    return [tool('edgent-bringup'), '--role', 'edge'] + \
+        [a for o in edge_overrides for a in ('--set', o)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,9 @@ Device side. Takes passive samples that the device node publishes on
 ``probe_bytes``) at most ``probe_rate_hz`` and spending at most
 ``probe_duty`` of the link's time, while no real transfer measured the link
 for ``probe_idle_s`` (a device-only plan sends nothing); the edge's
-probe_echo answers on ``probe/reply``. A probe out twice as long as the
+probe_echo answers on ``probe/reply``. A probe and a frame that shared the
+link (the device stamps each passive sample with its send time) both
+measured a share of it, not the link: both samples are dropped. A probe out twice as long as the
 estimate predicts gives an upper-bound sample at once, so a step down is
 seen before the slow probe lands. Publishes the smoothed estimate on
 ``bandwidth`` (transient local) and ``/diagnostics``.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
@@ -58,7 +61,7 @@ class BandwidthMonitor(Node):
         self.min_bytes = declare_int(self, 'min_sample_bytes', 4096,
                                      'Transfers smaller than this are not measured, bytes.',
                                      0, 1 << 24, read_only=True)
-        self.probe_timeout_s = declare_float(self, 'probe_timeout_s', 10.0,
+        self.probe_timeout_s = declare_float(self, 'probe_timeout_s', 3.0,
                                              'A probe unanswered this long is lost, s.',
                                              0.1, 600.0, read_only=True)
         period = declare_float(self, 'publish_period_s', 0.25,
@@ -69,6 +72,12 @@ class BandwidthMonitor(Node):
                                         probe_bytes=self.probe_bytes)
         self.outstanding: dict[int, float] = {}
         self.bounded: dict[int, float] = {}  # probe seq -> time of its provisional sample
+        # Wall-clock flight of probes, to find those that shared the link with a
+        # frame: outstanding (seq -> sent) and landed (sent, landed, sample time).
+        self.flying: dict[int, float] = {}
+        self.landed: deque[tuple[float, float, float | None]] = deque(maxlen=16)
+        self.spoilt: set[int] = set()
+        self.overlapped = 0
         self.bound_samples = 0
         self.probes_sent = self.probes_answered = self.probes_lost = 0
         self.passive_samples = self.dropped_samples = 0
@@ -99,8 +108,10 @@ class BandwidthMonitor(Node):
             if now - sent > self.probe_timeout_s:
                 del self.outstanding[seq]
                 self.bounded.pop(seq, None)
+                self.flying.pop(seq, None)
+                self.spoilt.discard(seq)
                 self.probes_lost += 1
-            elif kbps is not None and seq not in self.bounded:
+            elif kbps is not None and seq not in self.bounded and seq not in self.spoilt:
                 bound = overdue_bound(self.probe_bytes, (now - sent) * 1e3,
                                       self.probe_bytes * 8.0 / kbps)
                 if bound is not None and bound < kbps:
@@ -116,6 +127,7 @@ class BandwidthMonitor(Node):
         self.probe_msg.frame_seq = self.seq
         self.probe_msg.header.stamp = self.get_clock().now().to_msg()
         self.outstanding[self.seq] = self.now_s()
+        self.flying[self.seq] = time.time()
         self.probe_pub.publish(self.probe_msg)
         self.probes_sent += 1
 
@@ -124,7 +136,12 @@ class BandwidthMonitor(Node):
         if sent is None:
             return
         provisional = self.bounded.pop(reply.frame_seq, None)
+        sent_wall = self.flying.pop(reply.frame_seq, time.time())
         self.probes_answered += 1
+        if reply.frame_seq in self.spoilt:  # a frame crossed the link meanwhile
+            self.spoilt.discard(reply.frame_seq)
+            self.landed.append((sent_wall, time.time(), None))
+            return
         rtt_ms = (self.now_s() - sent) * 1e3
         kbps = transfer_sample(self.probe_bytes, rtt_ms, reply.edge_total_ms,
                                min_bytes=self.min_bytes)
@@ -132,9 +149,12 @@ class BandwidthMonitor(Node):
             self.dropped_samples += 1
             return
         if provisional is not None and self.estimator.revise(provisional, kbps):
+            self.landed.append((sent_wall, time.time(), provisional))
             self.publish_estimate()  # the overdue bound is replaced by what the probe measured
             return
-        if self.estimator.add(kbps, SOURCE_PROBE, self.now_s()):
+        now = self.now_s()
+        self.landed.append((sent_wall, time.time(), now))
+        if self.estimator.add(kbps, SOURCE_PROBE, now):
             self.get_logger().info(f'bandwidth changed: probe measured {kbps:.0f} kbps',
                                    throttle_duration_sec=10.0)
             self.publish_estimate()
@@ -146,11 +166,38 @@ class BandwidthMonitor(Node):
             return
         now = self.now_s()
         self.scheduler.passive(now)
+        if self.shared_the_link(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9):
+            self.overlapped += 1
+            return
         self.passive_samples += 1
         if self.estimator.add(kbps, SOURCE_PASSIVE, now):
             self.get_logger().info(f'bandwidth changed: transfer measured {kbps:.0f} kbps',
                                    throttle_duration_sec=10.0)
             self.publish_estimate()
+
+    def shared_the_link(self, frame_sent: float) -> bool:
+        """Whether a frame sent at ``frame_sent`` (wall clock, s; 0 = unknown) and
+        landed now crossed the link together with a probe; if so the probe's
+        sample is dropped too (or will be, when it lands)."""
+        if frame_sent <= 0:
+            return False
+        now = time.time()
+        shared = False
+        for seq, sent in self.flying.items():
+            if sent < now:
+                shared = True
+                self.spoilt.add(seq)
+                if seq in self.bounded:
+                    self.estimator.discard(self.bounded.pop(seq))
+        for sent, landed, sample_time in self.landed:
+            if sent < now and landed > frame_sent:
+                shared = True
+                if sample_time is not None:
+                    self.estimator.discard(sample_time)
+        if shared:
+            self.landed = deque(((s, lnd, None) for s, lnd, _ in self.landed),
+                                maxlen=self.landed.maxlen)
+        return shared
 
     def publish_estimate(self) -> None:
         self.estimator.expire(self.now_s())
@@ -174,6 +221,7 @@ class BandwidthMonitor(Node):
             'probes_sent': self.probes_sent, 'probes_answered': self.probes_answered,
             'probes_lost': self.probes_lost, 'passive_samples': self.passive_samples,
             'dropped_samples': self.dropped_samples, 'overdue_bounds': self.bound_samples,
+            'overlapped_samples': self.overlapped,
             'regime_changes': self.estimator.changes,
         }
         if estimate is not None:

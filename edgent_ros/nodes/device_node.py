@@ -12,8 +12,9 @@ sample on ``link/samples`` for the bandwidth monitor.
 
 No frame is left without an answer. A frame sent to the edge whose reply
 has not come by the latest moment the device can still answer it alone in
-time (deadline - age - the plan's predicted fallback time; never before 1.5x
-the predicted remote part, never after ``reply_timeout_s``) is answered on
+time (deadline - age - the plan's predicted fallback time, or the deadline
+when the device alone cannot meet it; never before twice the predicted
+remote part, never after ``reply_timeout_s``) is answered on
 the device with the plan's fallback exit (the most accurate exit that meets
 the deadline on the device alone, else the fastest). The edge is then taken
 as down: the following frames are answered on the device at once, and
@@ -60,6 +61,7 @@ class Pending:
     x: torch.Tensor | None = None  # the input, to answer alone if the edge fails
     give_up_at: float = float('inf')
     trial: bool = False
+    sent_stamp: object = None  # builtin_interfaces/Time of the send (wall clock)
 
 
 class DeviceNode(Node):
@@ -209,21 +211,28 @@ class DeviceNode(Node):
         now = time.perf_counter()
         give_up_at = now + self.reply_wait_s(header, plan)
         self.pending[seq] = Pending(seq, header, plan, device_ms, now, len(out.data), label,
-                                    x=x, give_up_at=give_up_at, trial=trial)
+                                    x=x, give_up_at=give_up_at, trial=trial,
+                                    sent_stamp=self.get_clock().now().to_msg())
         self.tensor_pub.publish(out)
         self.stats['trials' if trial else 'sent'] += 1
 
     def reply_wait_s(self, header: object, plan: Plan) -> float:
         """How long a frame sent now may wait for the edge before the device
         answers it alone: until the last moment a local answer still meets the
-        deadline, but not before 1.5x the predicted remote part (a slow link is
-        not a dead edge), and never longer than reply_timeout_s."""
+        deadline (until the deadline itself when no local answer can), but not
+        before twice the predicted remote part (a slow link is not a dead
+        edge), and never longer than reply_timeout_s."""
         remote_ms = max(0.0, plan.predicted_latency_ms - plan.predicted_device_ms)
-        wait_ms = max(50.0, 1.5 * remote_ms)
-        if plan.latency_requirement_ms > 0:
+        wait_ms = max(50.0, 2.0 * remote_ms)
+        deadline = plan.latency_requirement_ms
+        if deadline > 0:
             age_ms = (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds / 1e6
-            wait_ms = max(wait_ms, plan.latency_requirement_ms - age_ms
-                          - plan.predicted_fallback_ms)
+            if plan.predicted_fallback_ms < deadline:
+                # Until the last moment a local answer still meets the deadline.
+                wait_ms = max(wait_ms, deadline - age_ms - plan.predicted_fallback_ms)
+            else:
+                # Alone the device is late anyway: wait for the edge until the deadline.
+                wait_ms = max(wait_ms, deadline - age_ms)
         return min(wait_ms / 1e3, self.reply_timeout_s)
 
     def fallback_exit(self, plan: Plan) -> int:
@@ -269,9 +278,10 @@ class DeviceNode(Node):
         transfer_ms = max(0.0, round_trip_ms - reply.edge_total_ms)
         kbps = transfer_sample(pending.nbytes, round_trip_ms, reply.edge_total_ms)
         if kbps is not None:
-            self.sample_pub.publish(BandwidthEstimate(
-                bandwidth_kbps=kbps, last_sample_kbps=kbps, source=SOURCE_PASSIVE,
-                sample_count=1, confidence=0.0))
+            sample = BandwidthEstimate(bandwidth_kbps=kbps, last_sample_kbps=kbps,
+                                       source=SOURCE_PASSIVE, sample_count=1, confidence=0.0)
+            sample.header.stamp = pending.sent_stamp  # when the transfer started
+            self.sample_pub.publish(sample)
         result = TopK(list(reply.top_k_class_ids), list(reply.top_k_scores))
         label = pending.label if pending.label >= 0 else self.label_of(pending.header)
         self.answer(pending.header, pending.seq, pending.plan, result, label,

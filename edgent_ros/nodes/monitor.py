@@ -42,7 +42,8 @@ class Monitor(Node):
             partition=msg.partition_point, predicted_ms=msg.predicted_latency_ms,
             latency_ms=msg.latency_ms, deadline_met=msg.deadline_met,
             correct=None if msg.label < 0 else msg.label == msg.class_id,
-            bandwidth_kbps=self.bandwidth_kbps, fallback=msg.fallback)
+            bandwidth_kbps=self.bandwidth_kbps, fallback=msg.fallback, received_s=time.time(),
+            remote=msg.edge_ms > 0)
         self.summary.add(record)
         if not self.quiet:
             print(frame_line(record), flush=True)

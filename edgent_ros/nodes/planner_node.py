@@ -37,11 +37,11 @@ class PlannerNode(Node):
                             'Model name (in the package models/) or path to its YAML.',
                             read_only=True)
         device_profile = declare_str(self, 'device_profile', 'paper_pi3_device',
-                                     'Latency profile of the device (name or YAML path).',
-                                     read_only=True)
+                                     'Latency profile of the device (name or YAML path); '
+                                     'may be changed at run time (checked before use).')
         edge_profile = declare_str(self, 'edge_profile', 'paper_desktop_edge',
-                                   'Latency profile of the edge (name or YAML path).',
-                                   read_only=True)
+                                   'Latency profile of the edge (name or YAML path); may be '
+                                   'changed at run time (checked before use).')
         self.deadline_ms = declare_float(
             self, 'latency_requirement_ms', 1000.0,
             'End-to-end latency deadline per frame, ms (> 0).', 1.0, 600000.0)
@@ -77,13 +77,13 @@ class PlannerNode(Node):
         # Load everything before going live; a bad file stops the node here
         # with the reason (the caller sees the exception text).
         card = m.load_card(m.resolve_model_path(model))
-        device = lat.load_profile(lat.resolve_profile_path(device_profile))
-        edge = lat.load_profile(lat.resolve_profile_path(edge_profile))
-        self.latency = lat.SubModelLatency(card, device, edge)
+        self.card = card
+        self.latency = self.load_latency(device_profile, edge_profile)
+        device, edge = self.latency.device, self.latency.edge
         for warning in self.latency.warnings:
             self.get_logger().warn(f'outside the profiled range: {warning}')
-        self.card = card
         self.planner = Planner.from_latency(self.latency, message_ms=self.message_ms)
+        self.pending_latency: lat.SubModelLatency | None = None
 
         self.current: Decision | None = None
         self.plan_id = 0
@@ -111,8 +111,23 @@ class PlannerNode(Node):
             f'edge profile {edge.name}, deadline {self.deadline_ms:g} ms')
         self.replan(force=True)
 
+    def load_latency(self, device_profile: str, edge_profile: str) -> lat.SubModelLatency:
+        """Both profiles loaded and checked against the model (ProfileError if not)."""
+        device = lat.load_profile(lat.resolve_profile_path(device_profile))
+        edge = lat.load_profile(lat.resolve_profile_path(edge_profile))
+        return lat.SubModelLatency(self.card, device, edge)
+
     # --- parameters --------------------------------------------------------------
     def validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        names = {p.name: p.value for p in params}
+        if 'device_profile' in names or 'edge_profile' in names:
+            try:
+                self.pending_latency = self.load_latency(
+                    str(names.get('device_profile',
+                                  self.get_parameter('device_profile').value)),
+                    str(names.get('edge_profile', self.get_parameter('edge_profile').value)))
+            except (lat.ProfileError, ValueError, OSError) as exc:
+                return refuse(f'profile not changed: {exc}')
         for p in params:
             if p.name in ('latency_requirement_ms', 'hysteresis', 'message_latency_ms',
                           'initial_bandwidth_kbps', 'margin_quantile'):
@@ -140,6 +155,18 @@ class PlannerNode(Node):
             elif p.name == 'margin_quantile':
                 self.margin_quantile = float(p.value)
                 self.update_margin()
+                force = True
+            elif p.name in ('device_profile', 'edge_profile') and \
+                    self.pending_latency is not None:
+                self.latency, self.pending_latency = self.pending_latency, None
+                self.planner = Planner.from_latency(self.latency, message_ms=self.message_ms)
+                # A new profile starts a new calibration.
+                self.device_ratios.clear()
+                self.residuals.clear()
+                self.ratios.clear()
+                self.margin = 0.0
+                self.get_logger().info(f'profiles now {self.latency.device.name} (device), '
+                                       f'{self.latency.edge.name} (edge)')
                 force = True
             elif p.name == 'message_latency_ms':
                 self.message_ms = float(p.value)
@@ -186,10 +213,10 @@ class PlannerNode(Node):
         self.fresh_residuals = 0
         changed = False
         if len(self.device_ratios) >= 5:
-            new_scale = statistics.median(self.device_ratios)
-            if abs(new_scale - scale_now) > 0.1 * scale_now:
-                self.get_logger().info(f'device compute {new_scale:.2f}x its profile (was '
-                                       f'{scale_now:.2f}x)')
+            new_scale = max(1e-6, statistics.median(self.device_ratios))
+            if abs(math.log(new_scale / scale_now)) > math.log(1.15):
+                self.get_logger().info(f'device compute {new_scale:.3g}x its profile (was '
+                                       f'{scale_now:.3g}x)', throttle_duration_sec=10.0)
                 self.planner.set_device_scale(new_scale)
                 # Residuals and ratios were relative to the old scale.
                 self.residuals.clear()
@@ -222,7 +249,8 @@ class PlannerNode(Node):
         if abs(margin - self.margin) < 0.03:
             return False
         self.get_logger().info(f'planning margin now {100 * margin:.0f}% (frames at the '
-                               f'{self.margin_quantile:g} quantile ran {q:.2f}x predicted)')
+                               f'{self.margin_quantile:g} quantile ran {q:.2f}x predicted)',
+                               throttle_duration_sec=10.0)
         self.margin = margin
         return True
 
@@ -274,7 +302,7 @@ class PlannerNode(Node):
         msg.latency_requirement_ms = self.deadline_ms
         msg.deadline_met = d.feasible
         msg.expected_accuracy = d.accuracy
-        fallback = self.planner.plan_mode('device_only', d.bandwidth_kbps, d.deadline_ms)
+        fallback = self.planner.device_alone(d.deadline_ms)
         msg.fallback_exit_point = fallback.exit_point
         msg.fallback_num_layers = fallback.num_layers
         msg.predicted_fallback_ms = fallback.total_ms

@@ -1,0 +1,119 @@
+"""Faults on the testbed: the edge killed, the link down, the link starved.
+
+One run of the pipeline (camera 5 Hz, deadline 200 ms, link 10 Mbit/s so the
+planner sends frames to the edge, device layers slowed 20x) through three
+faults in turn, each followed by its recovery:
+
+1. SIGKILL of the edge side, 20 frames, the edge started again;
+2. the link down (ip link set down), 20 frames, up again;
+3. the link shaped to 4 kbit/s, 20 frames, back to 10 Mbit/s.
+
+For each: frames answered during it, how many on the device alone, how many
+late, how soon after the fault the first frame was answered alone, the worst
+latency, and how soon after the recovery frames came from the edge again.
+Every frame the device took must have an answer (no gap in its numbers).
+
+Run as root: scripts/run.sh python bench/bench_faults.py
+Writes docs/reliability.md, docs/reliability.png and bench/results/faults.json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, machine
+
+from edgent_ros import testbed
+from edgent_ros.demo.faults import analyse, run_scenario
+from edgent_ros.demo.pipeline import ensure_profile
+
+DOCS = Path(__file__).resolve().parent.parent / 'docs'
+RATE_KBIT = 10000.0
+DEADLINE_MS = 200.0
+SLOWDOWN = 20.0
+STEPS = [('remote', 10),
+         ('kill_edge',), ('frames', 20), ('start_edge',), ('remote', 10),
+         ('link', False), ('frames', 20), ('link', True), ('remote', 10),
+         ('rate', 4), ('frames', 20), ('rate', RATE_KBIT), ('remote', 10)]
+
+
+def main() -> int:
+    why = testbed.available()
+    if why:
+        print(f'bench_faults: skipped: the testbed cannot run here: {why}')
+        return 0
+    device_profile = ensure_profile('device', None, False, slowdown=SLOWDOWN)
+    edge_profile = ensure_profile('edge', None, False)
+    overrides = [f'planner.device_profile:={device_profile}',
+                 f'planner.edge_profile:={edge_profile}', 'camera.rate_hz:=5.0',
+                 f'device.emulated_slowdown:={SLOWDOWN}',
+                 f'planner.latency_requirement_ms:={DEADLINE_MS}',
+                 f'planner.initial_bandwidth_kbps:={RATE_KBIT}']
+    started = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
+    with testbed.Testbed(RATE_KBIT) as bed:
+        run = run_scenario(bed, STEPS, overrides=overrides, log_dir=Path('/tmp/edgent_faults'),
+                           step_timeout_s=120)
+    result = analyse(run, DEADLINE_MS)
+    result.update({'machine': machine(), 'started': started, 'events': run.events})
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / 'faults.json').write_text(json.dumps(result, indent=1))
+    report(result, run.frames)
+    return 0
+
+
+def report(result: dict, frames: list[dict]) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    t0 = min(f['received_s'] for f in frames)
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for label, pick, style in (('from the edge', lambda f: f['remote'], 'b.'),
+                               ('device (plan)', lambda f: not f['remote'] and
+                                not f['fallback'], 'g.'),
+                               ('device alone (edge not answering)', lambda f: f['fallback'],
+                                'rx')):
+        mine = [f for f in frames if pick(f)]
+        ax.plot([f['received_s'] - t0 for f in mine], [f['latency_ms'] for f in mine], style,
+                ms=4, label=label)
+    for when, what in result['events']:
+        ax.axvline(when - t0, color='k', alpha=0.3)
+        ax.text(when - t0, ax.get_ylim()[1] * 0.9, what, rotation=90, fontsize=7)
+    ax.axhline(DEADLINE_MS, color='r', ls=':', label='deadline')
+    ax.set_yscale('log')
+    ax.set_xlabel('time, s')
+    ax.set_ylabel('latency, ms')
+    ax.legend(fontsize=7, loc='upper right')
+    fig.tight_layout()
+    DOCS.mkdir(exist_ok=True)
+    fig.savefig(DOCS / 'reliability.png', dpi=110)
+    m = result['machine']
+
+    def secs(v: float | None) -> str:
+        return '-' if v is None else f'{v:.2f} s'
+
+    lines = ['# Reliability: faults on the testbed', '',
+             f"Measured {result['started']} on {m['cpu']} ({m['cpus']} cores): camera 5 Hz, "
+             f"deadline {DEADLINE_MS:g} ms, link {RATE_KBIT:g} kbit/s (tc tbf), device layers "
+             f"slowed {SLOWDOWN:g}x. Command: `scripts/run.sh python bench/bench_faults.py` "
+             '(as root).', '',
+             f"Frames answered: {result['frames']}; gaps in the device's frame numbers: "
+             f"{len(result['missing_seqs'])}; answered on the device alone: "
+             f"{result['answered_alone']}; late (deadline missed): {result['late']}.", '',
+             '| fault | frames during | answered alone | late | first alone after | '
+             'worst latency | edge again after recovery |',
+             '|---|---:|---:|---:|---:|---:|---:|']
+    lines += [f"| {f['fault']} | {f['frames_during']} | {f['answered_alone']} | {f['late']} | "
+              f"{secs(f['first_alone_after_s'])} | {f['worst_latency_ms']:.0f} ms | "
+              f"{secs(f['edge_again_after_recovery_s'])} |" for f in result['faults']]
+    lines += ['', '![faults](reliability.png)', '']
+    (DOCS / 'reliability.md').write_text('\n'.join(lines))
+    print('\n'.join(lines))
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
