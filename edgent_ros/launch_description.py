@@ -50,5 +50,8 @@ def role_nodes(role: str) -> list:
         actions.append(Node(
             package='edgent_ros', executable=spec.executable, name=spec.name,
             namespace=spec.namespace, remappings=remaps, parameters=[params, *overrides],
-            condition=condition, output='screen'))
+            condition=condition, output='screen',
+            # Sends over a slow link must not block the executor (Fast DDS
+            # publishes in the calling thread by default; other RMWs ignore it).
+            additional_env={'RMW_FASTRTPS_PUBLICATION_MODE': 'ASYNCHRONOUS'}))
     return actions

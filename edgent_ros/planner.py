@@ -113,6 +113,7 @@ class Planner:
         self.device_scale = 1.0
         self._device = self._device_base
         self._compute = self._device + self._edge
+        self._factor = np.ones(len(self._device_base))
         self._upload_bits = np.concatenate(upload) * 8.0
         self._result_bits = np.concatenate(result) * 8.0
         self._remote = np.concatenate(remote)
@@ -152,6 +153,27 @@ class Planner:
         self._device = self._device_base * self.device_scale
         self._compute = self._device + self._edge
 
+    def set_plan_factor(self, exit_point: int, partition: int, factor: float) -> None:
+        """Multiply one (exit, partition)'s predicted total by ``factor``: what
+        the frames run with that plan measured over what was predicted (a
+        correction learnt online for plans actually run)."""
+        if not (np.isfinite(factor) and factor > 0):
+            raise ValueError(f'plan factor must be a positive number, got {factor}')
+        self._factor[self._flat(exit_point, partition)] = factor
+
+    def plan_factor(self, exit_point: int, partition: int) -> float:
+        return float(self._factor[self._flat(exit_point, partition)])
+
+    def clear_plan_factors(self) -> None:
+        self._factor[:] = 1.0
+
+    def _flat(self, exit_point: int, partition: int) -> int:
+        segment = self._segment_of(exit_point)
+        n = len(self.exits[segment].device_layers_ms)
+        if not 0 <= partition <= n:
+            raise ValueError(f'partition {partition} is outside 0..{n} for exit {exit_point}')
+        return int(self._offsets[segment]) + partition
+
     def device_compute_ms(self, exit_point: int, partition: int) -> float:
         """Profiled (unscaled) device compute of layers [0, partition) of an exit."""
         segment = self._segment_of(exit_point)
@@ -168,8 +190,9 @@ class Planner:
                   download_kbps: float | None = None) -> np.ndarray:
         """Predicted ms of every (exit, partition), laid end to end."""
         down = bandwidth_kbps if download_kbps is None else download_kbps
-        return (self._compute + self._upload_bits / bandwidth_kbps
-                + self._result_bits / down + self._remote * self.message_ms + self.overhead_ms)
+        return self._factor * (self._compute + self._upload_bits / bandwidth_kbps
+                               + self._result_bits / down + self._remote * self.message_ms
+                               + self.overhead_ms)
 
     def plan(self, bandwidth_kbps: float, deadline_ms: float,
              download_kbps: float | None = None) -> Decision:
@@ -251,9 +274,10 @@ class Planner:
         raise ValueError(f'no exit {exit_point} (exits: {[e.exit_point for e in self.exits]})')
 
     def _total_at(self, flat: int, up: float, down: float) -> float:
-        return float(self._compute[flat] + self._upload_bits[flat] / up
-                     + self._result_bits[flat] / down + self._remote[flat] * self.message_ms
-                     + self.overhead_ms)
+        return float(self._factor[flat] * (
+            self._compute[flat] + self._upload_bits[flat] / up
+            + self._result_bits[flat] / down + self._remote[flat] * self.message_ms
+            + self.overhead_ms))
 
     def _decision(self, flat: int, feasible: bool, up: float, deadline: float,
                   down: float) -> Decision:

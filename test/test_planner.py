@@ -303,3 +303,20 @@ def test_device_alone_is_algorithm_one_without_the_edge(paper_planner: Planner) 
         else:
             assert not d.feasible and d.total_ms == min(x.total_ms for x in alone.values())
     assert not paper_planner.device_alone(1.0).feasible
+
+
+def test_a_plan_factor_corrects_one_plan_only(paper_planner: Planner) -> None:
+    before = paper_planner.latencies(400.0).copy()
+    flat = paper_planner._flat(2, 5)
+    try:
+        paper_planner.set_plan_factor(2, 5, 1.5)
+        after = paper_planner.latencies(400.0)
+        assert after[flat] == pytest.approx(1.5 * before[flat])
+        others = np.arange(len(before)) != flat
+        assert after[others] == pytest.approx(before[others])
+        assert paper_planner.evaluate(2, 5, 400.0, 1e9).total_ms == pytest.approx(after[flat])
+        with pytest.raises(ValueError, match='positive'):
+            paper_planner.set_plan_factor(2, 5, float('nan'))
+    finally:
+        paper_planner.clear_plan_factors()
+    assert paper_planner.latencies(400.0) == pytest.approx(before)

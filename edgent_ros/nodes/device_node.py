@@ -107,6 +107,8 @@ class DeviceNode(Node):
                       'correct': 0, 'labelled': 0}
         self.edge_ok = True
         self.last_trial = -float('inf')
+        # Frames given up on, kept a while: a late reply still measures the link.
+        self.gave_up: OrderedDict[int, Pending] = OrderedDict()
         self.latencies: deque[float] = deque(maxlen=200)
         self.deadline_hits: deque[bool] = deque(maxlen=200)
         self.bandwidth_kbps = 0.0
@@ -261,6 +263,9 @@ class DeviceNode(Node):
             self.get_logger().info('the edge answers again: resuming co-inference')
         pending = self.pending.pop(reply.frame_seq, None)
         if pending is None or pending.trial:
+            late = self.gave_up.pop(reply.frame_seq, None) if pending is None else pending
+            if late is not None:  # answered already, but the transfer was real
+                self.publish_sample(late, reply)
             if pending is None:
                 self.stats['late_replies'] += 1
             return
@@ -276,17 +281,27 @@ class DeviceNode(Node):
         self.stats['replies'] += 1
         round_trip_ms = (time.perf_counter() - pending.sent) * 1e3
         transfer_ms = max(0.0, round_trip_ms - reply.edge_total_ms)
-        kbps = transfer_sample(pending.nbytes, round_trip_ms, reply.edge_total_ms)
-        if kbps is not None:
-            sample = BandwidthEstimate(bandwidth_kbps=kbps, last_sample_kbps=kbps,
-                                       source=SOURCE_PASSIVE, sample_count=1, confidence=0.0)
-            sample.header.stamp = pending.sent_stamp  # when the transfer started
-            self.sample_pub.publish(sample)
+        self.publish_sample(pending, reply)
         result = TopK(list(reply.top_k_class_ids), list(reply.top_k_scores))
         label = pending.label if pending.label >= 0 else self.label_of(pending.header)
         self.answer(pending.header, pending.seq, pending.plan, result, label,
                     device_ms=pending.device_ms, transfer_ms=transfer_ms,
                     edge_ms=float(reply.edge_total_ms))
+
+    def publish_sample(self, pending: Pending, reply: EdgeReply | None) -> None:
+        """A bandwidth sample for the monitor: from a reply's round trip, or (no
+        reply yet) an upper bound from how long the frame has been out."""
+        elapsed_ms = (time.perf_counter() - pending.sent) * 1e3
+        if reply is not None:
+            kbps = transfer_sample(pending.nbytes, elapsed_ms, reply.edge_total_ms)
+        else:
+            kbps = pending.nbytes * 8.0 / elapsed_ms if elapsed_ms > 0 else None
+        if kbps is None:
+            return
+        sample = BandwidthEstimate(bandwidth_kbps=kbps, last_sample_kbps=kbps,
+                                   source=SOURCE_PASSIVE, sample_count=1, confidence=0.0)
+        sample.header.stamp = pending.sent_stamp  # when the transfer started
+        self.sample_pub.publish(sample)
 
     def expire_pending(self) -> None:
         """Answer alone every frame the edge did not answer in time."""
@@ -295,9 +310,14 @@ class DeviceNode(Node):
             if now < p.give_up_at:
                 continue
             del self.pending[seq]
+            self.gave_up[seq] = p
+            while len(self.gave_up) > 64:
+                self.gave_up.popitem(last=False)
             if p.trial:
                 continue
             self.stats['edge_timeouts'] += 1
+            # The link carried at most this much: tell the bandwidth monitor now.
+            self.publish_sample(p, None)
             if self.edge_ok:
                 self.edge_ok = False
                 self.get_logger().warn(

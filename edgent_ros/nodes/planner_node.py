@@ -99,8 +99,10 @@ class PlannerNode(Node):
         self.device_ratios: deque[float] = deque(maxlen=30)
         self.ratios: deque[float] = deque(maxlen=30)  # measured / predicted latency
         self.margin = 0.0
-        # plan id -> (overhead, device scale, profiled device compute) it was made with
-        self.made_with: dict[int, tuple[float, float, float]] = {}
+        # plan id -> (overhead, device scale, profiled device compute, plan factor)
+        self.made_with: dict[int, tuple[float, float, float, float]] = {}
+        # (exit, partition) -> measured / predicted of its recent frames
+        self.plan_ratios: dict[tuple[int, int], deque[float]] = {}
         self.fresh_residuals = 0
         self.add_on_set_parameters_callback(self.validate_parameters)
         self.add_post_set_parameters_callback(self.apply_parameters)
@@ -162,8 +164,7 @@ class PlannerNode(Node):
                 self.planner = Planner.from_latency(self.latency, message_ms=self.message_ms)
                 # A new profile starts a new calibration.
                 self.device_ratios.clear()
-                self.residuals.clear()
-                self.ratios.clear()
+                self.forget_relative_calibration()
                 self.margin = 0.0
                 self.get_logger().info(f'profiles now {self.latency.device.name} (device), '
                                        f'{self.latency.edge.name} (edge)')
@@ -174,6 +175,7 @@ class PlannerNode(Node):
                 self.planner = Planner.from_latency(self.latency, message_ms=self.message_ms)
                 self.planner.set_overhead(overhead)
                 self.planner.set_device_scale(scale)
+                self.forget_relative_calibration(residuals=False)
                 force = True
         if force:
             self.replan(force=True)
@@ -193,22 +195,30 @@ class PlannerNode(Node):
 
     def on_result(self, msg: InferenceResult) -> None:
         """Calibrate online from measured frames: the device's compute relative to
-        its profile (a factor), and the per-frame cost no profile holds (ms)."""
+        its profile (one factor), the per-frame cost no profile holds (ms), and,
+        for each plan actually run, what its frames measured over the prediction."""
         if not self.learn_overhead or msg.fallback or msg.plan_id not in self.made_with:
             return
         if not (math.isfinite(msg.latency_ms) and math.isfinite(msg.device_ms)):
             return
-        overhead, scale, device_base = self.made_with[msg.plan_id]
+        overhead, scale, device_base, factor = self.made_with[msg.plan_id]
         if device_base >= 1.0:
             self.device_ratios.append(msg.device_ms / device_base)
         scale_now = self.planner.device_scale
-        raw = msg.predicted_latency_ms - overhead - scale * device_base + scale_now * device_base
+        # The prediction without overhead and plan factor, under today's device scale.
+        raw = msg.predicted_latency_ms / factor - overhead - scale * device_base \
+            + scale_now * device_base
         self.residuals.append(msg.latency_ms - raw)
-        predicted_now = raw + self.planner.overhead_ms  # under today's calibration
-        if predicted_now > 0:
+        key = (int(msg.exit_point), int(msg.partition_point))
+        unfactored = raw + self.planner.overhead_ms
+        if unfactored > 0:
+            ratios = self.plan_ratios.setdefault(key, deque(maxlen=10))
+            ratios.append(msg.latency_ms / unfactored)
+            predicted_now = unfactored * self.planner.plan_factor(*key)
             self.ratios.append(msg.latency_ms / predicted_now)
         self.fresh_residuals += 1
         if self.fresh_residuals < 10:
+            self.update_plan_factor(key)
             return
         self.fresh_residuals = 0
         changed = False
@@ -218,24 +228,46 @@ class PlannerNode(Node):
                 self.get_logger().info(f'device compute {new_scale:.3g}x its profile (was '
                                        f'{scale_now:.3g}x)', throttle_duration_sec=10.0)
                 self.planner.set_device_scale(new_scale)
-                # Residuals and ratios were relative to the old scale.
-                self.residuals.clear()
-                self.ratios.clear()
+                self.forget_relative_calibration()
                 changed = True
         if self.residuals:
             new_overhead = max(0.0, statistics.median(self.residuals))
             if abs(new_overhead - self.planner.overhead_ms) > \
                     max(2.0, 0.2 * self.planner.overhead_ms):
                 self.get_logger().info(f'per-frame overhead now {new_overhead:.1f} ms (was '
-                                       f'{self.planner.overhead_ms:.1f} ms)')
+                                       f'{self.planner.overhead_ms:.1f} ms)',
+                                       throttle_duration_sec=10.0)
                 self.planner.set_overhead(new_overhead)
+                self.forget_relative_calibration(residuals=False)
                 changed = True
+        changed = self.update_plan_factor(key, replan=False) or changed
         changed = self.update_margin() or changed
         if changed:
             # Not forced: new figures go through the same hysteresis as a new
             # bandwidth (forcing them made the plan flap between edge and device);
             # a plan kept is sent again with its new predicted figures.
             self.replan(refresh=True)
+
+    def forget_relative_calibration(self, residuals: bool = True) -> None:
+        """Drop what was measured relative to the old device scale or overhead."""
+        if residuals:
+            self.residuals.clear()
+        self.ratios.clear()
+        self.plan_ratios.clear()
+        self.planner.clear_plan_factors()
+
+    def update_plan_factor(self, key: tuple[int, int], replan: bool = True) -> bool:
+        """Set a plan's factor from its frames (3 or more); True if it moved > 5%."""
+        ratios = self.plan_ratios.get(key)
+        if not ratios or len(ratios) < 3:
+            return False
+        factor = statistics.median(ratios)
+        if abs(math.log(factor / self.planner.plan_factor(*key))) < math.log(1.05):
+            return False
+        self.planner.set_plan_factor(*key, factor)
+        if replan:
+            self.replan(refresh=True)
+        return True
 
     def update_margin(self) -> bool:
         """The planning margin: how much slower than predicted the frames at
@@ -281,7 +313,8 @@ class PlannerNode(Node):
         self.current = d
         self.made_with[self.plan_id] = (self.planner.overhead_ms, self.planner.device_scale,
                                         self.planner.device_compute_ms(d.exit_point,
-                                                                       d.partition))
+                                                                       d.partition),
+                                        self.planner.plan_factor(d.exit_point, d.partition))
         while len(self.made_with) > 64:
             self.made_with.pop(min(self.made_with))
         msg = Plan()
