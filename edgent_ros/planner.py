@@ -150,22 +150,29 @@ class Planner:
         if not (np.isfinite(scale) and scale > 0):
             raise ValueError(f'device scale must be a positive number, got {scale}')
         self.device_scale = float(scale)
-        self._device = self._device_base * self.device_scale
+        self._rescale()
+
+    def _rescale(self) -> None:
+        self._device = self._device_base * self.device_scale * self._factor
         self._compute = self._device + self._edge
 
     def set_plan_factor(self, exit_point: int, partition: int, factor: float) -> None:
-        """Multiply one (exit, partition)'s predicted total by ``factor``: what
-        the frames run with that plan measured over what was predicted (a
-        correction learnt online for plans actually run)."""
+        """Multiply one (exit, partition)'s predicted device compute by
+        ``factor`` (on top of the device scale): what that plan's frames
+        measured on the device over what was predicted, learnt online for
+        plans actually run (small and large layers miss their profile by
+        different amounts)."""
         if not (np.isfinite(factor) and factor > 0):
             raise ValueError(f'plan factor must be a positive number, got {factor}')
         self._factor[self._flat(exit_point, partition)] = factor
+        self._rescale()
 
     def plan_factor(self, exit_point: int, partition: int) -> float:
         return float(self._factor[self._flat(exit_point, partition)])
 
     def clear_plan_factors(self) -> None:
         self._factor[:] = 1.0
+        self._rescale()
 
     def _flat(self, exit_point: int, partition: int) -> int:
         segment = self._segment_of(exit_point)
@@ -190,9 +197,8 @@ class Planner:
                   download_kbps: float | None = None) -> np.ndarray:
         """Predicted ms of every (exit, partition), laid end to end."""
         down = bandwidth_kbps if download_kbps is None else download_kbps
-        return self._factor * (self._compute + self._upload_bits / bandwidth_kbps
-                               + self._result_bits / down + self._remote * self.message_ms
-                               + self.overhead_ms)
+        return (self._compute + self._upload_bits / bandwidth_kbps
+                + self._result_bits / down + self._remote * self.message_ms + self.overhead_ms)
 
     def plan(self, bandwidth_kbps: float, deadline_ms: float,
              download_kbps: float | None = None) -> Decision:
@@ -274,10 +280,9 @@ class Planner:
         raise ValueError(f'no exit {exit_point} (exits: {[e.exit_point for e in self.exits]})')
 
     def _total_at(self, flat: int, up: float, down: float) -> float:
-        return float(self._factor[flat] * (
-            self._compute[flat] + self._upload_bits[flat] / up
-            + self._result_bits[flat] / down + self._remote[flat] * self.message_ms
-            + self.overhead_ms))
+        return float(self._compute[flat] + self._upload_bits[flat] / up
+                     + self._result_bits[flat] / down + self._remote[flat] * self.message_ms
+                     + self.overhead_ms)
 
     def _decision(self, flat: int, feasible: bool, up: float, deadline: float,
                   down: float) -> Decision:
@@ -321,7 +326,8 @@ def should_switch(planner: Planner, current: Decision | None, candidate: Decisio
     """Whether to replace the plan in force by a new decision, without flapping.
 
     Switch when there is no plan yet, when the plan in force no longer meets
-    the deadline at the new bandwidth, or when the candidate is more accurate
+    the deadline at the new bandwidth (to a candidate that does, or that is
+    faster by more than ``hysteresis``), or when the candidate is more accurate
     (or, at equal accuracy, faster) and would still meet the deadline with
     ``hysteresis`` less bandwidth. A feasible plan in force is otherwise kept.
     """
@@ -332,7 +338,9 @@ def should_switch(planner: Planner, current: Decision | None, candidate: Decisio
     now = planner.evaluate(current.exit_point, current.partition, candidate.bandwidth_kbps,
                            candidate.deadline_ms)
     if not now.feasible:
-        return True
+        # Nothing in force meets the deadline: take a plan that does, or one
+        # clearly faster (not one a hair faster, which flaps with the noise).
+        return candidate.feasible or candidate.total_ms < (1.0 - hysteresis) * now.total_ms
     if not candidate.feasible:
         return False
     margin = planner.evaluate(candidate.exit_point, candidate.partition,

@@ -305,13 +305,14 @@ def test_device_alone_is_algorithm_one_without_the_edge(paper_planner: Planner) 
     assert not paper_planner.device_alone(1.0).feasible
 
 
-def test_a_plan_factor_corrects_one_plan_only(paper_planner: Planner) -> None:
+def test_a_plan_factor_corrects_one_plans_device_part_only(paper_planner: Planner) -> None:
     before = paper_planner.latencies(400.0).copy()
     flat = paper_planner._flat(2, 5)
+    device = paper_planner.evaluate(2, 5, 400.0, 1e9).device_ms - paper_planner.overhead_ms
     try:
         paper_planner.set_plan_factor(2, 5, 1.5)
         after = paper_planner.latencies(400.0)
-        assert after[flat] == pytest.approx(1.5 * before[flat])
+        assert after[flat] == pytest.approx(before[flat] + 0.5 * device)
         others = np.arange(len(before)) != flat
         assert after[others] == pytest.approx(before[others])
         assert paper_planner.evaluate(2, 5, 400.0, 1e9).total_ms == pytest.approx(after[flat])
@@ -320,3 +321,17 @@ def test_a_plan_factor_corrects_one_plan_only(paper_planner: Planner) -> None:
     finally:
         paper_planner.clear_plan_factors()
     assert paper_planner.latencies(400.0) == pytest.approx(before)
+
+
+def test_no_flapping_between_plans_that_both_miss_the_deadline(
+        paper_planner: Planner) -> None:
+    bw_kbps, deadline = 400.0, 1.0  # nothing meets 1 ms
+    totals = paper_planner.latencies(bw_kbps)
+    order = np.argsort(totals)
+    fastest, second = (paper_planner._decision(int(f), False, bw_kbps, deadline, bw_kbps)
+                       for f in order[:2])
+    assert not fastest.feasible and not second.feasible
+    slow = paper_planner._decision(int(order[-1]), False, bw_kbps, deadline, bw_kbps)
+    assert should_switch(paper_planner, slow, fastest, 0.1)  # far faster: switch
+    if second.total_ms < fastest.total_ms / 0.9:  # within 10%: keep the one in force
+        assert not should_switch(paper_planner, second, fastest, 0.1)

@@ -97,11 +97,11 @@ class PlannerNode(Node):
         self.create_subscription(InferenceResult, 'result', self.on_result, 50)
         self.residuals: deque[float] = deque(maxlen=30)
         self.device_ratios: deque[float] = deque(maxlen=30)
-        self.ratios: deque[float] = deque(maxlen=30)  # measured / predicted latency
+        self.ratios: deque[float] = deque(maxlen=40)  # measured / predicted latency
         self.margin = 0.0
-        # plan id -> (overhead, device scale, profiled device compute, plan factor)
-        self.made_with: dict[int, tuple[float, float, float, float]] = {}
-        # (exit, partition) -> measured / predicted of its recent frames
+        # plan id -> (overhead, predicted device ms, profiled device compute) then
+        self.made_with: dict[int, tuple[float, float, float]] = {}
+        # (exit, partition) -> its frames' device time over the scaled prediction
         self.plan_ratios: dict[tuple[int, int], deque[float]] = {}
         self.fresh_residuals = 0
         self.add_on_set_parameters_callback(self.validate_parameters)
@@ -195,30 +195,30 @@ class PlannerNode(Node):
 
     def on_result(self, msg: InferenceResult) -> None:
         """Calibrate online from measured frames: the device's compute relative to
-        its profile (one factor), the per-frame cost no profile holds (ms), and,
-        for each plan actually run, what its frames measured over the prediction."""
+        its profile (one factor, and one per plan actually run), the per-frame
+        cost no profile holds (ms), and the spread of measured over predicted."""
         if not self.learn_overhead or msg.fallback or msg.plan_id not in self.made_with:
             return
         if not (math.isfinite(msg.latency_ms) and math.isfinite(msg.device_ms)):
             return
-        overhead, scale, device_base, factor = self.made_with[msg.plan_id]
-        if device_base >= 1.0:
-            self.device_ratios.append(msg.device_ms / device_base)
-        scale_now = self.planner.device_scale
-        # The prediction without overhead and plan factor, under today's device scale.
-        raw = msg.predicted_latency_ms / factor - overhead - scale * device_base \
-            + scale_now * device_base
-        self.residuals.append(msg.latency_ms - raw)
+        overhead, device_then, device_base = self.made_with[msg.plan_id]
         key = (int(msg.exit_point), int(msg.partition_point))
-        unfactored = raw + self.planner.overhead_ms
-        if unfactored > 0:
+        scale_now = self.planner.device_scale
+        if device_base * scale_now >= 1.0:
+            self.device_ratios.append(msg.device_ms / device_base)
             ratios = self.plan_ratios.setdefault(key, deque(maxlen=10))
-            ratios.append(msg.latency_ms / unfactored)
-            predicted_now = unfactored * self.planner.plan_factor(*key)
-            self.ratios.append(msg.latency_ms / predicted_now)
+            ratios.append(msg.device_ms / (device_base * scale_now))
+            self.update_plan_factor(key)
+        # The prediction without the overhead, under today's device calibration.
+        device_now = device_base * scale_now * self.planner.plan_factor(*key)
+        raw = msg.predicted_latency_ms - overhead - device_then + device_now
+        self.residuals.append(msg.latency_ms - raw)
+        predicted_now = raw + self.planner.overhead_ms
+        if predicted_now > 0:
+            # One slow frame in a bandwidth step is not the spread: clip at 1.5x.
+            self.ratios.append(min(1.5, msg.latency_ms / predicted_now))
         self.fresh_residuals += 1
         if self.fresh_residuals < 10:
-            self.update_plan_factor(key)
             return
         self.fresh_residuals = 0
         changed = False
@@ -238,9 +238,8 @@ class PlannerNode(Node):
                                        f'{self.planner.overhead_ms:.1f} ms)',
                                        throttle_duration_sec=10.0)
                 self.planner.set_overhead(new_overhead)
-                self.forget_relative_calibration(residuals=False)
+                self.ratios.clear()
                 changed = True
-        changed = self.update_plan_factor(key, replan=False) or changed
         changed = self.update_margin() or changed
         if changed:
             # Not forced: new figures go through the same hysteresis as a new
@@ -249,25 +248,24 @@ class PlannerNode(Node):
             self.replan(refresh=True)
 
     def forget_relative_calibration(self, residuals: bool = True) -> None:
-        """Drop what was measured relative to the old device scale or overhead."""
+        """Drop what was measured relative to the old device scale."""
         if residuals:
             self.residuals.clear()
         self.ratios.clear()
         self.plan_ratios.clear()
         self.planner.clear_plan_factors()
 
-    def update_plan_factor(self, key: tuple[int, int], replan: bool = True) -> bool:
-        """Set a plan's factor from its frames (3 or more); True if it moved > 5%."""
+    def update_plan_factor(self, key: tuple[int, int]) -> None:
+        """Set a plan's device factor from its frames (3 or more); plan again if
+        it moved by more than 5%."""
         ratios = self.plan_ratios.get(key)
         if not ratios or len(ratios) < 3:
-            return False
+            return
         factor = statistics.median(ratios)
         if abs(math.log(factor / self.planner.plan_factor(*key))) < math.log(1.05):
-            return False
+            return
         self.planner.set_plan_factor(*key, factor)
-        if replan:
-            self.replan(refresh=True)
-        return True
+        self.replan(refresh=True)
 
     def update_margin(self) -> bool:
         """The planning margin: how much slower than predicted the frames at
@@ -277,7 +275,7 @@ class PlannerNode(Node):
             return False
         ordered = sorted(self.ratios)
         q = ordered[min(len(ordered) - 1, int(self.margin_quantile * len(ordered)))]
-        margin = min(1.0, max(0.0, q - 1.0))
+        margin = min(0.5, max(0.0, q - 1.0))
         if abs(margin - self.margin) < 0.03:
             return False
         self.get_logger().info(f'planning margin now {100 * margin:.0f}% (frames at the '
@@ -311,10 +309,10 @@ class PlannerNode(Node):
     def publish(self, d: Decision) -> None:
         self.plan_id += 1
         self.current = d
-        self.made_with[self.plan_id] = (self.planner.overhead_ms, self.planner.device_scale,
+        self.made_with[self.plan_id] = (self.planner.overhead_ms,
+                                        d.device_ms - self.planner.overhead_ms,
                                         self.planner.device_compute_ms(d.exit_point,
-                                                                       d.partition),
-                                        self.planner.plan_factor(d.exit_point, d.partition))
+                                                                       d.partition))
         while len(self.made_with) > 64:
             self.made_with.pop(min(self.made_with))
         msg = Plan()
