@@ -29,7 +29,7 @@ from common import RESULTS, machine
 
 from edgent_ros import testbed
 from edgent_ros.demo.faults import analyse, run_scenario
-from edgent_ros.demo.pipeline import ensure_profile
+from edgent_ros.demo.pipeline import emulated_device_overrides
 
 DOCS = Path(__file__).resolve().parent.parent / 'docs'
 RATE_KBIT = 10000.0
@@ -46,13 +46,8 @@ def main() -> int:
     if why:
         print(f'bench_faults: skipped: the testbed cannot run here: {why}')
         return 0
-    device_profile = ensure_profile('device', None, False, slowdown=SLOWDOWN)
-    edge_profile = ensure_profile('edge', None, False)
-    overrides = [f'planner.device_profile:={device_profile}',
-                 f'planner.edge_profile:={edge_profile}', 'camera.rate_hz:=5.0',
-                 f'device.emulated_slowdown:={SLOWDOWN}',
-                 f'planner.latency_requirement_ms:={DEADLINE_MS}',
-                 f'planner.initial_bandwidth_kbps:={RATE_KBIT}']
+    overrides = emulated_device_overrides(SLOWDOWN, 5.0, deadline_ms=DEADLINE_MS,
+                                          initial_kbps=RATE_KBIT)
     started = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
     with testbed.Testbed(RATE_KBIT) as bed:
         run = run_scenario(bed, STEPS, overrides=overrides, log_dir=Path('/tmp/edgent_faults'),

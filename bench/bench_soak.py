@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, machine
 
 from edgent_ros import testbed
-from edgent_ros.demo.pipeline import ensure_profile, start_on_testbed, tool
+from edgent_ros.demo.pipeline import emulated_device_overrides, start_on_testbed, tool
 
 DOCS = Path(__file__).resolve().parent.parent / 'docs'
 RATE_HZ = 10.0
@@ -79,13 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f'bench_soak: skipped: the testbed cannot run here: {why}')
         return 0
     duration = args.minutes * 60
-    device_profile = ensure_profile('device', None, False, slowdown=SLOWDOWN)
-    edge_profile = ensure_profile('edge', None, False)
-    overrides = [f'planner.device_profile:={device_profile}',
-                 f'planner.edge_profile:={edge_profile}', f'camera.rate_hz:={RATE_HZ}',
-                 f'device.emulated_slowdown:={SLOWDOWN}',
-                 f'planner.latency_requirement_ms:={DEADLINE_MS}',
-                 'planner.initial_bandwidth_kbps:=5000.0']
+    overrides = emulated_device_overrides(SLOWDOWN, RATE_HZ, deadline_ms=DEADLINE_MS,
+                                          initial_kbps=5000.0)
     log_dir = Path('/tmp/edgent_soak')
     log_dir.mkdir(exist_ok=True)
     out = log_dir / 'frames.json'

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine
 
 from edgent_ros import testbed
-from edgent_ros.demo.pipeline import ensure_profile, start_on_testbed
+from edgent_ros.demo.pipeline import emulated_device_overrides, start_on_testbed
 
 DOCS = Path(__file__).resolve().parent.parent / 'docs'
 SLOWDOWN = 400.0
@@ -255,12 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     if why:
         print(f'bench_testbed: skipped: the testbed cannot run here: {why}')
         return 0
-    device_profile = ensure_profile('device', None, False, slowdown=SLOWDOWN)
-    edge_profile = ensure_profile('edge', None, False)
-    overrides = [f'planner.device_profile:={device_profile}',
-                 f'planner.edge_profile:={edge_profile}', f'camera.rate_hz:={RATE_HZ}',
-                 f'device.emulated_slowdown:={SLOWDOWN}',
-                 'planner.initial_bandwidth_kbps:=2000.0']
+    overrides = emulated_device_overrides(SLOWDOWN, RATE_HZ, initial_kbps=2000.0)
     log_dir = Path('/tmp/edgent_eval')
     log_dir.mkdir(exist_ok=True)
     started = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())

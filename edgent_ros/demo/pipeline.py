@@ -77,6 +77,24 @@ def ensure_profile(role: str, quota: float | None, refresh: bool,
     return path
 
 
+def emulated_device_overrides(slowdown: float, rate_hz: float, *,
+                              deadline_ms: float | None = None,
+                              initial_kbps: float | None = None) -> list[str]:
+    """Parameter overrides for a pipeline whose device's layers run ``slowdown``
+    times slower than this CPU, planned on this machine's profiles (made once
+    and cached): what the testbed benchmarks share."""
+    device_profile = ensure_profile('device', None, False, slowdown=slowdown)
+    edge_profile = ensure_profile('edge', None, False)
+    overrides = [f'planner.device_profile:={device_profile}',
+                 f'planner.edge_profile:={edge_profile}', f'camera.rate_hz:={rate_hz}',
+                 f'device.emulated_slowdown:={slowdown}']
+    if deadline_ms is not None:
+        overrides.append(f'planner.latency_requirement_ms:={deadline_ms}')
+    if initial_kbps is not None:
+        overrides.append(f'planner.initial_bandwidth_kbps:={initial_kbps}')
+    return overrides
+
+
 def start_on_testbed(bed: testbed.Testbed, overrides: list[str], quota: float | None,
                      device_log: IO, edge_log: IO,
                      edge_overrides: Sequence[str] = ()) -> dict[str, subprocess.Popen]:

@@ -7,8 +7,9 @@ Device side. Takes passive samples that the device node publishes on
 ``probe_duty`` of the link's time, while no real transfer measured the link
 for ``probe_idle_s`` (a device-only plan sends nothing); the edge's
 probe_echo answers on ``probe/reply``. A probe and a frame that shared the
-link (the device stamps each passive sample with its send time) both
-measured a share of it, not the link: both samples are dropped. A probe out twice as long as the
+link (the device stamps each passive sample with its send time and size)
+each measured a share of it: the probe's sample is dropped and the frame's
+counts the probe's bytes too. A probe out twice as long as the
 estimate predicts gives an upper-bound sample at once, so a step down is
 seen before the slow probe lands. Publishes the smoothed estimate on
 ``bandwidth`` (transient local) and ``/diagnostics``.
@@ -166,32 +167,37 @@ class BandwidthMonitor(Node):
             return
         now = self.now_s()
         self.scheduler.passive(now)
-        if self.shared_the_link(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9):
+        shared = self.shared_the_link(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
+        if shared:
             self.overlapped += 1
-            return
+            if msg.sample_bytes == 0:
+                return  # cannot tell the frame's share
+            # The frame and the probes together crossed in the frame's time.
+            kbps *= 1.0 + shared / msg.sample_bytes
         self.passive_samples += 1
         if self.estimator.add(kbps, SOURCE_PASSIVE, now):
             self.get_logger().info(f'bandwidth changed: transfer measured {kbps:.0f} kbps',
                                    throttle_duration_sec=10.0)
             self.publish_estimate()
 
-    def shared_the_link(self, frame_sent: float) -> bool:
-        """Whether a frame sent at ``frame_sent`` (wall clock, s; 0 = unknown) and
-        landed now crossed the link together with a probe; if so the probe's
-        sample is dropped too (or will be, when it lands)."""
+    def shared_the_link(self, frame_sent: float) -> int:
+        """Bytes of probes that crossed the link together with a frame sent at
+        ``frame_sent`` (wall clock, s; 0 = unknown) and landed now. Such probes
+        measured a share of the link, not the link: their samples are dropped
+        (or will be, when they land)."""
         if frame_sent <= 0:
-            return False
+            return 0
         now = time.time()
-        shared = False
+        shared = 0
         for seq, sent in self.flying.items():
             if sent < now:
-                shared = True
+                shared += self.probe_bytes
                 self.spoilt.add(seq)
                 if seq in self.bounded:
                     self.estimator.discard(self.bounded.pop(seq))
         for sent, landed, sample_time in self.landed:
             if sent < now and landed > frame_sent:
-                shared = True
+                shared += self.probe_bytes
                 if sample_time is not None:
                     self.estimator.discard(sample_time)
         if shared:

@@ -299,7 +299,8 @@ class DeviceNode(Node):
         if kbps is None:
             return
         sample = BandwidthEstimate(bandwidth_kbps=kbps, last_sample_kbps=kbps,
-                                   source=SOURCE_PASSIVE, sample_count=1, confidence=0.0)
+                                   source=SOURCE_PASSIVE, sample_count=1, confidence=0.0,
+                                   sample_bytes=pending.nbytes)
         sample.header.stamp = pending.sent_stamp  # when the transfer started
         self.sample_pub.publish(sample)
 

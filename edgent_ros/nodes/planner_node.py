@@ -197,13 +197,25 @@ class PlannerNode(Node):
         """Calibrate online from measured frames: the device's compute relative to
         its profile (one factor, and one per plan actually run), the per-frame
         cost no profile holds (ms), and the spread of measured over predicted."""
-        if not self.learn_overhead or msg.fallback or msg.plan_id not in self.made_with:
+        if not self.learn_overhead or msg.plan_id not in self.made_with:
             return
         if not (math.isfinite(msg.latency_ms) and math.isfinite(msg.device_ms)):
             return
-        overhead, device_then, device_base = self.made_with[msg.plan_id]
         key = (int(msg.exit_point), int(msg.partition_point))
         scale_now = self.planner.device_scale
+        if msg.fallback:
+            # Answered alone after waiting for the edge: its latency says nothing
+            # of the plan, but its device time calibrates the fallback exit.
+            try:
+                base = self.planner.device_compute_ms(*key)
+            except ValueError:
+                return
+            if base * scale_now >= 1.0:
+                self.plan_ratios.setdefault(key, deque(maxlen=10)).append(
+                    msg.device_ms / (base * scale_now))
+                self.update_plan_factor(key)
+            return
+        overhead, device_then, device_base = self.made_with[msg.plan_id]
         if device_base * scale_now >= 1.0:
             self.device_ratios.append(msg.device_ms / device_base)
             ratios = self.plan_ratios.setdefault(key, deque(maxlen=10))
