@@ -115,6 +115,7 @@ class Planner:
         self._compute = self._device + self._edge
         self._factor = np.ones(len(self._device_base))
         self._upload_bits = np.concatenate(upload) * 8.0
+        self.transfer_scale = 1.0
         self._result_bits = np.concatenate(result) * 8.0
         self._remote = np.concatenate(remote)
         self._offsets = np.asarray(offsets)
@@ -155,6 +156,15 @@ class Planner:
     def _rescale(self) -> None:
         self._device = self._device_base * self.device_scale * self._factor
         self._compute = self._device + self._edge
+
+    def set_transfer_scale(self, scale: float) -> None:
+        """Multiply every upload's predicted time by ``scale``: measured transfer
+        time over bytes / estimated bandwidth, learnt online (a shaper's burst
+        and DDS's headers make a message of a given size take a roughly
+        constant factor longer or shorter than the estimate says)."""
+        if not (np.isfinite(scale) and scale > 0):
+            raise ValueError(f'transfer scale must be a positive number, got {scale}')
+        self.transfer_scale = float(scale)
 
     def set_plan_factor(self, exit_point: int, partition: int, factor: float) -> None:
         """Multiply one (exit, partition)'s predicted device compute by
@@ -197,7 +207,7 @@ class Planner:
                   download_kbps: float | None = None) -> np.ndarray:
         """Predicted ms of every (exit, partition), laid end to end."""
         down = bandwidth_kbps if download_kbps is None else download_kbps
-        return (self._compute + self._upload_bits / bandwidth_kbps
+        return (self._compute + self.transfer_scale * self._upload_bits / bandwidth_kbps
                 + self._result_bits / down + self._remote * self.message_ms + self.overhead_ms)
 
     def plan(self, bandwidth_kbps: float, deadline_ms: float,
@@ -280,7 +290,7 @@ class Planner:
         raise ValueError(f'no exit {exit_point} (exits: {[e.exit_point for e in self.exits]})')
 
     def _total_at(self, flat: int, up: float, down: float) -> float:
-        return float(self._compute[flat] + self._upload_bits[flat] / up
+        return float(self._compute[flat] + self.transfer_scale * self._upload_bits[flat] / up
                      + self._result_bits[flat] / down + self._remote[flat] * self.message_ms
                      + self.overhead_ms)
 
@@ -289,7 +299,8 @@ class Planner:
         segment = int(self._segment[flat])
         e = self.exits[segment]
         remote = bool(self._remote[flat])
-        upload_ms = self._upload_bits[flat] / up + (self.message_ms if remote else 0.0)
+        upload_ms = self.transfer_scale * self._upload_bits[flat] / up + \
+            (self.message_ms if remote else 0.0)
         download_ms = self._result_bits[flat] / down
         return Decision(
             exit_point=e.exit_point, partition=int(self._partition[flat]),

@@ -97,10 +97,12 @@ class PlannerNode(Node):
         self.create_subscription(InferenceResult, 'result', self.on_result, 50)
         self.residuals: deque[float] = deque(maxlen=30)
         self.device_ratios: deque[float] = deque(maxlen=30)
+        self.transfer_ratios: deque[float] = deque(maxlen=20)
         self.ratios: deque[float] = deque(maxlen=40)  # measured / predicted latency
         self.margin = 0.0
-        # plan id -> (overhead, predicted device ms, profiled device compute) then
-        self.made_with: dict[int, tuple[float, float, float]] = {}
+        # plan id -> (overhead, predicted device ms, profiled device compute,
+        # predicted upload ms without the per-message term, transfer scale) then
+        self.made_with: dict[int, tuple[float, float, float, float, float]] = {}
         # (exit, partition) -> its frames' device time over the scaled prediction
         self.plan_ratios: dict[tuple[int, int], deque[float]] = {}
         self.fresh_residuals = 0
@@ -171,10 +173,11 @@ class PlannerNode(Node):
                 force = True
             elif p.name == 'message_latency_ms':
                 self.message_ms = float(p.value)
-                overhead, scale = self.planner.overhead_ms, self.planner.device_scale
+                old = self.planner
                 self.planner = Planner.from_latency(self.latency, message_ms=self.message_ms)
-                self.planner.set_overhead(overhead)
-                self.planner.set_device_scale(scale)
+                self.planner.set_overhead(old.overhead_ms)
+                self.planner.set_device_scale(old.device_scale)
+                self.planner.set_transfer_scale(old.transfer_scale)
                 self.forget_relative_calibration(residuals=False)
                 force = True
         if force:
@@ -215,7 +218,12 @@ class PlannerNode(Node):
                     msg.device_ms / (base * scale_now))
                 self.update_plan_factor(key)
             return
-        overhead, device_then, device_base = self.made_with[msg.plan_id]
+        overhead, device_then, device_base, upload_then, transfer_scale_then = \
+            self.made_with[msg.plan_id]
+        if upload_then >= 5.0 and msg.transfer_ms > 0:
+            # Measured over what bytes / estimate said (without the scale then).
+            self.transfer_ratios.append(min(2.0, max(0.5, msg.transfer_ms * transfer_scale_then
+                                                      / upload_then)))
         if device_base * scale_now >= 1.0:
             self.device_ratios.append(msg.device_ms / device_base)
             ratios = self.plan_ratios.setdefault(key, deque(maxlen=10))
@@ -223,7 +231,9 @@ class PlannerNode(Node):
             self.update_plan_factor(key)
         # The prediction without the overhead, under today's device calibration.
         device_now = device_base * scale_now * self.planner.plan_factor(*key)
-        raw = msg.predicted_latency_ms - overhead - device_then + device_now
+        upload_now = upload_then * self.planner.transfer_scale / transfer_scale_then
+        raw = msg.predicted_latency_ms - overhead - device_then + device_now \
+            - upload_then + upload_now
         self.residuals.append(msg.latency_ms - raw)
         predicted_now = raw + self.planner.overhead_ms
         if predicted_now > 0:
@@ -241,6 +251,15 @@ class PlannerNode(Node):
                                        f'{scale_now:.3g}x)', throttle_duration_sec=10.0)
                 self.planner.set_device_scale(new_scale)
                 self.forget_relative_calibration()
+                changed = True
+        if len(self.transfer_ratios) >= 5:
+            new_transfer = statistics.median(self.transfer_ratios)
+            if abs(math.log(new_transfer / self.planner.transfer_scale)) > math.log(1.05):
+                self.get_logger().info(f'transfers take {new_transfer:.2f}x bytes / bandwidth',
+                                       throttle_duration_sec=10.0)
+                self.planner.set_transfer_scale(new_transfer)
+                self.residuals.clear()
+                self.ratios.clear()
                 changed = True
         if self.residuals:
             new_overhead = max(0.0, statistics.median(self.residuals))
@@ -324,7 +343,10 @@ class PlannerNode(Node):
         self.made_with[self.plan_id] = (self.planner.overhead_ms,
                                         d.device_ms - self.planner.overhead_ms,
                                         self.planner.device_compute_ms(d.exit_point,
-                                                                       d.partition))
+                                                                       d.partition),
+                                        d.upload_ms - (self.message_ms if d.partition <
+                                                       d.num_layers else 0.0),
+                                        self.planner.transfer_scale)
         while len(self.made_with) > 64:
             self.made_with.pop(min(self.made_with))
         msg = Plan()
@@ -373,6 +395,7 @@ class PlannerNode(Node):
             'bandwidth_age_s': age, 'estimates_received': self.estimates,
             'frame_overhead_ms': self.planner.overhead_ms,
             'device_scale': self.planner.device_scale,
+            'transfer_scale': self.planner.transfer_scale,
             'planning_margin': self.margin,
             'decision_time_us_median': statistics.median(self.decision_us)
             if self.decision_us else 0.0,
