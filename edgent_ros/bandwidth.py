@@ -38,8 +38,12 @@ class Sample:
     time_s: float
 
 
+MIN_SAMPLE_BYTES = 4096
+
+
 def transfer_sample(nbytes: int, round_trip_ms: float, edge_ms: float, *,
-                    min_bytes: int = 4096, min_transfer_ms: float = 0.5) -> float | None:
+                    min_bytes: int = MIN_SAMPLE_BYTES,
+                    min_transfer_ms: float = 0.5) -> float | None:
     """kbps from one transfer, or None when the transfer says nothing useful."""
     transfer_ms = round_trip_ms - edge_ms
     if nbytes < min_bytes or not math.isfinite(transfer_ms) or transfer_ms < min_transfer_ms:

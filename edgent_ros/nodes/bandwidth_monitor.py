@@ -167,6 +167,9 @@ class BandwidthMonitor(Node):
             return
         now = self.now_s()
         self.scheduler.passive(now)
+        if 0 < msg.sample_bytes < self.min_bytes:
+            self.dropped_samples += 1  # too small to say anything of the rate
+            return
         shared = self.shared_the_link(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
         if shared:
             self.overlapped += 1

@@ -37,7 +37,7 @@ from sensor_msgs.msg import Image
 
 from edgent_ros import diagnostics, image_codec, tensor_codec
 from edgent_ros import model as m
-from edgent_ros.bandwidth import SOURCE_PASSIVE, transfer_sample
+from edgent_ros.bandwidth import MIN_SAMPLE_BYTES, SOURCE_PASSIVE, transfer_sample
 from edgent_ros.inference import CoInferenceModel, TopK, exit_and_partition_ok, preprocess, top_k
 from edgent_ros.msg import BandwidthEstimate, EdgeReply, FrameLabel, InferenceResult, Plan, Tensor
 from edgent_ros.nodes.params import declare_float, declare_int, declare_str
@@ -294,8 +294,9 @@ class DeviceNode(Node):
         elapsed_ms = (time.perf_counter() - pending.sent) * 1e3
         if reply is not None:
             kbps = transfer_sample(pending.nbytes, elapsed_ms, reply.edge_total_ms)
-        else:
-            kbps = pending.nbytes * 8.0 / elapsed_ms if elapsed_ms > 0 else None
+        else:  # as transfer_sample: small messages say nothing of the rate
+            kbps = pending.nbytes * 8.0 / elapsed_ms \
+                if elapsed_ms > 0 and pending.nbytes >= MIN_SAMPLE_BYTES else None
         if kbps is None:
             return
         sample = BandwidthEstimate(bandwidth_kbps=kbps, last_sample_kbps=kbps,
