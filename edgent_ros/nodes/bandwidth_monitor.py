@@ -78,6 +78,7 @@ class BandwidthMonitor(Node):
         self.flying: dict[int, float] = {}
         self.landed: deque[tuple[float, float, float | None]] = deque(maxlen=16)
         self.spoilt: set[int] = set()
+        self.transfers: dict[tuple[int, int], float] = {}  # send stamp -> sample time
         self.overlapped = 0
         self.bound_samples = 0
         self.probes_sent = self.probes_answered = self.probes_lost = 0
@@ -112,7 +113,11 @@ class BandwidthMonitor(Node):
                 self.flying.pop(seq, None)
                 self.spoilt.discard(seq)
                 self.probes_lost += 1
-            elif kbps is not None and seq not in self.bounded and seq not in self.spoilt:
+            elif seq in self.bounded:  # still out: a lower bound now, revising the last
+                if self.estimator.revise(self.bounded[seq],
+                                         self.probe_bytes * 8.0 / ((now - sent) * 1e3)):
+                    continue
+            elif kbps is not None and seq not in self.spoilt:
                 bound = overdue_bound(self.probe_bytes, (now - sent) * 1e3,
                                       self.probe_bytes * 8.0 / kbps)
                 if bound is not None and bound < kbps:
@@ -178,6 +183,17 @@ class BandwidthMonitor(Node):
             # The frame and the probes together crossed in the frame's time.
             kbps *= 1.0 + shared / msg.sample_bytes
         self.passive_samples += 1
+        # A transfer is known by its send stamp: a later sample of the same one
+        # (the reply to a frame first reported as overdue) revises the earlier.
+        transfer = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        earlier = self.transfers.get(transfer) if transfer != (0, 0) else None
+        if earlier is not None and self.estimator.revise(earlier, kbps):
+            self.publish_estimate()
+            return
+        if transfer != (0, 0):
+            self.transfers[transfer] = now
+            while len(self.transfers) > 64:
+                self.transfers.pop(next(iter(self.transfers)))
         if self.estimator.add(kbps, SOURCE_PASSIVE, now):
             self.get_logger().info(f'bandwidth changed: transfer measured {kbps:.0f} kbps',
                                    throttle_duration_sec=10.0)

@@ -45,6 +45,10 @@ from edgent_ros.nodes.runner import run_node
 from edgent_ros.qos import LATCHED_QOS, LATEST_IMAGE_QOS, TENSOR_QOS
 
 RESULT_DEPTH = 50
+# While a reply is overdue, an upper bound on the bandwidth goes out this often
+# (each revises the last for that transfer), for at most this long.
+BOUND_PERIOD_S = 0.2
+BOUND_FOR_S = 30.0
 
 
 @dataclass
@@ -62,6 +66,7 @@ class Pending:
     give_up_at: float = float('inf')
     trial: bool = False
     sent_stamp: object = None  # builtin_interfaces/Time of the send (wall clock)
+    bounded_at: float | None = None  # when the last upper-bound sample went out
 
 
 class DeviceNode(Node):
@@ -306,20 +311,28 @@ class DeviceNode(Node):
         self.sample_pub.publish(sample)
 
     def expire_pending(self) -> None:
-        """Answer alone every frame the edge did not answer in time."""
+        """Answer alone every frame the edge did not answer in time; keep telling
+        the bandwidth monitor how slow the link is at most while replies are out."""
         now = time.perf_counter()
+        for p in self.gave_up.values():
+            if p.bounded_at is not None and now - p.bounded_at >= BOUND_PERIOD_S and \
+                    now - p.sent < BOUND_FOR_S:
+                p.bounded_at = now
+                self.publish_sample(p, None)  # same send stamp: it revises the last
         for seq, p in list(self.pending.items()):
             if now < p.give_up_at:
                 continue
             del self.pending[seq]
+            p.x = None if p.trial else p.x
+            p.bounded_at = now
             self.gave_up[seq] = p
             while len(self.gave_up) > 64:
                 self.gave_up.popitem(last=False)
+            # The link carried at most this much: tell the bandwidth monitor now.
+            self.publish_sample(p, None)
             if p.trial:
                 continue
             self.stats['edge_timeouts'] += 1
-            # The link carried at most this much: tell the bandwidth monitor now.
-            self.publish_sample(p, None)
             if self.edge_ok:
                 self.edge_ok = False
                 self.get_logger().warn(
