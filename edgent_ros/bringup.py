@@ -115,8 +115,6 @@ def executable(spec: NodeSpec) -> list[str]:
 def run_processes(nodes: list[NodeSpec], params: list[Path], overrides: list[str],
                   remaps: list[str], duration: float) -> int:
     env = dict(os.environ, PYTHONUNBUFFERED='1', PYTHONSAFEPATH='1')
-    # Sends over a slow link must not block a node's executor (see README).
-    env.setdefault('RMW_FASTRTPS_PUBLICATION_MODE', 'ASYNCHRONOUS')
     procs = []
     for spec in nodes:
         cmd = executable(spec) + ros_args(spec, params, overrides, remaps)
@@ -164,7 +162,6 @@ def run_single_process(nodes: list[NodeSpec], params: list[Path], overrides: lis
         'planner_node': 'PlannerNode', 'bandwidth_monitor': 'BandwidthMonitor',
         'probe_echo': 'ProbeEcho',
     }
-    os.environ.setdefault('RMW_FASTRTPS_PUBLICATION_MODE', 'ASYNCHRONOUS')  # before init
     rclpy.init()
     executor = MultiThreadedExecutor()
     started = []

@@ -50,8 +50,5 @@ def role_nodes(role: str) -> list:
         actions.append(Node(
             package='edgent_ros', executable=spec.executable, name=spec.name,
             namespace=spec.namespace, remappings=remaps, parameters=[params, *overrides],
-            condition=condition, output='screen',
-            # Sends over a slow link must not block the executor (Fast DDS
-            # publishes in the calling thread by default; other RMWs ignore it).
-            additional_env={'RMW_FASTRTPS_PUBLICATION_MODE': 'ASYNCHRONOUS'}))
+            condition=condition, output='screen'))
     return actions

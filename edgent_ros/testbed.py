@@ -53,18 +53,11 @@ def _run(*cmd: str) -> None:
         raise TestbedError(f"{' '.join(cmd)}: {result.stderr.strip() or result.returncode}")
 
 
-# Fast DDS sends in the publishing thread by default: on a slow link a full
-# socket buffer then blocks the node's executor (a device node stalled for
-# seconds at 50 kbit/s). Asynchronous publishing hands sends to a DDS thread.
-ASYNC_PUBLISHING = 'ASYNCHRONOUS'
-
-
 def dds_env(base: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for ROS 2 processes inside the namespaces."""
     env = dict(os.environ if base is None else base)
     env.update({'FASTDDS_BUILTIN_TRANSPORTS': 'UDPv4', 'ROS_AUTOMATIC_DISCOVERY_RANGE': 'SUBNET',
                 'PYTHONUNBUFFERED': '1', 'PYTHONSAFEPATH': '1'})
-    env.setdefault('RMW_FASTRTPS_PUBLICATION_MODE', ASYNC_PUBLISHING)
     return env
 
 
