@@ -187,8 +187,11 @@ class BandwidthMonitor(Node):
         # (the reply to a frame first reported as overdue) revises the earlier.
         transfer = (msg.header.stamp.sec, msg.header.stamp.nanosec)
         earlier = self.transfers.get(transfer) if transfer != (0, 0) else None
-        if earlier is not None and self.estimator.revise(earlier, kbps):
-            self.publish_estimate()
+        if earlier is not None:
+            # Revise the transfer's sample if the estimate still holds it; if a
+            # newer regime has replaced it, the old transfer says nothing now.
+            if self.estimator.revise(earlier, kbps):
+                self.publish_estimate()
             return
         if transfer != (0, 0):
             self.transfers[transfer] = now

@@ -48,7 +48,7 @@ RESULT_DEPTH = 50
 # While a reply is overdue, an upper bound on the bandwidth goes out this often
 # (each revises the last for that transfer), for at most this long.
 BOUND_PERIOD_S = 0.2
-BOUND_FOR_S = 30.0
+BOUND_FOR_S = 10.0
 
 
 @dataclass
