@@ -271,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = Path(args.previous) if args.previous else None
     if previous and previous.is_file():  # keep the figures not re-run this time
         data = {**json.loads(previous.read_text()), **data}
+        Path(args.out).write_text(json.dumps(data))
     report(data, started)
     return 0
 
