@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import Image
@@ -124,7 +125,11 @@ class DeviceNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         # Labels first: when a label and its image are both waiting, the
         # executor takes the label first (it serves subscriptions in order).
-        self.create_subscription(FrameLabel, 'labels', self.on_label, 50)
+        # In a group of their own, so that a multi-threaded executor (all nodes
+        # in one process) can take a label while a frame is being computed;
+        # answer() looks the label up again.
+        self.create_subscription(FrameLabel, 'labels', self.on_label, 50,
+                                 callback_group=MutuallyExclusiveCallbackGroup())
         self.create_subscription(Image, 'image', self.on_image, LATEST_IMAGE_QOS)
         self.create_subscription(Plan, 'plan', self.on_plan, LATCHED_QOS)
         self.create_subscription(EdgeReply, 'reply', self.on_reply, TENSOR_QOS)
@@ -347,6 +352,8 @@ class DeviceNode(Node):
                exit_point: int | None = None, partition: int | None = None,
                predicted_ms: float | None = None) -> None:
         latency_ms = (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds / 1e6
+        if label < 0:  # the frame's label may have come while it was computed
+            label = self.label_of(header)
         msg = InferenceResult()
         msg.header = header
         msg.frame_seq = seq
