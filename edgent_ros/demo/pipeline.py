@@ -3,10 +3,12 @@
 Camera, device, planner and bandwidth monitor run as the "device", the edge
 node and probe echo as the "edge", as separate processes talking over DDS.
 As root the two sides live in two network namespaces joined by a tc-shaped
-link at ``--bandwidth-kbps``, and the device side runs under a cgroup CPU
-quota (a Pi-class CPU); otherwise everything runs unshaped on loopback, and
-the demo says so. The planner uses latency profiles of this machine (made
-once with edgent-profile and cached). Prints a line per frame and a summary,
+link at ``--bandwidth-kbps``, and the device's layers run ``--slowdown``
+times slower than this CPU (the device node's emulated_slowdown; or, with
+``--cpu-quota``, the device node runs under a cgroup CPU quota instead);
+otherwise everything runs unshaped on loopback, and the demo says so. The
+planner uses latency profiles of this machine (made once with
+edgent-profile and cached). Prints a line per frame and a summary,
 and exits after ``--frames`` frames.
 """
 
@@ -131,28 +133,34 @@ def main(argv: list[str] | None = None) -> int:
                         help='rate of the shaped link (default 10000)')
     parser.add_argument('--deadline-ms', type=float, default=100.0,
                         help='latency requirement per frame (default 100)')
-    parser.add_argument('--cpu-quota', type=float, default=0.15,
-                        help='device CPU, as a fraction of one core (default 0.15)')
+    parser.add_argument('--slowdown', type=float, default=20.0,
+                        help='device layers this many times slower than this CPU (default 20)')
+    parser.add_argument('--cpu-quota', type=float, default=None,
+                        help='instead of --slowdown: the device node under a CPU quota, as a '
+                             'fraction of one core (e.g. 0.15)')
     parser.add_argument('--no-testbed', action='store_true', help='unshaped, on loopback')
     parser.add_argument('--reprofile', action='store_true', help='profile this machine again')
     parser.add_argument('--log-dir', type=Path, default=Path('/tmp/edgent_demo'))
     args = parser.parse_args(argv)
     if args.frames < 1 or args.rate <= 0 or args.bandwidth_kbps <= 0 or args.deadline_ms <= 0:
         parser.error('--frames, --rate, --bandwidth-kbps and --deadline-ms must be positive')
+    if not args.slowdown >= 1 or (args.cpu_quota is not None and not 0 < args.cpu_quota <= 1):
+        parser.error('--slowdown must be >= 1 and --cpu-quota in (0, 1]')
 
     why = 'asked for with --no-testbed' if args.no_testbed else testbed.available()
     shaped = why is None
     quota = args.cpu_quota if shaped else None
+    slowdown = args.slowdown if shaped and quota is None else 1.0
     if not shaped:
         print(f'[edgent-demo] NOT shaped: {why}; running on loopback without a link limit '
-              'or CPU quota', flush=True)
-    device_profile = ensure_profile('device', quota, args.reprofile)
+              'or a slowed device', flush=True)
+    device_profile = ensure_profile('device', quota, args.reprofile, slowdown=slowdown)
     edge_profile = ensure_profile('edge', None, args.reprofile)
     overrides = [f'planner.device_profile:={device_profile}',
                  f'planner.edge_profile:={edge_profile}',
                  f'planner.latency_requirement_ms:={args.deadline_ms}',
                  f'planner.initial_bandwidth_kbps:={args.bandwidth_kbps}',
-                 f'camera.rate_hz:={args.rate}']
+                 f'camera.rate_hz:={args.rate}', f'device.emulated_slowdown:={slowdown}']
     bringup = tool('edgent-bringup')
     device_cmd = [bringup, '--role', 'device'] + [a for o in overrides for a in ('--set', o)]
     edge_cmd = [bringup, '--role', 'edge']
@@ -161,9 +169,11 @@ def main(argv: list[str] | None = None) -> int:
                    '--ros-args', '-r', '__ns:=/device']
     args.log_dir.mkdir(parents=True, exist_ok=True)
     logs = {role: open(args.log_dir / f'{role}.log', 'w') for role in ('device', 'edge')}
+    device = f'device node CPU limited to {100 * quota:.0f}% of one core' if quota else \
+        f'device layers slowed {slowdown:g}x'
     where = (f'device and edge in two network namespaces, link shaped to '
-             f'{args.bandwidth_kbps:g} kbit/s (tc tbf), device node CPU limited to '
-             f'{100 * args.cpu_quota:.0f}% of one core') if shaped else 'one host, loopback'
+             f'{args.bandwidth_kbps:g} kbit/s (tc tbf), {device}') if shaped \
+        else 'one host, loopback'
     print(f'[edgent-demo] {where}; deadline {args.deadline_ms:g} ms; {args.frames} frames at '
           f'{args.rate:g} Hz', flush=True)
     start = time.monotonic()
