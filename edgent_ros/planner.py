@@ -193,11 +193,7 @@ class Planner:
 
     def device_compute_ms(self, exit_point: int, partition: int) -> float:
         """Profiled (unscaled) device compute of layers [0, partition) of an exit."""
-        segment = self._segment_of(exit_point)
-        n = len(self.exits[segment].device_layers_ms)
-        if not 0 <= partition <= n:
-            raise ValueError(f'partition {partition} is outside 0..{n} for exit {exit_point}')
-        return float(self._device_base[int(self._offsets[segment]) + partition])
+        return float(self._device_base[self._flat(exit_point, partition)])
 
     @property
     def total_layers(self) -> int:
@@ -274,11 +270,7 @@ class Planner:
     def evaluate(self, exit_point: int, partition: int, bandwidth_kbps: float,
                  deadline_ms: float, download_kbps: float | None = None) -> Decision:
         """The prediction for a given (exit, partition), e.g. a plan in force."""
-        segment = self._segment_of(exit_point)
-        n = len(self.exits[segment].device_layers_ms)
-        if not 0 <= partition <= n:
-            raise ValueError(f'partition {partition} is outside 0..{n} for exit {exit_point}')
-        flat = int(self._offsets[segment]) + partition
+        flat = self._flat(exit_point, partition)
         down = bandwidth_kbps if download_kbps is None else download_kbps
         total = self._total_at(flat, bandwidth_kbps, down)
         return self._decision(flat, total <= deadline_ms, bandwidth_kbps, deadline_ms, down)

@@ -30,6 +30,30 @@ def rclpy_context() -> Iterator[object]:
         rclpy.try_shutdown(context=context)
 
 
+@pytest.fixture
+def device_outputs(rclpy_context: object) -> Iterator[object]:
+    """A node listening to the default topology's /device/result and /device/plan:
+    (executor, results, plans); shut down after the test."""
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+
+    from edgent_ros.msg import InferenceResult, Plan
+    from edgent_ros.qos import LATCHED_QOS
+
+    node = Node('outputs_test', context=rclpy_context)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    executor.add_node(node)
+    results: list = []
+    plans: list = []
+    node.create_subscription(InferenceResult, '/device/result', results.append, 50)
+    node.create_subscription(Plan, '/device/plan', plans.append, LATCHED_QOS)
+    try:
+        yield executor, results, plans
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+
+
 def executable(name: str) -> str:
     """Path of one of the package's installed executables."""
     path = shutil.which(name)

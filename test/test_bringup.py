@@ -5,12 +5,8 @@ from __future__ import annotations
 import signal
 
 import pytest
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
 
 from edgent_ros.bringup import NODES, ros_args, specs
-from edgent_ros.msg import InferenceResult, Plan
-from edgent_ros.qos import LATCHED_QOS
 
 from .conftest import executable, spin_until, start_session, stop_session
 
@@ -32,14 +28,8 @@ def test_ros_args_carry_name_namespace_remaps_params_and_overrides(tmp_path: obj
 
 
 @pytest.mark.parametrize('mode', ['processes', 'single-process'])
-def test_bringup_runs_the_pipeline(rclpy_context: object, mode: str) -> None:
-    node = Node('bringup_test', context=rclpy_context)
-    executor = SingleThreadedExecutor(context=rclpy_context)
-    executor.add_node(node)
-    results: list[InferenceResult] = []
-    plans: list[Plan] = []
-    node.create_subscription(InferenceResult, '/device/result', results.append, 50)
-    node.create_subscription(Plan, '/device/plan', plans.append, LATCHED_QOS)
+def test_bringup_runs_the_pipeline(device_outputs: object, mode: str) -> None:
+    executor, results, plans = device_outputs
     cmd = [executable('edgent-bringup'), '--role', 'all', '--duration', '40',
            '--set', 'planner.latency_requirement_ms:=450.0']
     if mode == 'single-process':
@@ -50,8 +40,6 @@ def test_bringup_runs_the_pipeline(rclpy_context: object, mode: str) -> None:
             (len(results), len(plans))
     finally:
         output = stop_session(proc, signal.SIGTERM)  # edgent-bringup stops its nodes on SIGTERM
-        executor.shutdown()
-        node.destroy_node()
     assert plans[-1].latency_requirement_ms == 450.0, output[-2000:]
     assert sum(r.label >= 0 for r in results) >= 5  # digits replay carries labels
     assert proc.returncode is not None

@@ -11,12 +11,8 @@ import sys
 import textwrap
 
 import pytest
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
 
 from edgent_ros.bringup import share_dir
-from edgent_ros.msg import InferenceResult, Plan
-from edgent_ros.qos import LATCHED_QOS
 
 from .conftest import spin_until, start_session, stop_session
 
@@ -43,14 +39,8 @@ RUNNER = textwrap.dedent('''
 ''')
 
 
-def test_edgent_launch_runs_the_pipeline_with_arguments(rclpy_context: object) -> None:
-    node = Node('launch_test', context=rclpy_context)
-    executor = SingleThreadedExecutor(context=rclpy_context)
-    executor.add_node(node)
-    results: list[InferenceResult] = []
-    plans: list[Plan] = []
-    node.create_subscription(InferenceResult, '/device/result', results.append, 50)
-    node.create_subscription(Plan, '/device/plan', plans.append, LATCHED_QOS)
+def test_edgent_launch_runs_the_pipeline_with_arguments(device_outputs: object) -> None:
+    executor, results, plans = device_outputs
     launch_file = share_dir() / 'launch' / 'edgent.launch.py'
     proc = start_session([sys.executable, '-c', RUNNER, str(launch_file), '30',
                           'latency_requirement_ms:=300'])
@@ -58,6 +48,4 @@ def test_edgent_launch_runs_the_pipeline_with_arguments(rclpy_context: object) -
         assert spin_until(executor, lambda: len(results) >= 10 and plans, 40)
     finally:
         output = stop_session(proc, signal.SIGINT)  # launch shuts its nodes down on SIGINT
-        executor.shutdown()
-        node.destroy_node()
     assert plans[-1].latency_requirement_ms == 300.0, output[-2000:]

@@ -73,7 +73,7 @@ class _Lines(threading.Thread):
 
 
 def run_scenario(bed: testbed.Testbed, steps: list[tuple], *, overrides: list[str],
-                 log_dir: Path, slowdown_quota: float | None = None,
+                 log_dir: Path, cpu_quota: float | None = None,
                  step_timeout_s: float = 60.0) -> ScenarioRun:
     """Start the pipeline on ``bed``, run the steps, return what the monitor saw."""
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -81,7 +81,7 @@ def run_scenario(bed: testbed.Testbed, steps: list[tuple], *, overrides: list[st
     events: list[tuple[float, str]] = []
     out = log_dir / 'frames.json'
     try:
-        procs = start_on_testbed(bed, overrides, slowdown_quota, logs['device'], logs['edge'])
+        procs = start_on_testbed(bed, overrides, cpu_quota, logs['device'], logs['edge'])
         monitor = bed.spawn('device', [tool('edgent-monitor'), '--json', str(out),
                                        '--ros-args', '-r', '__ns:=/device'],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

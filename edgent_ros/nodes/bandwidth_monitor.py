@@ -209,16 +209,14 @@ class BandwidthMonitor(Node):
         (or will be, when they land)."""
         if frame_sent <= 0:
             return 0
-        now = time.time()
         shared = 0
-        for seq, sent in self.flying.items():
-            if sent < now:
-                shared += self.probe_bytes
-                self.spoilt.add(seq)
-                if seq in self.bounded:
-                    self.estimator.discard(self.bounded.pop(seq))
-        for sent, landed, sample_time in self.landed:
-            if sent < now and landed > frame_sent:
+        for seq in self.flying:  # still out: it shares the link with this frame
+            shared += self.probe_bytes
+            self.spoilt.add(seq)
+            if seq in self.bounded:
+                self.estimator.discard(self.bounded.pop(seq))
+        for _sent, landed, sample_time in self.landed:
+            if landed > frame_sent:
                 shared += self.probe_bytes
                 if sample_time is not None:
                     self.estimator.discard(sample_time)

@@ -328,7 +328,6 @@ class DeviceNode(Node):
             if now < p.give_up_at:
                 continue
             del self.pending[seq]
-            p.x = None if p.trial else p.x
             p.bounded_at = now
             self.gave_up[seq] = p
             while len(self.gave_up) > 64:
