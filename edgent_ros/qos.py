@@ -1,8 +1,6 @@
 """The QoS profiles edgent_ros uses, in one place (no rclpy node logic here).
 
 - Images: sensor data (best effort, shallow), as camera drivers publish.
-  The device node keeps only the newest frame (depth 1): when inference is
-  slower than the camera it answers the latest frame, not a stale queue.
 - Tensors and edge replies: reliable and shallow: a frame either arrives
   whole or is superseded by the next, never queued for long.
 - Plans and bandwidth estimates: reliable, transient local, depth 1, so a
@@ -18,13 +16,6 @@ from rclpy.qos import (
 )
 
 IMAGE_QOS = qos_profile_sensor_data
-
-LATEST_IMAGE_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=1,
-    reliability=ReliabilityPolicy.BEST_EFFORT,
-    durability=DurabilityPolicy.VOLATILE,
-)
 
 TENSOR_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,

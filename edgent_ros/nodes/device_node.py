@@ -43,7 +43,7 @@ from edgent_ros.inference import CoInferenceModel, TopK, exit_and_partition_ok, 
 from edgent_ros.msg import BandwidthEstimate, EdgeReply, FrameLabel, InferenceResult, Plan, Tensor
 from edgent_ros.nodes.params import declare_float, declare_int, declare_str
 from edgent_ros.nodes.runner import run_node
-from edgent_ros.qos import LATCHED_QOS, LATEST_IMAGE_QOS, TENSOR_QOS
+from edgent_ros.qos import IMAGE_QOS, LATCHED_QOS, TENSOR_QOS
 
 RESULT_DEPTH = 50
 # While a reply is overdue, an upper bound on the bandwidth goes out this often
@@ -130,7 +130,7 @@ class DeviceNode(Node):
         # answer() looks the label up again.
         self.create_subscription(FrameLabel, 'labels', self.on_label, 50,
                                  callback_group=MutuallyExclusiveCallbackGroup())
-        self.create_subscription(Image, 'image', self.on_image, LATEST_IMAGE_QOS)
+        self.create_subscription(Image, 'image', self.on_image, IMAGE_QOS)
         self.create_subscription(Plan, 'plan', self.on_plan, LATCHED_QOS)
         self.create_subscription(EdgeReply, 'reply', self.on_reply, TENSOR_QOS)
         self.create_subscription(BandwidthEstimate, 'bandwidth', self.on_bandwidth, LATCHED_QOS)
