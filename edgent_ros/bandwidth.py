@@ -121,14 +121,32 @@ class BandwidthEstimator:
 
     def revise(self, time_s: float, kbps: float) -> bool:
         """Replace the sample taken at ``time_s`` (a provisional one, e.g. an
-        overdue bound) with a measured value; False if it is no longer held."""
+        overdue bound) with a measured value or a tighter bound; False if it is
+        no longer held. If the new value lies further from the rest of the
+        regime than the CUSUM threshold (in log), a new regime starts from it:
+        a bound that keeps falling while its transfer is still out is hard
+        evidence of a step down, not noise to average away."""
         if not (math.isfinite(kbps) and kbps > 0):
             raise ValueError(f'a bandwidth sample must be a positive number, got {kbps}')
         for queue in (self.samples, self.recent):
             for i, s in enumerate(queue):
                 if s.time_s == time_s:
                     queue[i] = Sample(kbps, s.source, s.time_s)
-        return any(s.time_s == time_s for s in self.samples)
+        revised = [s for s in self.samples if s.time_s == time_s]
+        if not revised:
+            return False
+        others = [s for s in self.samples if s.time_s != time_s]
+        if others:
+            mean = sum(math.log(s.kbps) for s in others) / len(others)
+            if abs(math.log(kbps) - mean) > self.cusum.threshold:
+                # One transfer measured (or, still out, bounds) the link far from
+                # the regime: evidence enough of a new one, start it from this sample.
+                self.samples.clear()
+                self.samples.extend(revised)
+                self.cusum.reset()
+                self.changes += 1
+                self._changed = True
+        return True
 
     def discard(self, time_s: float) -> bool:
         """Forget the sample taken at ``time_s`` (found to be spoilt, e.g. a probe

@@ -9,7 +9,9 @@ must carry. Never imports rclpy.
 
 from __future__ import annotations
 
+import statistics
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,13 +48,18 @@ class CoInferenceModel:
     """A loaded branchy model and its card, with the checks both sides need.
 
     ``slowdown`` (>= 1) emulates a CPU that many times slower than this one,
-    for testbeds: after each run of layers the calling thread sleeps
-    (slowdown - 1) times the CPU time the layers took, so the run's wall time
-    is slowdown x its measured compute. A cgroup CPU quota cannot emulate a
-    Pi-class device for a small network: it throttles in steps of at least
-    1 ms of CPU, as long as the network's whole forward pass here
-    (docs/evaluation.md). Only the layers are slowed, not the ROS plumbing.
+    for testbeds: after each run of layers the calling thread sleeps until the
+    run's wall time is slowdown x the median CPU time of that same run of
+    layers over its last ``SLOW_HISTORY`` runs (this one included). A device
+    runs a fixed workload at a steady pace; this host's jitter (preemption by
+    the other processes, cache misses), multiplied by slowdown, would not be:
+    a 0.3 ms hiccup would become 120 ms at 400x. A cgroup CPU quota cannot
+    emulate a Pi-class device for a small network either: it throttles in
+    steps of at least 1 ms of CPU, as long as the network's whole forward pass
+    here (docs/evaluation.md). Only the layers are slowed, not the ROS plumbing.
     """
+
+    SLOW_HISTORY = 15
 
     def __init__(self, net: BranchyAlexNet, card: ModelCard, slowdown: float = 1.0) -> None:
         if not (np.isfinite(slowdown) and slowdown >= 1.0):
@@ -61,13 +68,19 @@ class CoInferenceModel:
         self.card = card
         self.num_exits = net.num_exits
         self.slowdown = float(slowdown)
+        # (exit, start, end) -> CPU times of its last runs, s (slowdown only)
+        self.cpu_history: dict[tuple[int, int, int | None], deque[float]] = {}
 
     def _run(self, exit_point: int, x: torch.Tensor, start: int, end: int | None) -> torch.Tensor:
-        cpu0 = time.thread_time()
+        wall0, cpu0 = time.perf_counter(), time.thread_time()
         with torch.inference_mode():
             out = self.net.run(exit_point, x, start, end)
         if self.slowdown > 1.0:
-            time.sleep((self.slowdown - 1.0) * (time.thread_time() - cpu0))
+            history = self.cpu_history.setdefault((exit_point, start, end),
+                                                  deque(maxlen=self.SLOW_HISTORY))
+            history.append(time.thread_time() - cpu0)
+            wall = self.slowdown * statistics.median(history)
+            time.sleep(max(0.0, wall - (time.perf_counter() - wall0)))
         return out
 
     def num_layers(self, exit_point: int) -> int:
@@ -114,3 +127,25 @@ def exit_and_partition_ok(num_exits: int, layers: dict[int, int], exit_point: in
     if not 0 <= partition <= n:
         return f'partition point {partition} is outside 0..{n} for exit {exit_point}'
     return None
+
+
+def reply_wait_ms(*, remote_ms: float, fallback_ms: float, deadline_ms: float,
+                  age_ms: float) -> float:
+    """How long a frame whose activation leaves now (``age_ms`` after capture)
+    may wait for the edge before the device answers it alone, ms.
+
+    Until the last moment a local answer (``fallback_ms``) still meets the
+    deadline, but never less than twice the predicted remote part
+    (``remote_ms``, transfer and edge; a slow link is not a dead edge) nor
+    50 ms. When a local answer would be late by then (the device part took
+    most of the budget, or the fallback alone is slower than the deadline),
+    the edge is the frame's best chance: wait until the deadline. No deadline
+    (<= 0): the floor alone.
+    """
+    floor = max(50.0, 2.0 * max(0.0, remote_ms))
+    if deadline_ms <= 0:
+        return floor
+    last_local = deadline_ms - age_ms - fallback_ms
+    if last_local >= floor:
+        return last_local
+    return max(floor, deadline_ms - age_ms)

@@ -195,6 +195,14 @@ class Planner:
         """Profiled (unscaled) device compute of layers [0, partition) of an exit."""
         return float(self._device_base[self._flat(exit_point, partition)])
 
+    def device_tail_ms(self, exit_point: int, partition: int) -> float:
+        """Predicted device compute of layers [partition, N) of an exit, under
+        the device calibration: what finishing a frame on the device costs once
+        its head has run there (the edge did not answer)."""
+        n = len(self.exits[self._segment_of(exit_point)].device_layers_ms)
+        return self.device_scale * (self.device_compute_ms(exit_point, n) -
+                                    self.device_compute_ms(exit_point, partition))
+
     @property
     def total_layers(self) -> int:
         return len(self._device)

@@ -235,3 +235,25 @@ def test_emulated_slowdown_stretches_the_layers_wall_time(card: m.ModelCard) -> 
     assert wall >= 20 * cpu  # about 30x: the thread sleeps 29x its compute
     with pytest.raises(ValueError, match='slowdown'):
         CoInferenceModel(net, card, slowdown=0.5)
+
+
+def test_emulated_slowdown_follows_the_median_run_not_one_runs_jitter() -> None:
+    import collections
+
+    import torch
+
+    from edgent_ros.inference import CoInferenceModel
+
+    net, card = m.load(m.resolve_model_path(m.DEFAULT_MODEL))
+    x = torch.zeros(1, 3, 32, 32)
+    slow = CoInferenceModel(net, card, slowdown=30.0)
+    # This run of layers has taken 3 ms of CPU in each of its last runs: one
+    # more run, however quick, takes 30 x 3 ms, as the device it emulates would.
+    slow.cpu_history[(5, 0, 22)] = collections.deque([0.003] * 14,
+                                                     maxlen=CoInferenceModel.SLOW_HISTORY)
+    wall0 = time.perf_counter()
+    slow.head(5, 22, x)
+    wall = time.perf_counter() - wall0
+    assert 0.085 <= wall < 0.5
+    assert len(slow.cpu_history[(5, 0, 22)]) == CoInferenceModel.SLOW_HISTORY
+    assert slow.cpu_history[(5, 0, 22)][-1] < 0.003  # the real run's CPU time was recorded

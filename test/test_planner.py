@@ -273,6 +273,26 @@ def test_an_overdue_transfer_bounds_the_bandwidth_until_it_lands() -> None:
     assert est.estimate().samples == 1 and not est.discard(11.0)
 
 
+def test_a_bound_that_keeps_falling_starts_a_new_regime() -> None:
+    est = bw.BandwidthEstimator(window=8)
+    for i in range(8):
+        est.add(2000.0, bw.SOURCE_PASSIVE, float(i))
+    # A 12 KB frame given up on after 118 ms: at most 833 kbps. Alone that is
+    # not enough for the CUSUM; the estimate merely sags.
+    assert not est.add(12288 * 8 / 118.0, bw.SOURCE_PASSIVE, 10.0)
+    assert est.estimate().kbps > 1500.0
+    # Still out at 400 ms: at most 246 kbps, far below the rest of the regime:
+    # a new regime starts from the bound, at once.
+    assert est.revise(10.0, 12288 * 8 / 400.0)
+    e = est.estimate()
+    assert e.change and e.samples == 1 and e.kbps == pytest.approx(12288 * 8 / 400.0)
+    # A revision close to the regime is averaged, as samples are.
+    for i in range(11, 15):
+        est.add(250.0, bw.SOURCE_PASSIVE, float(i))
+    assert est.revise(14.0, 300.0) and not est.estimate().change
+    assert est.estimate().samples == 5
+
+
 def test_device_scale_multiplies_only_the_device_part(paper_planner: Planner) -> None:
     before = paper_planner.latencies(400.0).copy()
     device = paper_planner.device_compute_ms(3, 10)

@@ -25,6 +25,7 @@ trial; the first reply (or any late one) brings co-inference back.
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
@@ -39,9 +40,16 @@ from sensor_msgs.msg import Image
 from edgent_ros import diagnostics, image_codec, tensor_codec
 from edgent_ros import model as m
 from edgent_ros.bandwidth import MIN_SAMPLE_BYTES, SOURCE_PASSIVE, transfer_sample
-from edgent_ros.inference import CoInferenceModel, TopK, exit_and_partition_ok, preprocess, top_k
+from edgent_ros.inference import (
+    CoInferenceModel,
+    TopK,
+    exit_and_partition_ok,
+    preprocess,
+    reply_wait_ms,
+    top_k,
+)
 from edgent_ros.msg import BandwidthEstimate, EdgeReply, FrameLabel, InferenceResult, Plan, Tensor
-from edgent_ros.nodes.params import declare_float, declare_int, declare_str
+from edgent_ros.nodes.params import declare_bool, declare_float, declare_int, declare_str
 from edgent_ros.nodes.runner import run_node
 from edgent_ros.qos import IMAGE_QOS, LATCHED_QOS, TENSOR_QOS
 
@@ -50,6 +58,19 @@ RESULT_DEPTH = 50
 # (each revises the last for that transfer), for at most this long.
 BOUND_PERIOD_S = 0.2
 BOUND_FOR_S = 10.0
+
+
+def local_ms(plan: Plan) -> float:
+    """Predicted time of the quicker local answer to a frame sent under a plan:
+    finishing its exit on the device, or the fallback exit from the input."""
+    return min(plan.predicted_device_tail_ms, plan.predicted_fallback_ms)
+
+
+def overdue_after_s(plan: Plan) -> float:
+    """When a reply is overdue: three times the predicted remote part (transfer
+    and edge), and 100 ms at least (as bandwidth.overdue_bound)."""
+    remote_ms = max(0.0, plan.predicted_latency_ms - plan.predicted_device_ms)
+    return max(0.1, 3e-3 * remote_ms)
 
 
 @dataclass
@@ -64,6 +85,8 @@ class Pending:
     nbytes: int
     label: int
     x: torch.Tensor | None = None  # the input, to answer alone if the edge fails
+    h: torch.Tensor | None = None  # the activation sent, to finish the exit alone
+    partition: int = 0
     give_up_at: float = float('inf')
     trial: bool = False
     sent_stamp: object = None  # builtin_interfaces/Time of the send (wall clock)
@@ -87,6 +110,11 @@ class DeviceNode(Node):
             self, 'edge_retry_s', 1.0,
             'While the edge does not answer, send one frame to it this often to see whether '
             'it is back, s.', 0.05, 3600.0)
+        self.skip_late = declare_bool(
+            self, 'skip_late_frames', True,
+            'Skip a frame that is already older than the deadline when the device takes it '
+            '(it has fallen behind): computing it would make the frames queued behind it '
+            'late too. Skipped frames are counted in diagnostics (skipped_late).')
         self.source_id = declare_str(self, 'source_id', '',
                                      'This device\'s id in tensors (default: its namespace).',
                                      read_only=True) or self.get_namespace()
@@ -105,12 +133,16 @@ class DeviceNode(Node):
                          partition_point=best.num_layers, num_layers=best.num_layers,
                          expected_accuracy=best.accuracy)
         self.seq = 0
+        # Frames out at the edge and frames given up on are shared between the
+        # compute thread (frames, answers alone) and the I/O thread (replies,
+        # timers): both under this lock, which no computation holds.
+        self.lock = threading.Lock()
         self.pending: OrderedDict[int, Pending] = OrderedDict()
         self.labels: OrderedDict[tuple[int, int, str], int] = OrderedDict()
         self.stats = {'frames': 0, 'results': 0, 'sent': 0, 'replies': 0, 'malformed_images':
                       0, 'malformed_replies': 0, 'bad_plans': 0, 'edge_timeouts': 0,
                       'late_replies': 0, 'fallback': 0, 'trials': 0, 'edge_recoveries': 0,
-                      'correct': 0, 'labelled': 0}
+                      'correct': 0, 'labelled': 0, 'skipped_late': 0}
         self.edge_ok = True
         self.last_trial = -float('inf')
         # Frames given up on, kept a while: a late reply still measures the link.
@@ -130,7 +162,15 @@ class DeviceNode(Node):
         # answer() looks the label up again.
         self.create_subscription(FrameLabel, 'labels', self.on_label, 50,
                                  callback_group=MutuallyExclusiveCallbackGroup())
-        self.create_subscription(Image, 'image', self.on_image, IMAGE_QOS)
+        # Layers run in a group of their own: while a frame is computed (long, on
+        # a Pi), replies, plans and the timers that bound an overdue transfer and
+        # give frames up still run (main() spins two threads).
+        compute = MutuallyExclusiveCallbackGroup()
+        self.create_subscription(Image, 'image', self.on_image, IMAGE_QOS,
+                                 callback_group=compute)
+        self.to_answer: deque[Pending] = deque()  # given up on: the device answers them
+        self.answer_signal = self.create_guard_condition(self.answer_given_up,
+                                                         callback_group=compute)
         self.create_subscription(Plan, 'plan', self.on_plan, LATCHED_QOS)
         self.create_subscription(EdgeReply, 'reply', self.on_reply, TENSOR_QOS)
         self.create_subscription(BandwidthEstimate, 'bandwidth', self.on_bandwidth, LATCHED_QOS)
@@ -183,9 +223,17 @@ class DeviceNode(Node):
             return
         plan = self.plan
         self.seq += 1
+        label = self.label_of(msg.header)
+        if self.skip_late and plan.latency_requirement_ms > 0 and \
+                self.frame_age_ms(msg.header) > plan.latency_requirement_ms:
+            # Late before it started (the device fell behind): computing it would
+            # only make the frames behind it late too.
+            self.stats['skipped_late'] += 1
+            self.get_logger().warn('skipping frames already older than the deadline (the '
+                                   'device is behind)', throttle_duration_sec=5.0)
+            return
         start = time.perf_counter()
         x = preprocess(rgb)
-        label = self.label_of(msg.header)
         if plan.partition_point == self.layers[plan.exit_point]:
             h = self.model.head(plan.exit_point, plan.partition_point, x)
             device_ms = (time.perf_counter() - start) * 1e3
@@ -201,7 +249,9 @@ class DeviceNode(Node):
                                        throttle_duration_sec=5.0)
             self.answer_alone(msg.header, self.seq, plan, x, label, start)
             now = time.perf_counter()
-            if connected and now - self.last_trial >= self.edge_retry_s:
+            with self.lock:
+                trial_out = any(p.trial for p in self.pending.values())
+            if connected and not trial_out and now - self.last_trial >= self.edge_retry_s:
                 self.last_trial = now
                 self.send(msg.header, self.seq, plan, 0, x, 0.0, label, trial=True)
             return
@@ -222,30 +272,31 @@ class DeviceNode(Node):
         out.partition_point = partition
         now = time.perf_counter()
         give_up_at = now + self.reply_wait_s(header, plan)
-        self.pending[seq] = Pending(seq, header, plan, device_ms, now, len(out.data), label,
-                                    x=x, give_up_at=give_up_at, trial=trial,
-                                    sent_stamp=self.get_clock().now().to_msg())
+        with self.lock:
+            self.pending[seq] = Pending(seq, header, plan, device_ms, now, len(out.data),
+                                        label, x=x, h=None if trial else h,
+                                        partition=partition, give_up_at=give_up_at,
+                                        trial=trial,
+                                        sent_stamp=self.get_clock().now().to_msg())
         self.tensor_pub.publish(out)
         self.stats['trials' if trial else 'sent'] += 1
 
     def reply_wait_s(self, header: object, plan: Plan) -> float:
         """How long a frame sent now may wait for the edge before the device
         answers it alone: until the last moment a local answer still meets the
-        deadline (until the deadline itself when no local answer can), but not
-        before twice the predicted remote part (a slow link is not a dead
-        edge), and never longer than reply_timeout_s."""
-        remote_ms = max(0.0, plan.predicted_latency_ms - plan.predicted_device_ms)
-        wait_ms = max(50.0, 2.0 * remote_ms)
-        deadline = plan.latency_requirement_ms
-        if deadline > 0:
-            age_ms = (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds / 1e6
-            if plan.predicted_fallback_ms < deadline:
-                # Until the last moment a local answer still meets the deadline.
-                wait_ms = max(wait_ms, deadline - age_ms - plan.predicted_fallback_ms)
-            else:
-                # Alone the device is late anyway: wait for the edge until the deadline.
-                wait_ms = max(wait_ms, deadline - age_ms)
+        deadline, but not before twice the predicted remote part (a slow link
+        is not a dead edge). If a local answer would be late by then (the
+        device part took most of the budget, or the fallback is slower than
+        the deadline), the edge is the frame's best chance: wait until the
+        deadline. Never longer than reply_timeout_s."""
+        wait_ms = reply_wait_ms(
+            remote_ms=plan.predicted_latency_ms - plan.predicted_device_ms,
+            fallback_ms=local_ms(plan), deadline_ms=plan.latency_requirement_ms,
+            age_ms=self.frame_age_ms(header))
         return min(wait_ms / 1e3, self.reply_timeout_s)
+
+    def frame_age_ms(self, header: object) -> float:
+        return (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds / 1e6
 
     def fallback_exit(self, plan: Plan) -> int:
         if plan.fallback_exit_point != 0:
@@ -271,9 +322,11 @@ class DeviceNode(Node):
             self.edge_ok = True  # any answer, even a late one, shows the edge is back
             self.stats['edge_recoveries'] += 1
             self.get_logger().info('the edge answers again: resuming co-inference')
-        pending = self.pending.pop(reply.frame_seq, None)
+        with self.lock:
+            pending = self.pending.pop(reply.frame_seq, None)
+            gave_up = self.gave_up.pop(reply.frame_seq, None) if pending is None else None
         if pending is None or pending.trial:
-            late = self.gave_up.pop(reply.frame_seq, None) if pending is None else pending
+            late = gave_up if pending is None else pending
             if late is not None:  # answered already, but the transfer was real
                 self.publish_sample(late, reply)
             if pending is None:
@@ -284,9 +337,7 @@ class DeviceNode(Node):
             self.stats['malformed_replies'] += 1
             self.get_logger().error(f'frame {reply.frame_seq}: malformed edge reply; '
                                     'answering it on the device', throttle_duration_sec=5.0)
-            if pending.x is not None:
-                self.answer_alone(pending.header, pending.seq, pending.plan, pending.x,
-                                  pending.label, time.perf_counter())
+            self.answer_later(pending)
             return
         self.stats['replies'] += 1
         round_trip_ms = (time.perf_counter() - pending.sent) * 1e3
@@ -307,6 +358,8 @@ class DeviceNode(Node):
         else:  # as transfer_sample: small messages say nothing of the rate
             kbps = pending.nbytes * 8.0 / elapsed_ms \
                 if elapsed_ms > 0 and pending.nbytes >= MIN_SAMPLE_BYTES else None
+            if kbps is not None and 0 < self.bandwidth_kbps <= kbps:
+                return  # an upper bound above the estimate says nothing new
         if kbps is None:
             return
         sample = BandwidthEstimate(bandwidth_kbps=kbps, last_sample_kbps=kbps,
@@ -316,41 +369,84 @@ class DeviceNode(Node):
         self.sample_pub.publish(sample)
 
     def expire_pending(self) -> None:
-        """Answer alone every frame the edge did not answer in time; keep telling
-        the bandwidth monitor how slow the link is at most while replies are out."""
+        """Give up on every frame the edge did not answer in time (the device
+        answers it alone); keep telling the bandwidth monitor how slow the link
+        is at most while replies are out."""
         now = time.perf_counter()
-        for p in self.gave_up.values():
-            if p.bounded_at is not None and now - p.bounded_at >= BOUND_PERIOD_S and \
-                    now - p.sent < BOUND_FOR_S:
-                p.bounded_at = now
-                self.publish_sample(p, None)  # same send stamp: it revises the last
-        for seq, p in list(self.pending.items()):
-            if now < p.give_up_at:
-                continue
-            del self.pending[seq]
-            p.bounded_at = now
-            self.gave_up[seq] = p
-            while len(self.gave_up) > 64:
-                self.gave_up.popitem(last=False)
-            # The link carried at most this much: tell the bandwidth monitor now.
+        bounds, expired = [], []
+        with self.lock:
+            for p in self.gave_up.values():
+                if p.bounded_at is not None and now - p.bounded_at >= BOUND_PERIOD_S and \
+                        now - p.sent < BOUND_FOR_S:
+                    p.bounded_at = now
+                    bounds.append(p)  # same send stamp: it revises the last
+            for seq, p in list(self.pending.items()):
+                if now < p.give_up_at:
+                    # Overdue but still waited for: bound the link already, so a
+                    # step down shows before the frame is given up on.
+                    due = p.bounded_at + BOUND_PERIOD_S if p.bounded_at is not None else \
+                        p.sent + overdue_after_s(p.plan)
+                    if now >= due:
+                        p.bounded_at = now
+                        bounds.append(p)
+                    continue
+                del self.pending[seq]
+                self.gave_up[seq] = p
+                while len(self.gave_up) > 64:
+                    self.gave_up.popitem(last=False)
+                if p.bounded_at is None or now - p.bounded_at >= BOUND_PERIOD_S:
+                    # The link carried at most this much: tell the monitor now.
+                    p.bounded_at = now
+                    bounds.append(p)
+                expired.append(p)
+        for p in bounds:
             self.publish_sample(p, None)
+        for p in expired:
             if p.trial:
                 continue
             self.stats['edge_timeouts'] += 1
             if self.edge_ok:
                 self.edge_ok = False
                 self.get_logger().warn(
-                    f'frame {seq}: no edge reply in {1e3 * (now - p.sent):.0f} ms; answering on '
-                    f'the device until the edge answers again', throttle_duration_sec=5.0)
-            if p.x is not None:
-                self.answer_alone(p.header, p.seq, p.plan, p.x, p.label, time.perf_counter())
+                    f'frame {p.seq}: no edge reply in {1e3 * (now - p.sent):.0f} ms; answering '
+                    'on the device until the edge answers again', throttle_duration_sec=5.0)
+            self.answer_later(p)
+
+    def answer_later(self, p: Pending) -> None:
+        """Have the compute thread answer a frame alone (this thread keeps
+        serving replies and timers)."""
+        self.to_answer.append(p)
+        self.answer_signal.trigger()
+
+    def answer_given_up(self) -> None:
+        while self.to_answer:
+            self.finish_alone(self.to_answer.popleft())
+
+    def finish_alone(self, p: Pending) -> None:
+        """Answer a frame the edge did not: finish the plan's exit on the device
+        from the activation it sent when that still meets the deadline (or is
+        no slower than the fallback), else run the fallback exit."""
+        plan, start = p.plan, time.perf_counter()
+        tail_ms = plan.predicted_device_tail_ms
+        deadline = plan.latency_requirement_ms
+        if p.h is not None and (tail_ms <= plan.predicted_fallback_ms or deadline <= 0 or
+                                self.frame_age_ms(p.header) + tail_ms <= deadline):
+            logits = self.model.tail(plan.exit_point, p.partition, p.h)
+            device_ms = p.device_ms + (time.perf_counter() - start) * 1e3
+            self.stats['fallback'] += 1
+            self.answer(p.header, p.seq, plan, top_k(logits, self.top_k), p.label,
+                        device_ms=device_ms, transfer_ms=0.0, edge_ms=0.0, fallback=True,
+                        partition=plan.num_layers,
+                        predicted_ms=plan.predicted_device_ms + tail_ms)
+        elif p.x is not None:
+            self.answer_alone(p.header, p.seq, plan, p.x, p.label, start)
 
     # --- outputs ---------------------------------------------------------------------
     def answer(self, header: object, seq: int, plan: Plan, result: TopK, label: int, *,
                device_ms: float, transfer_ms: float, edge_ms: float, fallback: bool = False,
                exit_point: int | None = None, partition: int | None = None,
                predicted_ms: float | None = None) -> None:
-        latency_ms = (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds / 1e6
+        latency_ms = self.frame_age_ms(header)
         if label < 0:  # the frame's label may have come while it was computed
             label = self.label_of(header)
         msg = InferenceResult()
@@ -413,7 +509,7 @@ class DeviceNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(DeviceNode, args, refused=(m.ModelError, ValueError))
+    return run_node(DeviceNode, args, refused=(m.ModelError, ValueError), threads=2)
 
 
 if __name__ == '__main__':

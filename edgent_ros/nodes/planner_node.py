@@ -378,6 +378,7 @@ class PlannerNode(Node):
         msg.fallback_exit_point = fallback.exit_point
         msg.fallback_num_layers = fallback.num_layers
         msg.predicted_fallback_ms = fallback.total_ms
+        msg.predicted_device_tail_ms = self.planner.device_tail_ms(d.exit_point, d.partition)
         self.plan_pub.publish(msg)
         verdict = 'meets' if d.feasible else 'CANNOT meet (best effort: fastest plan)'
         self.get_logger().info(
