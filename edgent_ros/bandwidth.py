@@ -24,6 +24,7 @@ Pure Python and numpy; never imports rclpy.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -194,7 +195,10 @@ class ProbeScheduler:
     time on probes: at the current estimate a probe of ``probe_bytes`` takes
     t, so the next one waits at least t / duty. A fast link is probed often
     (a step is seen within a fraction of a second), a slow one rarely (a
-    probe there takes long and would crowd out frames).
+    probe there takes long and would crowd out frames). While frames cross
+    the link at a steady pace, a probe goes only if it will have landed
+    (with half its time again to spare) before the next frame is due: a
+    frame queued behind a probe would be late for nothing.
     """
 
     def __init__(self, max_rate_hz: float = 1.0, idle_s: float = 1.0, duty: float = 1.0,
@@ -209,9 +213,27 @@ class ProbeScheduler:
         self.probe_bytes = probe_bytes
         self.last_probe_s = -math.inf
         self.last_passive_s = -math.inf
+        self.frame_sends: deque[float] = deque(maxlen=8)
 
-    def passive(self, now_s: float) -> None:
+    def passive(self, now_s: float, sent_s: float | None = None) -> None:
+        """A real transfer measured the link; ``sent_s``: when it was sent (same
+        clock as now_s), to learn the frames' pace."""
         self.last_passive_s = now_s
+        if sent_s is not None and (not self.frame_sends or
+                                   abs(sent_s - self.frame_sends[-1]) > 1e-3):
+            self.frame_sends.append(sent_s)
+
+    def next_frame_s(self, now_s: float) -> float | None:
+        """When the next frame transfer is due, if frames keep a steady pace
+        (None: too few, or they stopped: a device-only plan)."""
+        sends = sorted(self.frame_sends)
+        if len(sends) < 3:
+            return None
+        gaps = sorted(b - a for a, b in itertools.pairwise(sends))
+        period = gaps[len(gaps) // 2]
+        if period <= 0 or now_s - sends[-1] > 2.5 * period:
+            return None
+        return sends[-1] + period * max(1, math.ceil((now_s - sends[-1]) / period))
 
     def interval_s(self, kbps: float | None) -> float:
         """Least time between probes at an estimated bandwidth (None: unknown)."""
@@ -223,6 +245,10 @@ class ProbeScheduler:
         if now_s - self.last_passive_s < self.idle_s:
             return False
         if now_s - self.last_probe_s < self.interval_s(kbps):
+            return False
+        next_frame = self.next_frame_s(now_s)
+        if next_frame is not None and kbps is not None and kbps > 0 and \
+                now_s + 1.5 * self.probe_bytes * 8.0 / kbps / 1000.0 > next_frame:
             return False
         self.last_probe_s = now_s
         return True

@@ -253,6 +253,23 @@ def test_probe_interval_keeps_the_probes_share_of_the_link_under_the_duty() -> N
         bw.ProbeScheduler(duty=0.0)
 
 
+def test_probes_keep_clear_of_the_next_frame() -> None:
+    s = bw.ProbeScheduler(max_rate_hz=5.0, idle_s=0.5, duty=0.5, probe_bytes=8192)
+    # Frames leave every second and land 0.2 s later.
+    for k in range(4):
+        s.passive(k + 0.2, sent_s=float(k))
+        s.passive(k + 0.2, sent_s=float(k))  # a second sample of one transfer: one send
+    assert list(s.frame_sends) == [0.0, 1.0, 2.0, 3.0]
+    assert s.next_frame_s(3.5) == pytest.approx(4.0)
+    # At 500 kbps a probe takes 131 ms: at 3.75 s it lands (with half again to
+    # spare) before the frame at 4 s; at 3.85 s it would not.
+    assert s.due(3.75, 500.0)
+    s.last_probe_s = -math.inf
+    assert not s.due(3.85, 500.0)
+    # Frames stopped (a device-only plan): probes go whenever idle and due.
+    assert s.next_frame_s(10.0) is None and s.due(10.0, 500.0)
+
+
 def test_an_overdue_transfer_bounds_the_bandwidth_until_it_lands() -> None:
     assert bw.overdue_bound(8192, 50.0, 33.0) is None  # not overdue yet
     assert bw.overdue_bound(8192, 99.0, 33.0) is None  # under 3x expected

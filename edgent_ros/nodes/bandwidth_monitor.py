@@ -171,7 +171,9 @@ class BandwidthMonitor(Node):
             self.dropped_samples += 1
             return
         now = self.now_s()
-        self.scheduler.passive(now)
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        # When the transfer left, on this node's monotonic clock.
+        self.scheduler.passive(now, now - (time.time() - stamp) if stamp > 0 else None)
         if 0 < msg.sample_bytes < self.min_bytes:
             self.dropped_samples += 1  # too small to say anything of the rate
             return
