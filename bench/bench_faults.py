@@ -98,7 +98,8 @@ def report(result: dict, frames: list[dict]) -> None:
              '(as root).', '',
              f"Frames answered: {result['frames']}; gaps in the device's frame numbers: "
              f"{len(result['missing_seqs'])}; answered on the device alone: "
-             f"{result['answered_alone']}; late (deadline missed): {result['late']}.", '',
+             f"{result['answered_alone']}; late (deadline missed): {result['late']}; "
+             f"skipped as already late: {result['skipped']}.", '',
              '| fault | frames during | answered alone | late | first alone after | '
              'worst latency | edge again after recovery |',
              '|---|---:|---:|---:|---:|---:|---:|']

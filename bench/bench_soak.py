@@ -148,6 +148,7 @@ def analyse(frames: list[dict], memory: list, t0: float, duration: float,
     return {
         'frames': len(window), 'expected_frames': int(duration * RATE_HZ),
         'device_seq_gaps': len(gaps), 'unanswered_camera_frames': unanswered,
+        'skipped_late': sum(bool(f.get('skipped')) for f in window),
         'answered_alone': sum(f['fallback'] for f in window),
         'deadline_hit_rate': sum(f['deadline_met'] for f in window) / max(1, len(window)),
         'minutes': minutes, 'memory_growth': growth,
@@ -200,7 +201,8 @@ def report(result: dict, frames: list[dict], memory: list, t0: float, applied: l
              f"- Frames answered: {result['frames']} of {result['expected_frames']} the camera "
              f"sent in the window; camera frames never answered: "
              f"{result['unanswered_camera_frames']}; gaps in the device's frame numbers: "
-             f"{result['device_seq_gaps']}.",
+             f"{result['device_seq_gaps']}; skipped as already late: "
+             f"{result['skipped_late']}.",
              f"- Deadline met: {100 * result['deadline_hit_rate']:.1f}% "
              f"(answered on the device alone: {result['answered_alone']}).",
              f"- Largest memory growth of a node process from minute 1 to the end: "

@@ -7,7 +7,7 @@ node's emulated_slowdown: each run of layers takes f x that run's median
 CPU time), so the final exit takes about 0.6 s on the device alone, a
 Pi-3-class device for this small network (the paper's Pi 3 needs more than
 2 s for full AlexNet, its Fig. 2). Frames skipped by a device that fell
-behind (gaps in the frame numbers) count as missed deadlines. Before the
+behind (results marked skipped) count as missed deadlines. Before the
 figures the pipeline runs device only, then edge only, for a few frames, so
 the planner's online calibration (device compute factor, per-frame
 overhead) has seen both sides. Each level replays the
@@ -135,15 +135,16 @@ class Driver:
                     if r.header.stamp.sec + r.header.stamp.nanosec * 1e-9 >= rewound]
 
         self.spin(lambda: len(mine()) >= frames, 20 + frames / RATE_HZ * 3)
-        rows = mine()[:frames]
+        taken = mine()[:frames]
+        rows = [r for r in taken if not r.skipped]  # skipped frames count as missed
+        skipped = len(taken) - len(rows)
         if not rows:
-            return {'frames': 0}
+            return {'frames': 0, 'skipped': skipped}
         (exit_point, partition), count = Counter(
             (r.exit_point, r.partition_point) for r in rows).most_common(1)[0]
         measured = [r.latency_ms for r in rows]
         predicted = [r.predicted_latency_ms for r in rows]
         labelled = [r for r in rows if r.label >= 0]
-        skipped = skipped_frames(rows)
         return {
             'frames': len(rows), 'skipped': skipped, 'exit': exit_point, 'partition': partition,
             'plan_share': count / len(rows),
@@ -205,7 +206,8 @@ class Driver:
         replay = self.bed.replay(TRACE)
         self.spin(lambda: False, TRACE[-1][0] + 15)
         replay.stop()
-        rows = [r for _, r in self.results[start:]]
+        rows = [r for _, r in self.results[start:] if not r.skipped]
+        skipped = sum(r.skipped for _, r in self.results[start:])
         plans = self.plans[plans_before:]
         estimates = self.estimates[estimates_before:]
         steps = []
@@ -225,7 +227,6 @@ class Driver:
                 'plan_before': before,
                 'plan_after': (new[0][1].exit_point, new[0][1].partition_point) if new
                 else None})
-        skipped = skipped_frames(rows)
         return {'frames': len(rows), 'skipped': skipped, 'deadline_ms': DYNAMIC_DEADLINE_MS,
                 'deadline_hit_rate': sum(r.deadline_met for r in rows) /
                 max(1, len(rows) + skipped),
@@ -233,16 +234,9 @@ class Driver:
                 'timeline': [(t - replay.start_time, r.latency_ms, r.exit_point,
                               r.partition_point, r.deadline_met, r.device_ms, r.transfer_ms,
                               r.predicted_latency_ms)
-                             for t, r in self.results[start:]],
+                             for t, r in self.results[start:] if not r.skipped],
                 'estimates': [(t - replay.start_time, kbps) for t, kbps in estimates],
                 'trace': TRACE}
-
-
-def skipped_frames(rows: list) -> int:
-    """Frames the device skipped (taken already older than the deadline):
-    gaps in the frame numbers of the results. They count as missed."""
-    seqs = sorted({r.frame_seq for r in rows})
-    return (seqs[-1] - seqs[0] + 1 - len(seqs)) if seqs else 0
 
 
 def run_driver(args: argparse.Namespace) -> int:

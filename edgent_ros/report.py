@@ -20,6 +20,7 @@ class FrameRecord:
     fallback: bool = False
     received_s: float = 0.0  # wall clock (s since the epoch) when the result came
     remote: bool = False  # the edge ran part of it
+    skipped: bool = False  # not run: already late when the device took it
 
 
 @dataclass
@@ -50,6 +51,9 @@ class Summary:
 
 
 def frame_line(x: FrameRecord) -> str:
+    if x.skipped:
+        return (f'frame {x.seq:5d} {x.source:>10}  skipped: {x.latency_ms:7.1f} ms old when the '
+                'device took it (deadline MISS)')
     correct = '-' if x.correct is None else ('yes' if x.correct else 'no')
     return (f'frame {x.seq:5d} {x.source:>10}  bw {x.bandwidth_kbps:8.0f} kbps  '
             f'exit {x.exit_point} partition {x.partition:2d}  predicted {x.predicted_ms:7.1f} ms  '

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.duration import Duration
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
@@ -12,8 +13,8 @@ from sensor_msgs.msg import Image
 from edgent_ros import image_codec
 from edgent_ros import model as m
 from edgent_ros.datasets import load_digits_split
-from edgent_ros.msg import InferenceResult, Plan
-from edgent_ros.qos import IMAGE_QOS, LATCHED_QOS
+from edgent_ros.msg import InferenceResult, Plan, Tensor
+from edgent_ros.qos import IMAGE_QOS, LATCHED_QOS, TENSOR_QOS
 
 from .conftest import spin_until
 
@@ -66,7 +67,8 @@ def test_every_frame_answered_through_the_edge_and_scored(harness: object,
     plans = node.create_publisher(Plan, '/pt/plan', LATCHED_QOS)
     plans.publish(plan(7, 5, 8))  # device runs 8 layers, the edge the other 14
     edge(processes)
-    device(processes, '/pt')
+    # Every frame is run, even one a cold start made late (skipping is tested below).
+    device(processes, '/pt', '-p', 'skip_late_frames:=false')
     wait_for_graph(node, executor)
     frames = 20
     processes('camera_node', '-r', '__ns:=/pt', '-p', f'count:={frames}', '-p', 'rate_hz:=10.0',
@@ -199,3 +201,76 @@ def test_without_an_edge_the_device_answers_alone(harness: object, processes: ob
     assert spin_until(executor, lambda: len(results) >= 3, 20)
     assert all(r.fallback and r.edge_ms == 0.0 and
                r.partition_point == CARD.exit(r.exit_point).num_layers for r in results)
+
+
+def given_up_plan(plan_id: int, tail_ms: float, fallback_ms: float) -> Plan:
+    p = plan(plan_id, 5, 6)
+    p.fallback_exit_point = 1
+    p.fallback_num_layers = CARD.exit(1).num_layers
+    p.predicted_fallback_ms = fallback_ms
+    p.predicted_device_tail_ms = tail_ms
+    return p
+
+
+@pytest.mark.parametrize(('tail_ms', 'fallback_ms', 'exit_point'), [
+    (1.0, 900.0, 5),     # finishing exit 5 from the activation sent is quick: it is done
+    (5000.0, 1.0, 1),    # it would miss the deadline: the fallback exit, from the input
+])
+def test_a_frame_the_edge_does_not_answer_is_finished_on_the_device(
+        harness: object, processes: object, tail_ms: float, fallback_ms: float,
+        exit_point: int) -> None:
+    node, executor = harness
+    ns = f'/pt_mute{exit_point}'
+    results: list[InferenceResult] = []
+    node.create_subscription(InferenceResult, f'{ns}/result', results.append, 50)
+    # An "edge" that takes tensors and never answers.
+    node.create_subscription(Tensor, f'{ns}_edge/tensor', lambda _m: None, TENSOR_QOS)
+    images = node.create_publisher(Image, f'{ns}/image', IMAGE_QOS)
+    node.create_publisher(Plan, f'{ns}/plan', LATCHED_QOS).publish(
+        given_up_plan(9, tail_ms, fallback_ms))
+    processes('device_node', '-r', f'__ns:={ns}', '-r', '__node:=device',
+              '-r', f'tensor:={ns}_edge/tensor', '-r', f'reply:={ns}_edge/reply')
+    assert spin_until(executor, lambda: images.get_subscription_count() > 0 and
+                      node.count_publishers(f'{ns}_edge/tensor') > 0, 60)
+    spin_until(executor, lambda: False, 2)
+    msg = image_codec.from_rgb(load_digits_split(seed=CARD.seed).test_images[1])
+    msg.header.stamp = node.get_clock().now().to_msg()
+    images.publish(msg)
+    assert spin_until(executor, lambda: len(results) >= 1, 20)
+    r = results[0]
+    assert r.frame_seq == 1 and r.fallback and r.edge_ms == 0.0
+    assert (r.exit_point, r.partition_point) == (exit_point, CARD.exit(exit_point).num_layers)
+
+
+def test_a_frame_already_late_is_skipped_and_counted(harness: object,
+                                                     processes: object) -> None:
+    node, executor = harness
+    results: list[InferenceResult] = []
+    skipped: list[int] = []
+
+    def on_diag(msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.startswith('/pt_late/device'):
+                values = {kv.key: kv.value for kv in status.values}
+                skipped.append(int(values['skipped_late']))
+
+    node.create_subscription(InferenceResult, '/pt_late/result', results.append, 50)
+    node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 10)
+    images = node.create_publisher(Image, '/pt_late/image', IMAGE_QOS)
+    node.create_publisher(Plan, '/pt_late/plan', LATCHED_QOS).publish(plan(3, 5, 22))
+    device(processes, '/pt_late')
+    assert spin_until(executor, lambda: images.get_subscription_count() > 0, 60)
+    spin_until(executor, lambda: False, 2)
+    frame = load_digits_split(seed=CARD.seed).test_images[1]
+    for age_s in (2.0, 0.0):  # 2 s old against a 1 s deadline, then a fresh one
+        msg = image_codec.from_rgb(frame)
+        msg.header.stamp = (node.get_clock().now() - Duration(seconds=age_s)).to_msg()
+        images.publish(msg)
+        spin_until(executor, lambda: False, 0.3)
+    assert spin_until(executor, lambda: len(results) >= 2 and skipped and skipped[-1] >= 1, 20)
+    spin_until(executor, lambda: False, 0.5)
+    assert [(r.frame_seq, r.skipped) for r in results] == [(1, True), (2, False)]
+    late = results[0]  # answered at once, as skipped: a miss with no class
+    assert late.class_id == -1 and not late.deadline_met and late.latency_ms >= 2000
+    assert results[1].class_id >= 0 and results[1].deadline_met
+    assert skipped[-1] == 1

@@ -328,6 +328,24 @@ def test_device_scale_multiplies_only_the_device_part(paper_planner: Planner) ->
     assert paper_planner.latencies(400.0) == pytest.approx(before)
 
 
+def test_device_tail_is_the_rest_of_the_exit_on_the_device(paper_planner: Planner) -> None:
+    for e in paper_planner.exits:
+        n = len(e.device_layers_ms)
+        whole = paper_planner.device_compute_ms(e.exit_point, n)
+        assert paper_planner.device_tail_ms(e.exit_point, 0) == pytest.approx(whole)
+        assert paper_planner.device_tail_ms(e.exit_point, n) == pytest.approx(0.0)
+        half = n // 2
+        assert paper_planner.device_tail_ms(e.exit_point, half) == pytest.approx(
+            whole - paper_planner.device_compute_ms(e.exit_point, half))
+    try:
+        paper_planner.set_device_scale(3.0)
+        e = paper_planner.exits[0]
+        assert paper_planner.device_tail_ms(e.exit_point, 0) == pytest.approx(
+            3.0 * paper_planner.device_compute_ms(e.exit_point, len(e.device_layers_ms)))
+    finally:
+        paper_planner.set_device_scale(1.0)
+
+
 def test_device_alone_is_algorithm_one_without_the_edge(paper_planner: Planner) -> None:
     for deadline in (50.0, 300.0, 1000.0, 3000.0, 1e6):
         d = paper_planner.device_alone(deadline)

@@ -157,6 +157,7 @@ def analyse(run: ScenarioRun, deadline_ms: float) -> dict[str, object]:
         })
     return {
         'frames': len(frames), 'missing_seqs': missing,
+        'skipped': sum(bool(f.get('skipped')) for f in frames),
         'answered_alone': sum(f['fallback'] for f in frames),
         'late': sum(not f['deadline_met'] for f in frames),
         'deadline_ms': deadline_ms, 'faults': faults,

@@ -12,14 +12,22 @@ sample on ``link/samples`` for the bandwidth monitor.
 
 No frame is left without an answer. A frame sent to the edge whose reply
 has not come by the latest moment the device can still answer it alone in
-time (deadline - age - the plan's predicted fallback time, or the deadline
-when the device alone cannot meet it; never before twice the predicted
-remote part, never after ``reply_timeout_s``) is answered on
-the device with the plan's fallback exit (the most accurate exit that meets
-the deadline on the device alone, else the fastest). The edge is then taken
-as down: the following frames are answered on the device at once, and
+time (deadline - age - the quicker local answer's predicted time; never
+before twice the predicted remote part, never after ``reply_timeout_s``;
+until the deadline when a local answer would be late anyway) is answered on
+the device: its exit finished from the activation it sent when that meets
+the deadline, else the plan's fallback exit (the most accurate exit that
+meets the deadline on the device alone, else the fastest). The edge is then
+taken as down: the following frames are answered on the device at once, and
 every ``edge_retry_s`` one frame's input is also sent to the edge as a
-trial; the first reply (or any late one) brings co-inference back.
+trial (one at a time); the first reply (or any late one) brings
+co-inference back. The one exception: a frame already older than the
+deadline when the device takes it (the device fell behind) is skipped and
+counted (``skip_late_frames``).
+
+Layers run in a callback group of their own, and main() spins two threads:
+while a frame is computed, replies, plans and the timer that gives frames
+up and bounds an overdue transfer's bandwidth keep running.
 """
 
 from __future__ import annotations
@@ -231,6 +239,9 @@ class DeviceNode(Node):
             self.stats['skipped_late'] += 1
             self.get_logger().warn('skipping frames already older than the deadline (the '
                                    'device is behind)', throttle_duration_sec=5.0)
+            self.answer(msg.header, self.seq, plan, TopK([], []), label, device_ms=0.0,
+                        transfer_ms=0.0, edge_ms=0.0, exit_point=0, partition=0,
+                        skipped=True)
             return
         start = time.perf_counter()
         x = preprocess(rgb)
@@ -445,7 +456,7 @@ class DeviceNode(Node):
     def answer(self, header: object, seq: int, plan: Plan, result: TopK, label: int, *,
                device_ms: float, transfer_ms: float, edge_ms: float, fallback: bool = False,
                exit_point: int | None = None, partition: int | None = None,
-               predicted_ms: float | None = None) -> None:
+               predicted_ms: float | None = None, skipped: bool = False) -> None:
         latency_ms = self.frame_age_ms(header)
         if label < 0:  # the frame's label may have come while it was computed
             label = self.label_of(header)
@@ -453,8 +464,8 @@ class DeviceNode(Node):
         msg.header = header
         msg.frame_seq = seq
         msg.source_id = self.source_id
-        msg.class_id = result.class_ids[0]
-        msg.score = result.scores[0]
+        msg.class_id = result.class_ids[0] if result.class_ids else -1
+        msg.score = result.scores[0] if result.scores else 0.0
         msg.top_k_class_ids = result.class_ids
         msg.top_k_scores = result.scores
         msg.label = label
@@ -469,8 +480,9 @@ class DeviceNode(Node):
         msg.predicted_latency_ms = plan.predicted_latency_ms if predicted_ms is None \
             else predicted_ms
         msg.latency_requirement_ms = plan.latency_requirement_ms
-        msg.deadline_met = plan.latency_requirement_ms <= 0 or \
-            latency_ms <= plan.latency_requirement_ms
+        msg.deadline_met = not skipped and (plan.latency_requirement_ms <= 0 or
+                                            latency_ms <= plan.latency_requirement_ms)
+        msg.skipped = skipped
         self.result_pub.publish(msg)
         self.stats['results'] += 1
         self.latencies.append(latency_ms)

@@ -200,7 +200,7 @@ class PlannerNode(Node):
         """Calibrate online from measured frames: the device's compute relative to
         its profile (one factor, and one per plan actually run), the per-frame
         cost no profile holds (ms), and the spread of measured over predicted."""
-        if not self.learn_overhead or msg.plan_id not in self.made_with:
+        if not self.learn_overhead or msg.plan_id not in self.made_with or msg.skipped:
             return
         if not (math.isfinite(msg.latency_ms) and math.isfinite(msg.device_ms)):
             return
