@@ -223,6 +223,15 @@ class ProbeScheduler:
                                    abs(sent_s - self.frame_sends[-1]) > 1e-3):
             self.frame_sends.append(sent_s)
 
+    def landed(self, took_s: float, kbps: float | None) -> None:
+        """A probe came back after ``took_s``. If that was less than half what
+        the estimate (``kbps``, before this probe) predicted, the link got
+        faster, perhaps in the middle of the probe, which then measured a mix
+        of the two rates: the next probe may go at once, to measure the new one."""
+        if kbps is not None and kbps > 0 and \
+                took_s < 0.5 * self.probe_bytes * 8.0 / kbps / 1000.0:
+            self.last_probe_s = -math.inf
+
     def next_frame_s(self, now_s: float) -> float | None:
         """When the next frame transfer is due, if frames keep a steady pace
         (None: too few, or they stopped: a device-only plan)."""

@@ -270,6 +270,15 @@ def test_probes_keep_clear_of_the_next_frame() -> None:
     assert s.next_frame_s(10.0) is None and s.due(10.0, 500.0)
 
 
+def test_a_probe_much_faster_than_expected_is_followed_at_once() -> None:
+    s = bw.ProbeScheduler(max_rate_hz=5.0, idle_s=0.0, duty=0.5, probe_bytes=8192)
+    assert s.due(10.0, 80.0)  # at 80 kbps a probe takes 0.82 s: the next in 1.64 s
+    s.landed(0.80, 80.0)  # as expected
+    assert not s.due(11.0, 80.0)
+    s.landed(0.30, 80.0)  # the link got faster during the probe: measure it again now
+    assert s.due(11.0, 80.0)
+
+
 def test_an_overdue_transfer_bounds_the_bandwidth_until_it_lands() -> None:
     assert bw.overdue_bound(8192, 50.0, 33.0) is None  # not overdue yet
     assert bw.overdue_bound(8192, 99.0, 33.0) is None  # under 3x expected

@@ -54,7 +54,7 @@ class BandwidthMonitor(Node):
         duty = declare_float(self, 'probe_duty', 0.5,
                              'Most of the link\'s time spent on probes (fraction).', 0.01, 1.0,
                              read_only=True)
-        idle = declare_float(self, 'probe_idle_s', 0.5,
+        idle = declare_float(self, 'probe_idle_s', 0.25,
                              'Probe only when no real transfer was measured for this long, s.',
                              0.0, 3600.0, read_only=True)
         window = declare_int(self, 'window', 8, 'Samples in the smoothing window.', 1, 1000,
@@ -149,6 +149,7 @@ class BandwidthMonitor(Node):
             self.landed.append((sent_wall, time.time(), None))
             return
         rtt_ms = (self.now_s() - sent) * 1e3
+        self.scheduler.landed(rtt_ms / 1e3, self.current_kbps())
         kbps = transfer_sample(self.probe_bytes, rtt_ms, reply.edge_total_ms,
                                min_bytes=self.min_bytes)
         if kbps is None:
