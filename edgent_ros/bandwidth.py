@@ -197,37 +197,28 @@ class ProbeScheduler:
     (a step is seen within a fraction of a second), a slow one rarely (a
     probe there takes long and would crowd out frames). While frames cross
     the link at a steady pace, a probe goes only if it will have landed
-    (with a fifth of its time again to spare) before the next frame is due:
-    a frame queued behind a probe would be late for nothing; but once no
-    rate was measured for ``stale_s``, a probe goes anyway. While no frame
-    crosses the link (a device-only plan), probes may take ``idle_duty`` of
-    its time: they crowd out no frame, and a faster link is seen sooner.
+    (with half its time again to spare) before the next frame is due: a
+    frame queued behind a probe would be late for nothing.
     """
 
     def __init__(self, max_rate_hz: float = 1.0, idle_s: float = 1.0, duty: float = 1.0,
-                 probe_bytes: int = 16384, idle_duty: float | None = None,
-                 stale_s: float = 3.0) -> None:
+                 probe_bytes: int = 16384) -> None:
         if not max_rate_hz > 0:
             raise ValueError(f'probe rate must be > 0 Hz, got {max_rate_hz}')
-        if not 0 < duty <= 1 or (idle_duty is not None and not 0 < idle_duty <= 1):
-            raise ValueError(f'probe duty must be in (0, 1], got {duty}, {idle_duty}')
+        if not 0 < duty <= 1:
+            raise ValueError(f'probe duty must be in (0, 1], got {duty}')
         self.min_interval_s = 1.0 / max_rate_hz
         self.idle_s = idle_s
         self.duty = duty
-        self.idle_duty = duty if idle_duty is None else idle_duty
-        self.stale_s = stale_s
         self.probe_bytes = probe_bytes
-        self.last_rate_s = -math.inf  # last time a transfer or probe measured the rate
         self.last_probe_s = -math.inf
         self.last_passive_s = -math.inf
         self.frame_sends: deque[float] = deque(maxlen=8)
 
-    def passive(self, now_s: float, sent_s: float | None = None, measured: bool = True) -> None:
-        """A real transfer crossed the link; ``sent_s``: when it was sent (same
-        clock as now_s), to learn the frames' pace; ``measured``: large enough
-        to measure the rate (small ones only give the pace)."""
-        if measured:
-            self.last_passive_s = self.last_rate_s = now_s
+    def passive(self, now_s: float, sent_s: float | None = None) -> None:
+        """A real transfer measured the link; ``sent_s``: when it was sent (same
+        clock as now_s), to learn the frames' pace."""
+        self.last_passive_s = now_s
         if sent_s is not None and (not self.frame_sends or
                                    abs(sent_s - self.frame_sends[-1]) > 1e-3):
             self.frame_sends.append(sent_s)
@@ -241,10 +232,6 @@ class ProbeScheduler:
                 took_s < 0.5 * self.probe_bytes * 8.0 / kbps / 1000.0:
             self.last_probe_s = -math.inf
 
-    def measured(self, now_s: float) -> None:
-        """A probe measured the rate."""
-        self.last_rate_s = now_s
-
     def next_frame_s(self, now_s: float) -> float | None:
         """When the next frame transfer is due, if frames keep a steady pace
         (None: too few, or they stopped: a device-only plan)."""
@@ -257,23 +244,20 @@ class ProbeScheduler:
             return None
         return sends[-1] + period * max(1, math.ceil((now_s - sends[-1]) / period))
 
-    def interval_s(self, kbps: float | None, duty: float | None = None) -> float:
+    def interval_s(self, kbps: float | None) -> float:
         """Least time between probes at an estimated bandwidth (None: unknown)."""
         if kbps is None or not kbps > 0:
             return self.min_interval_s
-        return max(self.min_interval_s,
-                   self.probe_bytes * 8.0 / kbps / 1000.0 / (duty or self.duty))
+        return max(self.min_interval_s, self.probe_bytes * 8.0 / kbps / 1000.0 / self.duty)
 
     def due(self, now_s: float, kbps: float | None = None) -> bool:
         if now_s - self.last_passive_s < self.idle_s:
             return False
-        next_frame = self.next_frame_s(now_s)
-        duty = self.duty if next_frame is not None else self.idle_duty
-        if now_s - self.last_probe_s < self.interval_s(kbps, duty):
+        if now_s - self.last_probe_s < self.interval_s(kbps):
             return False
+        next_frame = self.next_frame_s(now_s)
         if next_frame is not None and kbps is not None and kbps > 0 and \
-                now_s + 1.2 * self.probe_bytes * 8.0 / kbps / 1000.0 > next_frame and \
-                now_s - self.last_rate_s < self.stale_s:
+                now_s + 1.5 * self.probe_bytes * 8.0 / kbps / 1000.0 > next_frame:
             return False
         self.last_probe_s = now_s
         return True

@@ -270,31 +270,6 @@ def test_probes_keep_clear_of_the_next_frame() -> None:
     assert s.next_frame_s(10.0) is None and s.due(10.0, 500.0)
 
 
-def test_small_frames_pace_the_probes_and_a_stale_estimate_is_probed_anyway() -> None:
-    s = bw.ProbeScheduler(max_rate_hz=5.0, idle_s=0.25, duty=0.5, probe_bytes=8192,
-                          idle_duty=0.8, stale_s=3.0)
-    s.measured(0.0)
-    # 512-byte activations every second: they measure nothing (probes are not
-    # held back as by a measured transfer) but they set the pace.
-    for k in range(1, 5):
-        s.passive(k + 0.05, sent_s=float(k), measured=False)
-    assert s.last_passive_s == -math.inf and s.next_frame_s(4.1) == pytest.approx(5.0)
-    s.measured(3.9)  # a probe measured the rate a moment ago
-    # At 100 kbps a probe takes 0.66 s: it fits (x1.2) from 4.05 s, not from 4.3 s.
-    assert s.due(4.1, 100.0)
-    s.last_probe_s = -math.inf
-    assert not s.due(4.3, 100.0)
-    # At 50 kbps (1.3 s) it never fits between frames: after 3 s without a
-    # measured rate, a probe goes anyway.
-    assert not s.due(4.1, 50.0)
-    s.last_rate_s = 0.5
-    assert s.due(4.1, 50.0)
-    # No frame crossing: the idle duty (0.8) spaces probes, not the duty (0.5).
-    idle = bw.ProbeScheduler(max_rate_hz=5.0, idle_s=0.0, duty=0.5, probe_bytes=8192,
-                             idle_duty=0.8)
-    assert idle.due(0.0, 80.0) and not idle.due(1.0, 80.0) and idle.due(1.03, 80.0)
-
-
 def test_a_probe_much_faster_than_expected_is_followed_at_once() -> None:
     s = bw.ProbeScheduler(max_rate_hz=5.0, idle_s=0.0, duty=0.5, probe_bytes=8192)
     assert s.due(10.0, 80.0)  # at 80 kbps a probe takes 0.82 s: the next in 1.64 s

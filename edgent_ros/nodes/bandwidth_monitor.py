@@ -54,9 +54,6 @@ class BandwidthMonitor(Node):
         duty = declare_float(self, 'probe_duty', 0.5,
                              'Most of the link\'s time spent on probes (fraction).', 0.01, 1.0,
                              read_only=True)
-        idle_duty = declare_float(self, 'probe_duty_idle', 0.8,
-                                  'Most of the link\'s time spent on probes while no frame '
-                                  'crosses it (a device-only plan).', 0.01, 1.0, read_only=True)
         idle = declare_float(self, 'probe_idle_s', 0.25,
                              'Probe only when no real transfer was measured for this long, s.',
                              0.0, 3600.0, read_only=True)
@@ -73,7 +70,7 @@ class BandwidthMonitor(Node):
                                read_only=True)
         self.estimator = BandwidthEstimator(window=window)
         self.scheduler = ProbeScheduler(max_rate_hz=rate, idle_s=idle, duty=duty,
-                                        probe_bytes=self.probe_bytes, idle_duty=idle_duty)
+                                        probe_bytes=self.probe_bytes)
         self.outstanding: dict[int, float] = {}
         self.bounded: dict[int, float] = {}  # probe seq -> time of its provisional sample
         # Wall-clock flight of probes, to find those that shared the link with a
@@ -158,7 +155,6 @@ class BandwidthMonitor(Node):
         if kbps is None:
             self.dropped_samples += 1
             return
-        self.scheduler.measured(self.now_s())
         if provisional is not None and self.estimator.revise(provisional, kbps):
             self.landed.append((sent_wall, time.time(), provisional))
             self.publish_estimate()  # the overdue bound is replaced by what the probe measured
@@ -178,10 +174,8 @@ class BandwidthMonitor(Node):
         now = self.now_s()
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         # When the transfer left, on this node's monotonic clock.
-        small = 0 < msg.sample_bytes < self.min_bytes
-        self.scheduler.passive(now, now - (time.time() - stamp) if stamp > 0 else None,
-                               measured=not small)
-        if small:
+        self.scheduler.passive(now, now - (time.time() - stamp) if stamp > 0 else None)
+        if 0 < msg.sample_bytes < self.min_bytes:
             self.dropped_samples += 1  # too small to say anything of the rate
             return
         shared = self.shared_the_link(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)

@@ -364,11 +364,7 @@ class DeviceNode(Node):
         """A bandwidth sample for the monitor: from a reply's round trip, or (no
         reply yet) an upper bound from how long the frame has been out."""
         elapsed_ms = (time.perf_counter() - pending.sent) * 1e3
-        if reply is not None and pending.nbytes < MIN_SAMPLE_BYTES:
-            # Too small to measure the rate, but the monitor learns from it when
-            # frames cross the link (to keep its probes out of their way).
-            kbps = pending.nbytes * 8.0 / max(0.5, elapsed_ms - reply.edge_total_ms)
-        elif reply is not None:
+        if reply is not None:
             kbps = transfer_sample(pending.nbytes, elapsed_ms, reply.edge_total_ms)
         else:  # as transfer_sample: small messages say nothing of the rate
             kbps = pending.nbytes * 8.0 / elapsed_ms \
