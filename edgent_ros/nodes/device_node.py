@@ -25,9 +25,11 @@ co-inference back. The one exception: a frame already older than the
 deadline when the device takes it (the device fell behind) is skipped and
 counted (``skip_late_frames``).
 
-Layers run in a callback group of their own, and main() spins two threads:
-while a frame is computed, replies, plans and the timer that gives frames
-up and bounds an overdue transfer's bandwidth keep running.
+Layers run on a thread of their own: while a frame is computed, the
+executor keeps serving labels, replies, plans and the timer that gives
+frames up and bounds an overdue transfer's bandwidth. (Callback groups on a
+multi-threaded executor did the same in the evaluation runs, but stalled
+the node for up to a second at a time on 2 cores.)
 """
 
 from __future__ import annotations
@@ -150,7 +152,8 @@ class DeviceNode(Node):
         self.stats = {'frames': 0, 'results': 0, 'sent': 0, 'replies': 0, 'malformed_images':
                       0, 'malformed_replies': 0, 'bad_plans': 0, 'edge_timeouts': 0,
                       'late_replies': 0, 'fallback': 0, 'trials': 0, 'edge_recoveries': 0,
-                      'correct': 0, 'labelled': 0, 'skipped_late': 0}
+                      'correct': 0, 'labelled': 0, 'skipped_late': 0, 'dropped_behind': 0,
+                      'compute_errors': 0}
         self.edge_ok = True
         self.last_trial = -float('inf')
         # Frames given up on, kept a while: a late reply still measures the link.
@@ -170,22 +173,53 @@ class DeviceNode(Node):
         # answer() looks the label up again.
         self.create_subscription(FrameLabel, 'labels', self.on_label, 50,
                                  callback_group=MutuallyExclusiveCallbackGroup())
-        # Layers run in a group of their own: while a frame is computed (long, on
-        # a Pi), replies, plans and the timers that bound an overdue transfer and
-        # give frames up still run (main() spins two threads).
-        compute = MutuallyExclusiveCallbackGroup()
-        self.create_subscription(Image, 'image', self.on_image, IMAGE_QOS,
-                                 callback_group=compute)
+        # Layers run on a thread of their own (compute_loop): while a frame is
+        # computed (long, on a Pi), the executor keeps serving labels, replies,
+        # plans and the timer that gives frames up and bounds overdue transfers.
+        self.images: deque[Image] = deque(maxlen=IMAGE_QOS.depth)
         self.to_answer: deque[Pending] = deque()  # given up on: the device answers them
-        self.answer_signal = self.create_guard_condition(self.answer_given_up,
-                                                         callback_group=compute)
+        self.wake = threading.Condition()
+        self.stopping = False
+        self.create_subscription(Image, 'image', self.on_image, IMAGE_QOS)
         self.create_subscription(Plan, 'plan', self.on_plan, LATCHED_QOS)
         self.create_subscription(EdgeReply, 'reply', self.on_reply, TENSOR_QOS)
         self.create_subscription(BandwidthEstimate, 'bandwidth', self.on_bandwidth, LATCHED_QOS)
         self.create_timer(0.02, self.expire_pending)
         self.create_timer(1.0, self.publish_diagnostics)
+        self.worker = threading.Thread(target=self.compute_loop, name='device_compute',
+                                       daemon=True)
+        self.worker.start()
         self.get_logger().info(f'model {card.name}; device {self.source_id}; until a plan '
                                f'arrives: exit {best.exit_point}, device only')
+
+    def destroy_node(self) -> None:
+        with self.wake:
+            self.stopping = True
+            self.wake.notify()
+        self.worker.join(timeout=10.0)
+        super().destroy_node()
+
+    def compute_loop(self) -> None:
+        """The compute thread: frames given up on first (their deadline is
+        nearest), then camera frames in order. An error in one frame is logged
+        and counted, and the thread goes on with the next."""
+        while True:
+            with self.wake:
+                while not (self.stopping or self.to_answer or self.images):
+                    self.wake.wait()
+                if self.stopping:
+                    return
+                given_up = self.to_answer.popleft() if self.to_answer else None
+                image = None if given_up is not None else self.images.popleft()
+            try:
+                if given_up is not None:
+                    self.finish_alone(given_up)
+                else:
+                    self.process_image(image)
+            except Exception as exc:  # one bad frame must not stop the robot seeing
+                self.stats['compute_errors'] += 1
+                self.get_logger().error(f'computing a frame failed: {exc!r}',
+                                        throttle_duration_sec=5.0)
 
     # --- inputs ----------------------------------------------------------------------
     def on_plan(self, plan: Plan) -> None:
@@ -222,6 +256,15 @@ class DeviceNode(Node):
         self.bandwidth_kbps = float(msg.bandwidth_kbps)
 
     def on_image(self, msg: Image) -> None:
+        """Hand the frame to the compute thread (the oldest waiting frame is
+        dropped, and counted, if the device is that far behind)."""
+        with self.wake:
+            if len(self.images) == self.images.maxlen:
+                self.stats['dropped_behind'] += 1
+            self.images.append(msg)
+            self.wake.notify()
+
+    def process_image(self, msg: Image) -> None:
         self.stats['frames'] += 1
         try:
             rgb = image_codec.to_rgb(msg)
@@ -424,14 +467,11 @@ class DeviceNode(Node):
             self.answer_later(p)
 
     def answer_later(self, p: Pending) -> None:
-        """Have the compute thread answer a frame alone (this thread keeps
+        """Have the compute thread answer a frame alone (the executor keeps
         serving replies and timers)."""
-        self.to_answer.append(p)
-        self.answer_signal.trigger()
-
-    def answer_given_up(self) -> None:
-        while self.to_answer:
-            self.finish_alone(self.to_answer.popleft())
+        with self.wake:
+            self.to_answer.append(p)
+            self.wake.notify()
 
     def finish_alone(self, p: Pending) -> None:
         """Answer a frame the edge did not: finish the plan's exit on the device
@@ -521,7 +561,7 @@ class DeviceNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(DeviceNode, args, refused=(m.ModelError, ValueError), threads=2)
+    return run_node(DeviceNode, args, refused=(m.ModelError, ValueError))
 
 
 if __name__ == '__main__':
