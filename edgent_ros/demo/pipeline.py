@@ -163,7 +163,6 @@ def main(argv: list[str] | None = None) -> int:
                  f'camera.rate_hz:={args.rate}', f'device.emulated_slowdown:={slowdown}']
     bringup = tool('edgent-bringup')
     device_cmd = [bringup, '--role', 'device'] + [a for o in overrides for a in ('--set', o)]
-    edge_cmd = [bringup, '--role', 'edge']
     monitor_cmd = [tool('edgent-monitor'), '--frames', str(args.frames),
                    '--timeout', str(120 + 3 * args.frames / args.rate),
                    '--ros-args', '-r', '__ns:=/device']
@@ -185,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             env = dict(os.environ, PYTHONUNBUFFERED='1')
             env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-            procs = [subprocess.Popen(edge_cmd, env=env, stdout=logs['edge'],
+            procs = [subprocess.Popen(edge_command(), env=env, stdout=logs['edge'],
                                       stderr=subprocess.STDOUT),
                      subprocess.Popen(device_cmd, env=env, stdout=logs['device'],
                                       stderr=subprocess.STDOUT)]

@@ -49,7 +49,12 @@ from sensor_msgs.msg import Image
 
 from edgent_ros import diagnostics, image_codec, tensor_codec
 from edgent_ros import model as m
-from edgent_ros.bandwidth import MIN_SAMPLE_BYTES, SOURCE_PASSIVE, transfer_sample
+from edgent_ros.bandwidth import (
+    MIN_SAMPLE_BYTES,
+    SOURCE_PASSIVE,
+    overdue_bound,
+    transfer_sample,
+)
 from edgent_ros.inference import (
     CoInferenceModel,
     TopK,
@@ -74,13 +79,6 @@ def local_ms(plan: Plan) -> float:
     """Predicted time of the quicker local answer to a frame sent under a plan:
     finishing its exit on the device, or the fallback exit from the input."""
     return min(plan.predicted_device_tail_ms, plan.predicted_fallback_ms)
-
-
-def overdue_after_s(plan: Plan) -> float:
-    """When a reply is overdue: three times the predicted remote part (transfer
-    and edge), and 100 ms at least (as bandwidth.overdue_bound)."""
-    remote_ms = max(0.0, plan.predicted_latency_ms - plan.predicted_device_ms)
-    return max(0.1, 3e-3 * remote_ms)
 
 
 @dataclass
@@ -438,9 +436,11 @@ class DeviceNode(Node):
                 if now < p.give_up_at:
                     # Overdue but still waited for: bound the link already, so a
                     # step down shows before the frame is given up on.
-                    due = p.bounded_at + BOUND_PERIOD_S if p.bounded_at is not None else \
-                        p.sent + overdue_after_s(p.plan)
-                    if now >= due:
+                    remote_ms = max(0.0, p.plan.predicted_latency_ms -
+                                    p.plan.predicted_device_ms)
+                    due = now >= p.bounded_at + BOUND_PERIOD_S if p.bounded_at is not None \
+                        else overdue_bound(p.nbytes, (now - p.sent) * 1e3, remote_ms) is not None
+                    if due:
                         p.bounded_at = now
                         bounds.append(p)
                     continue

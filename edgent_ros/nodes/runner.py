@@ -6,19 +6,17 @@ from collections.abc import Callable
 
 import rclpy
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 
 def run_node(factory: Callable[[], Node], args: list[str] | None = None, *,
-             refused: tuple[type[Exception], ...] = (), until_done: bool = False,
-             threads: int = 1) -> int:
+             refused: tuple[type[Exception], ...] = (), until_done: bool = False) -> int:
     """Create the node, spin it until Ctrl-C (or until ``node.done`` with
     until_done), then destroy it and shut rclpy down. An exception of a
     ``refused`` type while starting (a bad model, profile or parameter) or a
     parameter rclpy refuses (out of its declared range, wrong type) ends the
-    process with status 2 and the reason. ``threads`` > 1 spins a
-    multi-threaded executor (for a node whose callback groups need it)."""
+    process with status 2 and the reason."""
     rclpy.init(args=args)
     node = None
     try:
@@ -26,8 +24,6 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, *,
         if until_done:
             while rclpy.ok() and not node.done:
                 rclpy.spin_once(node, timeout_sec=0.1)
-        elif threads > 1:
-            rclpy.spin(node, executor=MultiThreadedExecutor(num_threads=threads))
         else:
             rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
