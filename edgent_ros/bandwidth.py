@@ -14,7 +14,11 @@ its rate, so samples under ``min_bytes`` are dropped.
 
 The estimate is the harmonic mean of the samples of the current regime
 (at most ``window`` of them): it is the right mean for rates (it averages
-transfer *times*), and one fast outlier cannot inflate it. A two-sided CUSUM
+transfer *times*), and one fast outlier cannot inflate it. A transfer still
+out after several times its expected time gives an *upper bound* (the link
+carried at most its bytes in the time so far), revised as the time grows and
+replaced by the measured rate when it lands. A bound is not a measurement to
+average: the estimate never exceeds the lowest bound held. A two-sided CUSUM
 on the log of the samples detects a change of regime: when it fires the
 window restarts from the samples that caused it, so the estimate follows a
 real step within a couple of samples but ignores noise.
@@ -37,6 +41,7 @@ class Sample:
     kbps: float
     source: int
     time_s: float
+    bound: bool = False  # an upper bound from a transfer still out
 
 
 MIN_SAMPLE_BYTES = 4096
@@ -82,6 +87,7 @@ class Estimate:
     samples: int
     confidence: float
     change: bool
+    capped: bool = False  # held down by the upper bound of a transfer still out
 
 
 class BandwidthEstimator:
@@ -99,11 +105,12 @@ class BandwidthEstimator:
         self.changes = 0
         self._changed = False
 
-    def add(self, kbps: float, source: int, time_s: float) -> bool:
-        """Add a sample; True if it completed a change of regime."""
+    def add(self, kbps: float, source: int, time_s: float, *, bound: bool = False) -> bool:
+        """Add a sample (``bound``: an upper bound from a transfer still out);
+        True if it completed a change of regime."""
         if not (math.isfinite(kbps) and kbps > 0):
             raise ValueError(f'a bandwidth sample must be a positive number, got {kbps}')
-        sample = Sample(kbps, source, time_s)
+        sample = Sample(kbps, source, time_s, bound)
         changed = False
         if self.samples:
             mean = sum(math.log(s.kbps) for s in self.samples) / len(self.samples)
@@ -120,10 +127,10 @@ class BandwidthEstimator:
         self._changed = self._changed or changed
         return changed
 
-    def revise(self, time_s: float, kbps: float) -> bool:
+    def revise(self, time_s: float, kbps: float, *, bound: bool = False) -> bool:
         """Replace the sample taken at ``time_s`` (a provisional one, e.g. an
-        overdue bound) with a measured value or a tighter bound; False if it is
-        no longer held. If the new value lies further from the rest of the
+        overdue bound) with a measured value or (``bound``) a tighter bound;
+        False if it is no longer held. If the new value lies further from the rest of the
         regime than the CUSUM threshold (in log), a new regime starts from it:
         a bound that keeps falling while its transfer is still out is hard
         evidence of a step down, not noise to average away."""
@@ -132,7 +139,7 @@ class BandwidthEstimator:
         for queue in (self.samples, self.recent):
             for i, s in enumerate(queue):
                 if s.time_s == time_s:
-                    queue[i] = Sample(kbps, s.source, s.time_s)
+                    queue[i] = Sample(kbps, s.source, s.time_s, bound)
         revised = [s for s in self.samples if s.time_s == time_s]
         if not revised:
             return False
@@ -172,6 +179,7 @@ class BandwidthEstimator:
             return None
         rates = [s.kbps for s in self.samples]
         harmonic = len(rates) / sum(1.0 / r for r in rates)
+        cap = min((s.kbps for s in self.samples if s.bound), default=math.inf)
         sources = {s.source for s in self.samples}
         source = sources.pop() if len(sources) == 1 else SOURCE_MIXED
         logs = [math.log(r) for r in rates]
@@ -183,8 +191,9 @@ class BandwidthEstimator:
         changed = self._changed
         if not peek:
             self._changed = False
-        return Estimate(kbps=harmonic, last_kbps=rates[-1], source=source,
-                        samples=len(rates), confidence=confidence, change=changed)
+        return Estimate(kbps=min(harmonic, cap), last_kbps=rates[-1], source=source,
+                        samples=len(rates), confidence=confidence, change=changed,
+                        capped=cap < harmonic)
 
 
 class ProbeScheduler:
@@ -192,17 +201,22 @@ class ProbeScheduler:
 
     Only while no real transfer measured the link recently (``idle_s``), never
     faster than ``max_rate_hz``, and spending at most ``duty`` of the link's
-    time on probes: at the current estimate a probe of ``probe_bytes`` takes
-    t, so the next one waits at least t / duty. A fast link is probed often
-    (a step is seen within a fraction of a second), a slow one rarely (a
-    probe there takes long and would crowd out frames). While frames cross
-    the link at a steady pace, a probe goes only if it will have landed
-    (with half its time again to spare) before the next frame is due: a
-    frame queued behind a probe would be late for nothing.
+    time on probes: at the current estimate the last probe took t, so the
+    next one waits at least t / duty. A fast link is probed often (a step is
+    seen within a fraction of a second), a slow one rarely (a probe there
+    takes long and would crowd out frames). While frames cross the link at a
+    steady pace (small ones too, which measure nothing), a probe must land,
+    with half its time again to spare, before the next frame is due: a frame
+    queued behind a probe would be late for nothing. It is then made smaller
+    to fit (``probe_bytes`` at most, ``min_bytes`` at least, or none goes).
     """
 
+    # A probe back in under this share of its expected time measured a faster
+    # link (its samples scatter by a few percent on a steady link).
+    HURRY = 0.8
+
     def __init__(self, max_rate_hz: float = 1.0, idle_s: float = 1.0, duty: float = 1.0,
-                 probe_bytes: int = 16384) -> None:
+                 probe_bytes: int = 16384, min_bytes: int = MIN_SAMPLE_BYTES) -> None:
         if not max_rate_hz > 0:
             raise ValueError(f'probe rate must be > 0 Hz, got {max_rate_hz}')
         if not 0 < duty <= 1:
@@ -211,25 +225,32 @@ class ProbeScheduler:
         self.idle_s = idle_s
         self.duty = duty
         self.probe_bytes = probe_bytes
+        self.min_bytes = min(min_bytes, probe_bytes)
+        self.last_bytes = probe_bytes
         self.last_probe_s = -math.inf
         self.last_passive_s = -math.inf
         self.frame_sends: deque[float] = deque(maxlen=8)
 
-    def passive(self, now_s: float, sent_s: float | None = None) -> None:
-        """A real transfer measured the link; ``sent_s``: when it was sent (same
-        clock as now_s), to learn the frames' pace."""
-        self.last_passive_s = now_s
+    def passive(self, now_s: float, sent_s: float | None = None, *,
+                measured: bool = True) -> None:
+        """A real transfer crossed the link; ``sent_s``: when it was sent (same
+        clock as now_s), to learn the frames' pace; ``measured``: false for a
+        transfer too small to measure the rate (it only gives the pace)."""
+        if measured:
+            self.last_passive_s = now_s
         if sent_s is not None and (not self.frame_sends or
                                    abs(sent_s - self.frame_sends[-1]) > 1e-3):
             self.frame_sends.append(sent_s)
 
-    def landed(self, took_s: float, kbps: float | None) -> None:
-        """A probe came back after ``took_s``. If that was less than half what
-        the estimate (``kbps``, before this probe) predicted, the link got
-        faster, perhaps in the middle of the probe, which then measured a mix
-        of the two rates: the next probe may go at once, to measure the new one."""
+    def landed(self, took_s: float, kbps: float | None, nbytes: int | None = None) -> None:
+        """A probe (of ``nbytes``; default the full size) came back after
+        ``took_s``. If that was under ``HURRY`` of what the estimate (``kbps``,
+        before this probe) predicted, the link got faster, perhaps in the
+        middle of the probe, which then measured a mix of the two rates: the
+        next probe may go at once, to measure the new one."""
+        nbytes = self.probe_bytes if nbytes is None else nbytes
         if kbps is not None and kbps > 0 and \
-                took_s < 0.5 * self.probe_bytes * 8.0 / kbps / 1000.0:
+                took_s < self.HURRY * nbytes * 8.0 / kbps / 1000.0:
             self.last_probe_s = -math.inf
 
     def next_frame_s(self, now_s: float) -> float | None:
@@ -245,22 +266,89 @@ class ProbeScheduler:
         return sends[-1] + period * max(1, math.ceil((now_s - sends[-1]) / period))
 
     def interval_s(self, kbps: float | None) -> float:
-        """Least time between probes at an estimated bandwidth (None: unknown)."""
+        """Least time after the last probe before the next, at an estimated
+        bandwidth (None: unknown)."""
         if kbps is None or not kbps > 0:
             return self.min_interval_s
-        return max(self.min_interval_s, self.probe_bytes * 8.0 / kbps / 1000.0 / self.duty)
+        return max(self.min_interval_s, self.last_bytes * 8.0 / kbps / 1000.0 / self.duty)
 
-    def due(self, now_s: float, kbps: float | None = None) -> bool:
+    def probe_now(self, now_s: float, kbps: float | None = None) -> int:
+        """The bytes of the probe to send now; 0: none now."""
         if now_s - self.last_passive_s < self.idle_s:
-            return False
+            return 0
         if now_s - self.last_probe_s < self.interval_s(kbps):
-            return False
+            return 0
+        nbytes = self.probe_bytes
         next_frame = self.next_frame_s(now_s)
-        if next_frame is not None and kbps is not None and kbps > 0 and \
-                now_s + 1.5 * self.probe_bytes * 8.0 / kbps / 1000.0 > next_frame:
-            return False
+        if next_frame is not None and kbps is not None and kbps > 0:
+            # The largest probe that lands, with half its time to spare, before the frame.
+            fits = int((next_frame - now_s) / 1.5 * kbps * 1000.0 / 8.0)
+            if fits < self.min_bytes:
+                return 0
+            nbytes = min(nbytes, fits)
         self.last_probe_s = now_s
+        self.last_bytes = nbytes
+        return nbytes
+
+
+class ProbeLedger:
+    """Which probes crossed the link together with a frame.
+
+    The link is first in, first out. A probe sent before a frame and not
+    landed by then was *ahead* of it: the frame waited for the probe's bytes,
+    so the frame's sample must count them, while the probe's own sample
+    stands. A probe sent while a frame was out was *behind* it: it measured a
+    share of the link, and its sample is dropped. Times are wall-clock
+    seconds (the device stamps frames with its clock, the same as the
+    monitor's on one computer).
+    """
+
+    def __init__(self, keep: int = 16) -> None:
+        self.flying: dict[int, tuple[float, int]] = {}  # seq -> (sent, bytes)
+        # (sent, landed, bytes, the time of its sample in the estimator or None)
+        self.landed: deque[tuple[float, float, int, float | None]] = deque(maxlen=keep)
+        self.spoilt: set[int] = set()
+
+    def sent(self, seq: int, sent: float, nbytes: int) -> None:
+        self.flying[seq] = (sent, nbytes)
+
+    def lost(self, seq: int) -> None:
+        self.flying.pop(seq, None)
+        self.spoilt.discard(seq)
+
+    def land(self, seq: int, landed: float, sample_time: float | None) -> bool:
+        """A probe landed, and its sample (if any) went into the estimator at
+        ``sample_time``; False if a frame spoilt it (drop its sample)."""
+        sent, nbytes = self.flying.pop(seq, (landed, 0))
+        if seq in self.spoilt:
+            self.spoilt.discard(seq)
+            self.landed.append((sent, landed, nbytes, None))
+            return False
+        self.landed.append((sent, landed, nbytes, sample_time))
         return True
+
+    def frame(self, frame_sent: float) -> tuple[int, bool, list[int], list[float]]:
+        """A frame sent at ``frame_sent`` was measured (landed, or bounded while
+        still out). Returns the bytes of the probes ahead of it, whether one of
+        them is still out, the probes still out behind it (now spoilt) and the
+        sample times of those behind it that already landed (to discard)."""
+        ahead, ahead_out, behind, discard = 0, False, [], []
+        for seq, (sent, nbytes) in self.flying.items():
+            if sent <= frame_sent:
+                ahead += nbytes
+                ahead_out = True
+            elif seq not in self.spoilt:
+                self.spoilt.add(seq)
+                behind.append(seq)
+        for i, (sent, landed, nbytes, sample_time) in enumerate(self.landed):
+            if landed <= frame_sent:
+                continue
+            if sent <= frame_sent:
+                ahead += nbytes
+            elif sample_time is not None:
+                discard.append(sample_time)
+                self.landed[i] = (sent, landed, nbytes, None)
+        return ahead, ahead_out, behind, discard
 
 
 def overdue_bound(nbytes: int, elapsed_ms: float, expected_ms: float, *,

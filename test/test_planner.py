@@ -196,11 +196,11 @@ def test_change_detection_follows_steps_and_ignores_noise() -> None:
 
 def test_probe_scheduler_bounds_the_rate_and_waits_for_idle() -> None:
     s = bw.ProbeScheduler(max_rate_hz=2.0, idle_s=1.0)
-    due = [t for t in np.arange(0.0, 10.0, 0.05) if s.due(float(t))]
+    due = [t for t in np.arange(0.0, 10.0, 0.05) if s.probe_now(float(t))]
     assert len(due) == pytest.approx(20, abs=1)
     s.passive(20.0)
-    assert not s.due(20.5)
-    assert s.due(21.1)
+    assert not s.probe_now(20.5)
+    assert s.probe_now(21.1)
 
 
 def test_edgent_is_at_least_as_accurate_as_every_baseline(paper_planner: Planner) -> None:
@@ -247,7 +247,7 @@ def test_probe_interval_keeps_the_probes_share_of_the_link_under_the_duty() -> N
     assert s.interval_s(10_000.0) == pytest.approx(0.2)  # a fast link: the rate cap
     # 8 KB at 100 kbps takes 0.655 s: the next probe waits twice that.
     assert s.interval_s(100.0) == pytest.approx(2 * 8192 * 8 / 100 / 1000)
-    due = [t for t in np.arange(0.0, 10.0, 0.01) if s.due(float(t), 100.0)]
+    due = [t for t in np.arange(0.0, 10.0, 0.01) if s.probe_now(float(t), 100.0)]
     assert len(due) == 8
     with pytest.raises(ValueError, match='duty'):
         bw.ProbeScheduler(duty=0.0)
@@ -262,21 +262,38 @@ def test_probes_keep_clear_of_the_next_frame() -> None:
     assert list(s.frame_sends) == [0.0, 1.0, 2.0, 3.0]
     assert s.next_frame_s(3.5) == pytest.approx(4.0)
     # At 500 kbps a probe takes 131 ms: at 3.75 s it lands (with half again to
-    # spare) before the frame at 4 s; at 3.85 s it would not.
-    assert s.due(3.75, 500.0)
+    # spare) before the frame at 4 s; at 3.85 s only a smaller one does (6250
+    # bytes, 100 ms); at 3.95 s not even the smallest that measures anything.
+    assert s.probe_now(3.75, 500.0) == 8192
     s.last_probe_s = -math.inf
-    assert not s.due(3.85, 500.0)
+    assert s.probe_now(3.85, 500.0) == pytest.approx(6250, abs=1)
+    # The next waits twice the smaller probe's time (the duty), not the full one's.
+    assert s.interval_s(500.0) == pytest.approx(2 * 6250 * 8 / 500 / 1000, rel=1e-3)
+    s.last_probe_s = -math.inf
+    assert s.probe_now(3.95, 500.0) == 0
+    # Small frames (too small to measure the rate) tell the pace, without
+    # holding probes back as measured transfers do (idle_s).
+    s.passive(4.05, sent_s=4.0, measured=False)
+    assert s.last_passive_s == pytest.approx(3.2) and s.frame_sends[-1] == 4.0
     # Frames stopped (a device-only plan): probes go whenever idle and due.
-    assert s.next_frame_s(10.0) is None and s.due(10.0, 500.0)
+    assert s.next_frame_s(10.0) is None and s.probe_now(10.0, 500.0)
 
 
 def test_a_probe_much_faster_than_expected_is_followed_at_once() -> None:
     s = bw.ProbeScheduler(max_rate_hz=5.0, idle_s=0.0, duty=0.5, probe_bytes=8192)
-    assert s.due(10.0, 80.0)  # at 80 kbps a probe takes 0.82 s: the next in 1.64 s
+    assert s.probe_now(10.0, 80.0)  # at 80 kbps a probe takes 0.82 s: the next in 1.64 s
     s.landed(0.80, 80.0)  # as expected
-    assert not s.due(11.0, 80.0)
-    s.landed(0.30, 80.0)  # the link got faster during the probe: measure it again now
-    assert s.due(11.0, 80.0)
+    assert not s.probe_now(11.0, 80.0)
+    s.landed(0.70, 80.0)  # 15% early: the scatter of a steady link
+    assert not s.probe_now(11.0, 80.0)
+    # The link got faster three quarters into the probe (0.6 s at 80 kbps, then
+    # the rest at 1000): it landed 0.62 s after it left. Measure it again now.
+    s.landed(0.62, 80.0)
+    assert s.probe_now(11.0, 80.0)
+    # A smaller probe is expected sooner: 0.40 s is on time for 4 KB at 80 kbps
+    # (it would be early for 8 KB).
+    s.landed(0.40, 80.0, nbytes=4096)
+    assert not s.probe_now(11.1, 80.0)
 
 
 def test_an_overdue_transfer_bounds_the_bandwidth_until_it_lands() -> None:
@@ -317,6 +334,48 @@ def test_a_bound_that_keeps_falling_starts_a_new_regime() -> None:
         est.add(250.0, bw.SOURCE_PASSIVE, float(i))
     assert est.revise(14.0, 300.0) and not est.estimate().change
     assert est.estimate().samples == 5
+
+
+def test_a_bound_caps_the_estimate_until_its_transfer_lands() -> None:
+    est = bw.BandwidthEstimator(window=8)
+    # A transfer that straddled a step down measured the mean of two rates.
+    est.add(145.0, bw.SOURCE_PASSIVE, 1.0)
+    # The next one is still out: at most 130 kbps. Averaged, the estimate would
+    # stay above what the link can carry now; a bound caps it instead.
+    est.add(130.0, bw.SOURCE_PASSIVE, 2.0, bound=True)
+    e = est.estimate()
+    assert e.kbps == pytest.approx(130.0) and e.capped
+    assert est.revise(2.0, 100.0, bound=True)  # still out, a tighter bound
+    assert est.estimate().kbps == pytest.approx(100.0)
+    # It landed: its measured rate is a sample like the others, averaged.
+    assert est.revise(2.0, 90.0)
+    e = est.estimate()
+    assert e.kbps == pytest.approx(2 / (1 / 145.0 + 1 / 90.0)) and not e.capped
+
+
+def test_probe_ledger_tells_probes_ahead_of_a_frame_from_those_behind() -> None:
+    ledger = bw.ProbeLedger()
+    ledger.sent(1, 10.0, 8192)
+    ledger.land(0, 9.5, 99.0)  # landed before the frame left: no part of it
+    # A frame sent after probe 1 queued behind it: it waited for its bytes,
+    # while probe 1 measured the link alone.
+    assert ledger.frame(10.1) == (8192, True, [], [])
+    assert ledger.land(1, 10.5, 100.0)
+    assert ledger.frame(10.1) == (8192, False, [], [])  # ahead, landed
+    # Probe 2 went while the frame was out: behind it, it measured a share.
+    ledger.sent(2, 10.6, 4096)
+    assert ledger.frame(10.1) == (8192, False, [2], [])
+    assert not ledger.land(2, 11.0, None)
+    # Probe 3 landed before the monitor heard of the frame: its sample goes.
+    ledger.sent(3, 11.1, 4096)
+    assert ledger.land(3, 11.4, 101.0)
+    assert ledger.frame(10.1) == (8192, False, [], [101.0])
+    assert ledger.frame(10.1) == (8192, False, [], [])  # once only
+    # A frame sent after every probe landed shared nothing.
+    assert ledger.frame(12.0) == (0, False, [], [])
+    ledger.sent(4, 12.5, 8192)
+    ledger.lost(4)
+    assert ledger.frame(12.6) == (0, False, [], [])
 
 
 def test_device_scale_multiplies_only_the_device_part(paper_planner: Planner) -> None:

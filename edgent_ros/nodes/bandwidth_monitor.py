@@ -2,24 +2,29 @@
 
 Device side. Takes passive samples that the device node publishes on
 ``link/samples`` (one BandwidthEstimate per real tensor transfer, with
-``sample_count`` 1), and sends probes (``probe``, a Tensor of
-``probe_bytes``) at most ``probe_rate_hz`` and spending at most
-``probe_duty`` of the link's time, while no real transfer measured the link
-for ``probe_idle_s`` (a device-only plan sends nothing); the edge's
-probe_echo answers on ``probe/reply``. A probe and a frame that shared the
-link (the device stamps each passive sample with its send time and size)
-each measured a share of it: the probe's sample is dropped and the frame's
-counts the probe's bytes too. A probe out twice as long as the
-estimate predicts gives an upper-bound sample at once, so a step down is
-seen before the slow probe lands. Publishes the smoothed estimate on
-``bandwidth`` (transient local) and ``/diagnostics``.
+``sample_count`` 1; those under ``min_sample_bytes`` only tell when frames
+leave), and sends probes (``probe``, a Tensor of at most ``probe_bytes``,
+smaller if that is all that lands before the next frame) at most
+``probe_rate_hz`` and spending at most ``probe_duty`` of the link's time,
+while no real transfer measured the link for ``probe_idle_s`` (a
+device-only plan sends nothing); the edge's probe_echo answers on
+``probe/reply``. The link is first in, first out, and
+the device stamps each passive sample with its send time and size: a probe
+sent before a frame and still out then was ahead of it (the frame's sample
+counts the probe's bytes too; the probe's stands), one sent while the frame
+was out was behind it and measured a share of the link (its sample is
+dropped). A probe out three times as long as the estimate predicts gives an
+upper bound at once, revised as it stays out, so a step down is seen before
+the slow probe lands; the device does the same for overdue frames
+(``upper_bound`` samples). Publishes the smoothed estimate on ``bandwidth``
+(transient local: at once when a change or a bound moves it, else every
+``publish_period_s``) and ``/diagnostics``.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections import deque
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
@@ -30,6 +35,7 @@ from edgent_ros.bandwidth import (
     SOURCE_PASSIVE,
     SOURCE_PROBE,
     BandwidthEstimator,
+    ProbeLedger,
     ProbeScheduler,
     overdue_bound,
     transfer_sample,
@@ -47,11 +53,11 @@ class BandwidthMonitor(Node):
     def __init__(self, **kwargs: object) -> None:
         super().__init__('bandwidth_monitor', **kwargs)
         self.probe_bytes = declare_int(self, 'probe_bytes', 8192,
-                                       'Size of a probe message, bytes.', 4096, 1 << 22,
+                                       'Largest probe message, bytes.', 4096, 1 << 22,
                                        read_only=True)
         rate = declare_float(self, 'probe_rate_hz', 5.0, 'Most probes per second.',
                              0.01, 50.0, read_only=True)
-        duty = declare_float(self, 'probe_duty', 0.5,
+        duty = declare_float(self, 'probe_duty', 0.6,
                              'Most of the link\'s time spent on probes (fraction).', 0.01, 1.0,
                              read_only=True)
         idle = declare_float(self, 'probe_idle_s', 0.25,
@@ -70,23 +76,20 @@ class BandwidthMonitor(Node):
                                read_only=True)
         self.estimator = BandwidthEstimator(window=window)
         self.scheduler = ProbeScheduler(max_rate_hz=rate, idle_s=idle, duty=duty,
-                                        probe_bytes=self.probe_bytes)
-        self.outstanding: dict[int, float] = {}
+                                        probe_bytes=self.probe_bytes,
+                                        min_bytes=max(1, self.min_bytes))
+        self.outstanding: dict[int, tuple[float, int]] = {}  # seq -> (sent, bytes)
         self.bounded: dict[int, float] = {}  # probe seq -> time of its provisional sample
-        # Wall-clock flight of probes, to find those that shared the link with a
-        # frame: outstanding (seq -> sent) and landed (sent, landed, sample time).
-        self.flying: dict[int, float] = {}
-        self.landed: deque[tuple[float, float, float | None]] = deque(maxlen=16)
-        self.spoilt: set[int] = set()
+        # Wall-clock flight of probes, to find those that shared the link with a frame.
+        self.ledger = ProbeLedger()
         self.transfers: dict[tuple[int, int], float] = {}  # send stamp -> sample time
         self.overlapped = 0
         self.bound_samples = 0
         self.probes_sent = self.probes_answered = self.probes_lost = 0
         self.passive_samples = self.dropped_samples = 0
         self.seq = 0
-        payload = np.random.default_rng(0).integers(0, 256, self.probe_bytes, dtype=np.uint8)
-        self.probe_msg = tensor_codec.to_msg(payload, name=PROBE_NAME)
-        self.probe_msg.source_id = self.get_namespace()
+        self.payload = np.random.default_rng(0).integers(0, 256, self.probe_bytes,
+                                                         dtype=np.uint8)
         self.estimate_pub = self.create_publisher(BandwidthEstimate, 'bandwidth', LATCHED_QOS)
         self.probe_pub = self.create_publisher(Tensor, 'probe', TENSOR_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
@@ -106,61 +109,66 @@ class BandwidthMonitor(Node):
     def maybe_probe(self) -> None:
         now = self.now_s()
         kbps = self.current_kbps()
-        for seq, sent in list(self.outstanding.items()):
+        moved = False
+        for seq, (sent, nbytes) in list(self.outstanding.items()):
+            at_most = nbytes * 8.0 / ((now - sent) * 1e3)
             if now - sent > self.probe_timeout_s:
                 del self.outstanding[seq]
-                self.bounded.pop(seq, None)
-                self.flying.pop(seq, None)
-                self.spoilt.discard(seq)
+                if seq in self.bounded:  # its last bound stays, as a plain sample
+                    self.estimator.revise(self.bounded.pop(seq), at_most)
+                self.ledger.lost(seq)
                 self.probes_lost += 1
-            elif seq in self.bounded:  # still out: a lower bound now, revising the last
-                if self.estimator.revise(self.bounded[seq],
-                                         self.probe_bytes * 8.0 / ((now - sent) * 1e3)):
-                    continue
-            elif kbps is not None and seq not in self.spoilt:
-                bound = overdue_bound(self.probe_bytes, (now - sent) * 1e3,
-                                      self.probe_bytes * 8.0 / kbps)
+            elif seq in self.bounded:  # still out: a tighter bound, revising the last
+                moved = self.estimator.revise(self.bounded[seq], at_most, bound=True) or moved
+            elif kbps is not None and seq not in self.ledger.spoilt:
+                bound = overdue_bound(nbytes, (now - sent) * 1e3, nbytes * 8.0 / kbps)
                 if bound is not None and bound < kbps:
                     self.bounded[seq] = now
                     self.bound_samples += 1
-                    if self.estimator.add(bound, SOURCE_PROBE, now):
+                    moved = True
+                    if self.estimator.add(bound, SOURCE_PROBE, now, bound=True):
                         self.get_logger().info(f'bandwidth fell: a probe is overdue (at most '
                                                f'{bound:.0f} kbps)', throttle_duration_sec=10.0)
-                        self.publish_estimate()  # a change goes out now, not next period
-        if self.outstanding or not self.scheduler.due(now, kbps):
+        if moved:
+            self.publish_estimate()  # a bound that moved goes out now, not next period
+        nbytes = 0 if self.outstanding else self.scheduler.probe_now(now, kbps)
+        if nbytes == 0:
             return
         self.seq += 1
-        self.probe_msg.frame_seq = self.seq
-        self.probe_msg.header.stamp = self.get_clock().now().to_msg()
-        self.outstanding[self.seq] = self.now_s()
-        self.flying[self.seq] = time.time()
-        self.probe_pub.publish(self.probe_msg)
+        probe = tensor_codec.to_msg(self.payload[:nbytes], name=PROBE_NAME)
+        probe.source_id = self.get_namespace()
+        probe.frame_seq = self.seq
+        probe.header.stamp = self.get_clock().now().to_msg()
+        self.outstanding[self.seq] = (self.now_s(), nbytes)
+        self.ledger.sent(self.seq, time.time(), nbytes)
+        self.probe_pub.publish(probe)
         self.probes_sent += 1
 
     def on_reply(self, reply: EdgeReply) -> None:
-        sent = self.outstanding.pop(reply.frame_seq, None)
-        if sent is None:
+        out = self.outstanding.pop(reply.frame_seq, None)
+        if out is None:
             return
+        sent, nbytes = out
         provisional = self.bounded.pop(reply.frame_seq, None)
-        sent_wall = self.flying.pop(reply.frame_seq, time.time())
         self.probes_answered += 1
-        if reply.frame_seq in self.spoilt:  # a frame crossed the link meanwhile
-            self.spoilt.discard(reply.frame_seq)
-            self.landed.append((sent_wall, time.time(), None))
+        if reply.frame_seq in self.ledger.spoilt:  # it was behind a frame
+            self.ledger.land(reply.frame_seq, time.time(), None)
             return
         rtt_ms = (self.now_s() - sent) * 1e3
-        self.scheduler.landed(rtt_ms / 1e3, self.current_kbps())
-        kbps = transfer_sample(self.probe_bytes, rtt_ms, reply.edge_total_ms,
-                               min_bytes=self.min_bytes)
+        self.scheduler.landed(rtt_ms / 1e3, self.current_kbps(), nbytes)
+        kbps = transfer_sample(nbytes, rtt_ms, reply.edge_total_ms, min_bytes=self.min_bytes)
         if kbps is None:
             self.dropped_samples += 1
+            self.ledger.land(reply.frame_seq, time.time(), None)
+            if provisional is not None:  # its bound said nothing either
+                self.estimator.discard(provisional)
             return
         if provisional is not None and self.estimator.revise(provisional, kbps):
-            self.landed.append((sent_wall, time.time(), provisional))
+            self.ledger.land(reply.frame_seq, time.time(), provisional)
             self.publish_estimate()  # the overdue bound is replaced by what the probe measured
             return
         now = self.now_s()
-        self.landed.append((sent_wall, time.time(), now))
+        self.ledger.land(reply.frame_seq, time.time(), now)
         if self.estimator.add(kbps, SOURCE_PROBE, now):
             self.get_logger().info(f'bandwidth changed: probe measured {kbps:.0f} kbps',
                                    throttle_duration_sec=10.0)
@@ -173,18 +181,23 @@ class BandwidthMonitor(Node):
             return
         now = self.now_s()
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        small = 0 < msg.sample_bytes < self.min_bytes
         # When the transfer left, on this node's monotonic clock.
-        self.scheduler.passive(now, now - (time.time() - stamp) if stamp > 0 else None)
-        if 0 < msg.sample_bytes < self.min_bytes:
-            self.dropped_samples += 1  # too small to say anything of the rate
+        self.scheduler.passive(now, now - (time.time() - stamp) if stamp > 0 else None,
+                               measured=not small)
+        if small:
+            self.dropped_samples += 1  # too small to say anything of the rate, only the pace
             return
-        shared = self.shared_the_link(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
-        if shared:
+        bound = bool(msg.upper_bound)
+        ahead, ahead_out = self.share_the_link(stamp)
+        if ahead:
             self.overlapped += 1
             if msg.sample_bytes == 0:
                 return  # cannot tell the frame's share
-            # The frame and the probes together crossed in the frame's time.
-            kbps *= 1.0 + shared / msg.sample_bytes
+            if bound and ahead_out:
+                return  # the probe ahead, still out, bounds the link tighter itself
+            # The frame waited for the probes ahead: their bytes crossed in its time too.
+            kbps *= 1.0 + ahead / msg.sample_bytes
         self.passive_samples += 1
         # A transfer is known by its send stamp: a later sample of the same one
         # (the reply to a frame first reported as overdue) revises the earlier.
@@ -193,40 +206,34 @@ class BandwidthMonitor(Node):
         if earlier is not None:
             # Revise the transfer's sample if the estimate still holds it; if a
             # newer regime has replaced it, the old transfer says nothing now.
-            if self.estimator.revise(earlier, kbps):
+            if self.estimator.revise(earlier, kbps, bound=bound):
                 self.publish_estimate()
             return
         if transfer != (0, 0):
             self.transfers[transfer] = now
             while len(self.transfers) > 64:
                 self.transfers.pop(next(iter(self.transfers)))
-        if self.estimator.add(kbps, SOURCE_PASSIVE, now):
-            self.get_logger().info(f'bandwidth changed: transfer measured {kbps:.0f} kbps',
+        if self.estimator.add(kbps, SOURCE_PASSIVE, now, bound=bound):
+            self.get_logger().info(f'bandwidth changed: transfer {"out" if bound else "measured"}'
+                                   f' {"at most " if bound else ""}{kbps:.0f} kbps',
                                    throttle_duration_sec=10.0)
             self.publish_estimate()
+        elif bound:
+            self.publish_estimate()  # a bound caps the estimate: out now, not next period
 
-    def shared_the_link(self, frame_sent: float) -> int:
-        """Bytes of probes that crossed the link together with a frame sent at
-        ``frame_sent`` (wall clock, s; 0 = unknown) and landed now. Such probes
-        measured a share of the link, not the link: their samples are dropped
-        (or will be, when they land)."""
+    def share_the_link(self, frame_sent: float) -> tuple[int, bool]:
+        """Probes that crossed the link with a frame sent at ``frame_sent`` (wall
+        clock, s; 0 = unknown): drop the samples of those behind it; return the
+        bytes of those ahead of it, and whether one of them is still out."""
         if frame_sent <= 0:
-            return 0
-        shared = 0
-        for seq in self.flying:  # still out: it shares the link with this frame
-            shared += self.probe_bytes
-            self.spoilt.add(seq)
+            return 0, False
+        ahead, ahead_out, behind, discard = self.ledger.frame(frame_sent)
+        for seq in behind:
             if seq in self.bounded:
                 self.estimator.discard(self.bounded.pop(seq))
-        for _sent, landed, sample_time in self.landed:
-            if landed > frame_sent:
-                shared += self.probe_bytes
-                if sample_time is not None:
-                    self.estimator.discard(sample_time)
-        if shared:
-            self.landed = deque(((s, lnd, None) for s, lnd, _ in self.landed),
-                                maxlen=self.landed.maxlen)
-        return shared
+        for sample_time in discard:
+            self.estimator.discard(sample_time)
+        return ahead, ahead_out
 
     def publish_estimate(self) -> None:
         self.estimator.expire(self.now_s())
@@ -241,6 +248,7 @@ class BandwidthMonitor(Node):
         msg.sample_count = estimate.samples
         msg.confidence = estimate.confidence
         msg.change_detected = estimate.change
+        msg.upper_bound = estimate.capped
         self.estimate_pub.publish(msg)
 
     def publish_diagnostics(self) -> None:

@@ -71,7 +71,7 @@ from edgent_ros.qos import IMAGE_QOS, LATCHED_QOS, TENSOR_QOS
 RESULT_DEPTH = 50
 # While a reply is overdue, an upper bound on the bandwidth goes out this often
 # (each revises the last for that transfer), for at most this long.
-BOUND_PERIOD_S = 0.2
+BOUND_PERIOD_S = 0.1
 BOUND_FOR_S = 10.0
 
 
@@ -405,7 +405,11 @@ class DeviceNode(Node):
         """A bandwidth sample for the monitor: from a reply's round trip, or (no
         reply yet) an upper bound from how long the frame has been out."""
         elapsed_ms = (time.perf_counter() - pending.sent) * 1e3
-        if reply is not None:
+        if reply is not None and pending.nbytes < MIN_SAMPLE_BYTES:
+            # Too small to measure the rate, but it tells the monitor when frames
+            # leave, so that its probes keep out of their way.
+            kbps = pending.nbytes * 8.0 / max(0.5, elapsed_ms - reply.edge_total_ms)
+        elif reply is not None:
             kbps = transfer_sample(pending.nbytes, elapsed_ms, reply.edge_total_ms)
         else:  # as transfer_sample: small messages say nothing of the rate
             kbps = pending.nbytes * 8.0 / elapsed_ms \
@@ -416,7 +420,7 @@ class DeviceNode(Node):
             return
         sample = BandwidthEstimate(bandwidth_kbps=kbps, last_sample_kbps=kbps,
                                    source=SOURCE_PASSIVE, sample_count=1, confidence=0.0,
-                                   sample_bytes=pending.nbytes)
+                                   sample_bytes=pending.nbytes, upper_bound=reply is None)
         sample.header.stamp = pending.sent_stamp  # when the transfer started
         self.sample_pub.publish(sample)
 
