@@ -212,19 +212,24 @@ def given_up_plan(plan_id: int, tail_ms: float, fallback_ms: float) -> Plan:
     return p
 
 
-@pytest.mark.parametrize(('tail_ms', 'fallback_ms', 'exit_point'), [
-    (1.0, 900.0, 5),     # finishing exit 5 from the activation sent is quick: it is done
-    (5000.0, 1.0, 1),    # it would miss the deadline: the fallback exit, from the input
+@pytest.mark.parametrize(('tail_ms', 'fallback_ms', 'exit_point', 'trial_partition'), [
+    # Finishing exit 5 from the activation sent is quick: it is done, and the
+    # trial that follows carries the plan's activation (partition 6).
+    (1.0, 900.0, 5, 6),
+    # It would miss the deadline: the fallback exit, from the input, which
+    # the trial then carries (partition 0).
+    (5000.0, 1.0, 1, 0),
 ])
 def test_a_frame_the_edge_does_not_answer_is_finished_on_the_device(
         harness: object, processes: object, tail_ms: float, fallback_ms: float,
-        exit_point: int) -> None:
+        exit_point: int, trial_partition: int) -> None:
     node, executor = harness
     ns = f'/pt_mute{exit_point}'
     results: list[InferenceResult] = []
     node.create_subscription(InferenceResult, f'{ns}/result', results.append, 50)
     # An "edge" that takes tensors and never answers.
-    node.create_subscription(Tensor, f'{ns}_edge/tensor', lambda _m: None, TENSOR_QOS)
+    tensors: list[Tensor] = []
+    node.create_subscription(Tensor, f'{ns}_edge/tensor', tensors.append, TENSOR_QOS)
     images = node.create_publisher(Image, f'{ns}/image', IMAGE_QOS)
     node.create_publisher(Plan, f'{ns}/plan', LATCHED_QOS).publish(
         given_up_plan(9, tail_ms, fallback_ms))
@@ -239,6 +244,16 @@ def test_a_frame_the_edge_does_not_answer_is_finished_on_the_device(
     assert spin_until(executor, lambda: len(results) >= 1, 20)
     r = results[0]
     assert r.frame_seq == 1 and r.fallback and r.edge_ms == 0.0
+    assert (r.exit_point, r.partition_point) == (exit_point, CARD.exit(exit_point).num_layers)
+    # The edge is now taken as down: the next frame is answered on the device
+    # and sent to the edge as a trial.
+    msg.header.stamp = node.get_clock().now().to_msg()
+    images.publish(msg)
+    assert spin_until(executor, lambda: len(results) >= 2 and len(tensors) >= 2, 20)
+    assert tensors[0].partition_point == 6 and tensors[1].frame_seq == 2
+    assert tensors[1].partition_point == trial_partition
+    r = results[1]
+    assert r.frame_seq == 2 and r.fallback
     assert (r.exit_point, r.partition_point) == (exit_point, CARD.exit(exit_point).num_layers)
 
 

@@ -19,9 +19,11 @@ the device: its exit finished from the activation it sent when that meets
 the deadline, else the plan's fallback exit (the most accurate exit that
 meets the deadline on the device alone, else the fastest). The edge is then
 taken as down: the following frames are answered on the device at once, and
-every ``edge_retry_s`` one frame's input is also sent to the edge as a
-trial (one at a time); the first reply (or any late one) brings
-co-inference back. The one exception: a frame already older than the
+every ``edge_retry_s`` one frame is also sent to the edge as a trial (one at
+a time): its activation at the plan's partition when finishing the exit
+from it on the device is no slower than the fallback or meets the deadline
+(so a trial loads the link no more than a frame), else its input. The first
+reply (or any late one) brings co-inference back. The one exception: a frame already older than the
 deadline when the device takes it (the device fell behind) is skipped and
 counted (``skip_late_frames``).
 
@@ -299,21 +301,44 @@ class DeviceNode(Node):
             if not connected:
                 self.get_logger().warn('no edge connected: answering frames on the device',
                                        throttle_duration_sec=5.0)
-            self.answer_alone(msg.header, self.seq, plan, x, label, start)
-            now = time.perf_counter()
             with self.lock:
                 trial_out = any(p.trial for p in self.pending.values())
-            if connected and not trial_out and now - self.last_trial >= self.edge_retry_s:
-                self.last_trial = now
-                self.send(msg.header, self.seq, plan, 0, x, 0.0, label, trial=True)
+            if connected and not trial_out and start - self.last_trial >= self.edge_retry_s:
+                self.last_trial = start
+                self.trial(msg.header, self.seq, plan, x, label, start)
+            else:
+                self.answer_alone(msg.header, self.seq, plan, x, label, start)
             return
         h = self.model.head(plan.exit_point, plan.partition_point, x)
         device_ms = (time.perf_counter() - start) * 1e3
         self.send(msg.header, self.seq, plan, plan.partition_point, h, device_ms, label, x=x)
 
+    def trial(self, header: object, seq: int, plan: Plan, x: torch.Tensor, label: int,
+              start: float) -> None:
+        """Answer a frame on the device while the edge is taken as down, and send
+        it to the edge as a trial. If finishing the plan's exit on the device is
+        no slower than the fallback, or meets the deadline, the trial carries
+        the plan's activation (no more load on the link than a frame) and the
+        device finishes the exit from it; else the fallback exit answers and
+        the trial carries the input."""
+        tail_ms = plan.predicted_device_tail_ms
+        own_ms = plan.predicted_device_ms + tail_ms
+        if tail_ms > 0 and (own_ms <= plan.predicted_fallback_ms or
+                            self.frame_age_ms(header) + own_ms <= plan.latency_requirement_ms):
+            h = self.model.head(plan.exit_point, plan.partition_point, x)
+            device_ms = (time.perf_counter() - start) * 1e3
+            p = self.send(header, seq, plan, plan.partition_point, h, device_ms, label, x=x,
+                          trial=True)
+            p.h = h
+            self.finish_alone(p)
+            p.h = p.x = None  # answered: the trial only waits for its reply
+            return
+        self.answer_alone(header, seq, plan, x, label, start)
+        self.send(header, seq, plan, 0, x, 0.0, label, trial=True)
+
     def send(self, header: object, seq: int, plan: Plan, partition: int, h: torch.Tensor,
              device_ms: float, label: int, *, x: torch.Tensor | None = None,
-             trial: bool = False) -> None:
+             trial: bool = False) -> Pending:
         """Send an activation to the edge and remember the frame until it answers."""
         out = tensor_codec.to_msg(h.numpy(), name='activation')
         out.header = header
@@ -324,14 +349,15 @@ class DeviceNode(Node):
         out.partition_point = partition
         now = time.perf_counter()
         give_up_at = now + self.reply_wait_s(header, plan)
+        pending = Pending(seq, header, plan, device_ms, now, len(out.data), label, x=x,
+                          h=None if trial else h, partition=partition,
+                          give_up_at=give_up_at, trial=trial,
+                          sent_stamp=self.get_clock().now().to_msg())
         with self.lock:
-            self.pending[seq] = Pending(seq, header, plan, device_ms, now, len(out.data),
-                                        label, x=x, h=None if trial else h,
-                                        partition=partition, give_up_at=give_up_at,
-                                        trial=trial,
-                                        sent_stamp=self.get_clock().now().to_msg())
+            self.pending[seq] = pending
         self.tensor_pub.publish(out)
         self.stats['trials' if trial else 'sent'] += 1
+        return pending
 
     def reply_wait_s(self, header: object, plan: Plan) -> float:
         """How long a frame sent now may wait for the edge before the device
