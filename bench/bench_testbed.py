@@ -53,9 +53,10 @@ BANDWIDTHS = [50, 100, 200, 400, 600, 800, 1000, 1500, 2000]
 DEADLINES = [100, 200, 300, 400, 500, 600, 700, 800, 900, 1000]
 MODES = ['edgent', 'device_only', 'edge_only', 'partition_only']
 DYNAMIC_DEADLINE_MS = 1000.0
-# Steps that change the plan (edge <-> device) and fluctuations that must not.
+# Steps that change the plan (edge <-> device) and fluctuations that must not;
+# the last four steps fall at other moments of the 1 s frame period.
 TRACE = [(0, 2000), (20, 80), (40, 1000), (55, 800), (60, 1200), (65, 900), (70, 100),
-         (90, 600), (105, 2000)]
+         (90, 600), (105, 2000), (117.3, 100), (129.6, 1500), (141.2, 80), (153.7, 800)]
 FIGURES = ('fig67', 'fig8', 'fig9', 'dynamic')
 
 
