@@ -87,7 +87,7 @@ class Estimate:
     samples: int
     confidence: float
     change: bool
-    capped: bool = False  # held down by the upper bound of a transfer still out
+    capped: bool = False  # at the upper bound of a transfer still out
 
 
 class BandwidthEstimator:
@@ -193,7 +193,7 @@ class BandwidthEstimator:
             self._changed = False
         return Estimate(kbps=min(harmonic, cap), last_kbps=rates[-1], source=source,
                         samples=len(rates), confidence=confidence, change=changed,
-                        capped=cap < harmonic)
+                        capped=cap <= harmonic)
 
 
 class ProbeScheduler:

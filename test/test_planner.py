@@ -347,6 +347,7 @@ def test_a_bound_caps_the_estimate_until_its_transfer_lands() -> None:
     assert e.kbps == pytest.approx(130.0) and e.capped
     assert est.revise(2.0, 100.0, bound=True)  # still out, a tighter bound
     assert est.estimate().kbps == pytest.approx(100.0)
+    assert est.estimate().capped
     # It landed: its measured rate is a sample like the others, averaged.
     assert est.revise(2.0, 90.0)
     e = est.estimate()
@@ -376,6 +377,18 @@ def test_probe_ledger_tells_probes_ahead_of_a_frame_from_those_behind() -> None:
     ledger.sent(4, 12.5, 8192)
     ledger.lost(4)
     assert ledger.frame(12.6) == (0, False, [], [])
+
+
+def test_a_plans_upload_is_recomputed_at_the_bandwidth_its_frames_ran_at() -> None:
+    from edgent_ros.planner import PlanBasis
+    # Made at 1000 kbps with transfers taking 1.25x bytes / bandwidth: 100 ms.
+    basis = PlanBasis(overhead_ms=5.0, device_ms=20.0, device_base_ms=10.0, upload_ms=100.0,
+                      transfer_scale=1.25, bandwidth_kbps=1000.0)
+    assert basis.upload_at(1000.0, 1.25) == pytest.approx(100.0)
+    # Its frames now run at 500 kbps: bytes / bandwidth is 160 ms, without the scale.
+    assert basis.upload_at(500.0) == pytest.approx(160.0)
+    assert basis.upload_at(500.0, 2.0) == pytest.approx(320.0)
+    assert basis.upload_at(0.0) == pytest.approx(100.0)  # no estimate: as made
 
 
 def test_device_scale_multiplies_only_the_device_part(paper_planner: Planner) -> None:

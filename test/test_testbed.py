@@ -77,6 +77,59 @@ def test_trace_replay_steps_the_rate_on_schedule(bed: testbed.Testbed) -> None:
         bed.replay([(1.0, -5.0)])
 
 
+# Records the monitor's published estimates, inside the device namespace.
+RECORDER = """
+import json, sys, time
+import rclpy
+from rclpy.node import Node
+from edgent_ros.msg import BandwidthEstimate
+from edgent_ros.qos import LATCHED_QOS
+rclpy.init()
+node = Node('estimate_recorder')
+seen = []
+node.create_subscription(BandwidthEstimate, '/device/bandwidth', lambda m: seen.append(
+    (time.time(), m.bandwidth_kbps, m.upper_bound)), LATCHED_QOS)
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    rclpy.spin_once(node, timeout_sec=0.05)
+open(sys.argv[1], 'w').write(json.dumps(seen))
+node.destroy_node()
+rclpy.try_shutdown()
+"""
+
+
+def test_a_step_down_is_seen_as_a_bound_before_a_slow_probe_lands(
+        bed: testbed.Testbed, tmp_path: Path) -> None:
+    import sys
+    import time
+
+    out = tmp_path / 'estimates.json'
+    quiet = {'stdout': subprocess.DEVNULL, 'stderr': subprocess.DEVNULL}
+    bed.spawn('edge', [executable('probe_echo'), '--ros-args', '-r', '__ns:=/device'], **quiet)
+    bed.spawn('device', [executable('bandwidth_monitor'), '--ros-args', '-r', '__ns:=/device',
+                         '-p', 'probe_idle_s:=0.0'], **quiet)
+    recorder = bed.spawn('device', [sys.executable, '-c', RECORDER, str(out), '18'],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(10.0)  # probes measure the 2 Mbit/s link
+    step = time.time()
+    bed.set_rate(80.0)
+    output = recorder.communicate(timeout=60)[0]
+    assert recorder.returncode == 0, output
+    seen = json.loads(out.read_text())
+    before = [kbps for t, kbps, _ in seen if t < step]
+    after = [(kbps, bound) for t, kbps, bound in seen if t >= step]
+    assert before and before[-1] > 1000.0, seen
+    # At 80 kbit/s a probe takes 0.8 s. The probe out when the link fell is
+    # overdue long before it lands: the estimate falls first as its upper
+    # bound, not when a probe at the new rate is measured.
+    low = [bound for kbps, bound in after if kbps < 500.0]
+    assert low and low[0], after
+    # Once probes land, their measured rate holds the estimate near the link's
+    # (the shaper's 1600-byte burst makes an 8 KB probe read up to ~25% high).
+    final, final_bound = after[-1]
+    assert 50.0 < final < 130.0 and not final_bound, after
+
+
 def test_leftovers_of_a_killed_run_are_removed() -> None:
     why = testbed.available()
     if why:
