@@ -63,6 +63,31 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class PlanBasis:
+    """What a published plan's prediction was made with, to calibrate from its
+    frames: the per-frame overhead, the device part (without the overhead;
+    and by the profile alone), the upload (with the transfer scale), and the
+    scale and bandwidth it assumed."""
+
+    overhead_ms: float
+    device_ms: float
+    device_base_ms: float
+    upload_ms: float
+    transfer_scale: float
+    bandwidth_kbps: float
+
+    def upload_at(self, bandwidth_kbps: float, transfer_scale: float = 1.0) -> float:
+        """The plan's upload at another bandwidth estimate and transfer scale, ms.
+        A plan stays in force while the bandwidth moves (it is only replaced
+        when the decision changes): its frames' transfers must be compared
+        with the estimate when they ran, not when the plan was made."""
+        if not (self.transfer_scale > 0 and bandwidth_kbps > 0 and self.bandwidth_kbps > 0):
+            return self.upload_ms
+        return (self.upload_ms / self.transfer_scale * transfer_scale *
+                self.bandwidth_kbps / bandwidth_kbps)
+
+
+@dataclass(frozen=True)
 class ExitCosts:
     """One exit's inputs to the planner (index p = partition point 0..N)."""
 

@@ -25,7 +25,7 @@ from edgent_ros import model as m
 from edgent_ros.msg import BandwidthEstimate, InferenceResult, Plan
 from edgent_ros.nodes.params import accept, declare_bool, declare_float, declare_str, refuse
 from edgent_ros.nodes.runner import run_node
-from edgent_ros.planner import MODES, Decision, Planner, should_switch
+from edgent_ros.planner import MODES, Decision, PlanBasis, Planner, should_switch
 from edgent_ros.qos import LATCHED_QOS
 
 
@@ -102,7 +102,7 @@ class PlannerNode(Node):
         self.margin = 0.0
         # plan id -> (overhead, predicted device ms, profiled device compute,
         # predicted upload ms without the per-message term, transfer scale) then
-        self.made_with: dict[int, tuple[float, float, float, float, float]] = {}
+        self.made_with: dict[int, PlanBasis] = {}
         # (exit, partition) -> its frames' device time over the scaled prediction
         self.plan_ratios: dict[tuple[int, int], deque[float]] = {}
         self.fresh_residuals = 0
@@ -218,12 +218,13 @@ class PlannerNode(Node):
                     msg.device_ms / (base * scale_now))
                 self.update_plan_factor(key)
             return
-        overhead, device_then, device_base, upload_then, transfer_scale_then = \
-            self.made_with[msg.plan_id]
-        if upload_then >= 5.0 and msg.transfer_ms > 0:
-            # Measured over what bytes / estimate said (without the scale then).
-            self.transfer_ratios.append(min(2.0, max(0.5, msg.transfer_ms * transfer_scale_then
-                                                      / upload_then)))
+        basis = self.made_with[msg.plan_id]
+        device_base = basis.device_base_ms
+        # What bytes / bandwidth said, at the estimate now (the frame ran now,
+        # under a plan perhaps made at another bandwidth), without the scale.
+        upload_raw = basis.upload_at(self.bandwidth_kbps)
+        if upload_raw >= 5.0 and msg.transfer_ms > 0:
+            self.transfer_ratios.append(min(2.0, max(0.5, msg.transfer_ms / upload_raw)))
         if device_base * scale_now >= 1.0:
             self.device_ratios.append(msg.device_ms / device_base)
             ratios = self.plan_ratios.setdefault(key, deque(maxlen=10))
@@ -231,9 +232,9 @@ class PlannerNode(Node):
             self.update_plan_factor(key)
         # The prediction without the overhead, under today's device calibration.
         device_now = device_base * scale_now * self.planner.plan_factor(*key)
-        upload_now = upload_then * self.planner.transfer_scale / transfer_scale_then
-        raw = msg.predicted_latency_ms - overhead - device_then + device_now \
-            - upload_then + upload_now
+        upload_now = basis.upload_at(self.bandwidth_kbps, self.planner.transfer_scale)
+        raw = msg.predicted_latency_ms - basis.overhead_ms - basis.device_ms + device_now \
+            - basis.upload_ms + upload_now
         self.residuals.append(msg.latency_ms - raw)
         predicted_now = raw + self.planner.overhead_ms
         if predicted_now > 0:
@@ -347,13 +348,12 @@ class PlannerNode(Node):
     def publish(self, d: Decision) -> None:
         self.plan_id += 1
         self.current = d
-        self.made_with[self.plan_id] = (self.planner.overhead_ms,
-                                        d.device_ms - self.planner.overhead_ms,
-                                        self.planner.device_compute_ms(d.exit_point,
-                                                                       d.partition),
-                                        d.upload_ms - (self.message_ms if d.partition <
-                                                       d.num_layers else 0.0),
-                                        self.planner.transfer_scale)
+        self.made_with[self.plan_id] = PlanBasis(
+            overhead_ms=self.planner.overhead_ms,
+            device_ms=d.device_ms - self.planner.overhead_ms,
+            device_base_ms=self.planner.device_compute_ms(d.exit_point, d.partition),
+            upload_ms=d.upload_ms - (self.message_ms if d.partition < d.num_layers else 0.0),
+            transfer_scale=self.planner.transfer_scale, bandwidth_kbps=d.bandwidth_kbps)
         while len(self.made_with) > 64:
             self.made_with.pop(min(self.made_with))
         msg = Plan()
