@@ -66,13 +66,14 @@ class Decision:
 class PlanBasis:
     """What a published plan's prediction was made with, to calibrate from its
     frames: the per-frame overhead, the device part (without the overhead;
-    and by the profile alone), the upload (with the transfer scale), and the
-    scale and bandwidth it assumed."""
+    and by the profile alone), the upload (with the transfer scale) and its
+    bytes, and the scale and bandwidth it assumed."""
 
     overhead_ms: float
     device_ms: float
     device_base_ms: float
     upload_ms: float
+    upload_bytes: int
     transfer_scale: float
     bandwidth_kbps: float
 

@@ -383,7 +383,7 @@ def test_a_plans_upload_is_recomputed_at_the_bandwidth_its_frames_ran_at() -> No
     from edgent_ros.planner import PlanBasis
     # Made at 1000 kbps with transfers taking 1.25x bytes / bandwidth: 100 ms.
     basis = PlanBasis(overhead_ms=5.0, device_ms=20.0, device_base_ms=10.0, upload_ms=100.0,
-                      transfer_scale=1.25, bandwidth_kbps=1000.0)
+                      upload_bytes=10000, transfer_scale=1.25, bandwidth_kbps=1000.0)
     assert basis.upload_at(1000.0, 1.25) == pytest.approx(100.0)
     # Its frames now run at 500 kbps: bytes / bandwidth is 160 ms, without the scale.
     assert basis.upload_at(500.0) == pytest.approx(160.0)

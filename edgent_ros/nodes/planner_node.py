@@ -22,6 +22,7 @@ from rclpy.parameter import Parameter
 from edgent_ros import diagnostics
 from edgent_ros import latency as lat
 from edgent_ros import model as m
+from edgent_ros.bandwidth import MIN_SAMPLE_BYTES
 from edgent_ros.msg import BandwidthEstimate, InferenceResult, Plan
 from edgent_ros.nodes.params import accept, declare_bool, declare_float, declare_str, refuse
 from edgent_ros.nodes.runner import run_node
@@ -222,8 +223,11 @@ class PlannerNode(Node):
         device_base = basis.device_base_ms
         # What bytes / bandwidth said, at the estimate now (the frame ran now,
         # under a plan perhaps made at another bandwidth), without the scale.
+        # Uploads under MIN_SAMPLE_BYTES cross in the link's burst (as the
+        # bandwidth monitor knows): they say nothing of bytes / bandwidth.
         upload_raw = basis.upload_at(self.bandwidth_kbps)
-        if upload_raw >= 5.0 and msg.transfer_ms > 0:
+        if basis.upload_bytes >= MIN_SAMPLE_BYTES and upload_raw >= 5.0 and \
+                msg.transfer_ms > 0:
             self.transfer_ratios.append(min(2.0, max(0.5, msg.transfer_ms / upload_raw)))
         if device_base * scale_now >= 1.0:
             self.device_ratios.append(msg.device_ms / device_base)
@@ -326,7 +330,9 @@ class PlannerNode(Node):
 
         ``force``: publish the decision whatever it is (a new deadline or mode).
         ``refresh``: if the plan in force is kept, publish it again with figures
-        predicted under the current conditions.
+        predicted under the current conditions (done anyway when they moved by
+        more than a tenth, e.g. with the bandwidth: a plan's predicted latency
+        is what the device waits by and what users compare frames with).
         """
         start = time.perf_counter()
         candidate = self.planner.plan_mode(self.mode, self.bandwidth_kbps,
@@ -341,9 +347,12 @@ class PlannerNode(Node):
         self.decision_us.append((time.perf_counter() - start) * 1e6)
         if force or should_switch(self.planner, self.current, candidate, self.hysteresis):
             self.publish(candidate)
-        elif refresh and self.current is not None:
-            self.publish(self.planner.evaluate(*self.current.key, self.bandwidth_kbps,
-                                               self.planning_deadline_ms))
+        elif self.current is not None:
+            kept = self.planner.evaluate(*self.current.key, self.bandwidth_kbps,
+                                         self.planning_deadline_ms)
+            if refresh or abs(kept.total_ms - self.current.total_ms) > \
+                    max(5.0, 0.1 * self.current.total_ms):
+                self.publish(kept)
 
     def publish(self, d: Decision) -> None:
         self.plan_id += 1
@@ -353,7 +362,8 @@ class PlannerNode(Node):
             device_ms=d.device_ms - self.planner.overhead_ms,
             device_base_ms=self.planner.device_compute_ms(d.exit_point, d.partition),
             upload_ms=d.upload_ms - (self.message_ms if d.partition < d.num_layers else 0.0),
-            transfer_scale=self.planner.transfer_scale, bandwidth_kbps=d.bandwidth_kbps)
+            upload_bytes=d.upload_bytes, transfer_scale=self.planner.transfer_scale,
+            bandwidth_kbps=d.bandwidth_kbps)
         while len(self.made_with) > 64:
             self.made_with.pop(min(self.made_with))
         msg = Plan()
