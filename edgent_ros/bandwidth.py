@@ -42,6 +42,7 @@ class Sample:
     source: int
     time_s: float
     bound: bool = False  # an upper bound from a transfer still out
+    mixed: bool = False  # landed after going overdue: a mean across a step down
 
 
 MIN_SAMPLE_BYTES = 4096
@@ -112,6 +113,11 @@ class BandwidthEstimator:
             raise ValueError(f'a bandwidth sample must be a positive number, got {kbps}')
         sample = Sample(kbps, source, time_s, bound)
         changed = False
+        if not bound and any(s.mixed for s in self.samples):
+            # A clean sample replaces the mean that straddled a step down.
+            kept = [s for s in self.samples if not s.mixed]
+            self.samples.clear()
+            self.samples.extend(kept)
         if self.samples:
             mean = sum(math.log(s.kbps) for s in self.samples) / len(self.samples)
             if self.cusum.update(math.log(kbps), mean):
@@ -127,11 +133,15 @@ class BandwidthEstimator:
         self._changed = self._changed or changed
         return changed
 
-    def revise(self, time_s: float, kbps: float, *, bound: bool = False) -> bool:
+    def revise(self, time_s: float, kbps: float, *, bound: bool = False,
+               mixed: bool = False) -> bool:
         """Replace the sample taken at ``time_s`` (a provisional one, e.g. an
         overdue bound) with a measured value or (``bound``) a tighter bound;
-        False if it is no longer held. If the new value lies further from the rest of the
-        regime than the CUSUM threshold (in log), a new regime starts from it:
+        False if it is no longer held. ``mixed``: the transfer landed after
+        going overdue, so it measured the mean of a rate and a lower one that
+        followed: it stands until the next clean sample, which replaces it.
+        If the new value lies further from the rest of the regime than the
+        CUSUM threshold (in log), a new regime starts from it:
         a bound that keeps falling while its transfer is still out is hard
         evidence of a step down, not noise to average away."""
         if not (math.isfinite(kbps) and kbps > 0):
@@ -139,7 +149,7 @@ class BandwidthEstimator:
         for queue in (self.samples, self.recent):
             for i, s in enumerate(queue):
                 if s.time_s == time_s:
-                    queue[i] = Sample(kbps, s.source, s.time_s, bound)
+                    queue[i] = Sample(kbps, s.source, s.time_s, bound, mixed)
         revised = [s for s in self.samples if s.time_s == time_s]
         if not revised:
             return False
@@ -242,15 +252,17 @@ class ProbeScheduler:
                                    abs(sent_s - self.frame_sends[-1]) > 1e-3):
             self.frame_sends.append(sent_s)
 
-    def landed(self, took_s: float, kbps: float | None, nbytes: int | None = None) -> None:
+    def landed(self, took_s: float, kbps: float | None, nbytes: int | None = None, *,
+               overdue: bool = False) -> None:
         """A probe (of ``nbytes``; default the full size) came back after
         ``took_s``. If that was under ``HURRY`` of what the estimate (``kbps``,
-        before this probe) predicted, the link got faster, perhaps in the
-        middle of the probe, which then measured a mix of the two rates: the
-        next probe may go at once, to measure the new one."""
+        before this probe) predicted, the link got faster; if it had gone
+        overdue, slower; perhaps in the middle of the probe, which then
+        measured a mix of the two rates: the next probe may go at once, to
+        measure the new one."""
         nbytes = self.probe_bytes if nbytes is None else nbytes
-        if kbps is not None and kbps > 0 and \
-                took_s < self.HURRY * nbytes * 8.0 / kbps / 1000.0:
+        if overdue or (kbps is not None and kbps > 0 and
+                       took_s < self.HURRY * nbytes * 8.0 / kbps / 1000.0):
             self.last_probe_s = -math.inf
 
     def next_frame_s(self, now_s: float) -> float | None:

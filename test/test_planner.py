@@ -354,6 +354,30 @@ def test_a_bound_caps_the_estimate_until_its_transfer_lands() -> None:
     assert e.kbps == pytest.approx(2 / (1 / 145.0 + 1 / 90.0)) and not e.capped
 
 
+def test_a_transfer_that_landed_after_going_overdue_stands_until_a_clean_sample() -> None:
+    est = bw.BandwidthEstimator(window=8)
+    for i in range(4):
+        est.add(2000.0, bw.SOURCE_PROBE, float(i))
+    est.add(300.0, bw.SOURCE_PROBE, 10.0, bound=True)  # overdue: a new regime
+    # It landed: the mean of 2000 kbps, then less. It stands for now...
+    assert est.revise(10.0, 196.0, mixed=True)
+    assert est.estimate().kbps == pytest.approx(196.0)
+    # ...and the next clean sample replaces it rather than averaging with it.
+    est.add(100.0, bw.SOURCE_PROBE, 11.0)
+    e = est.estimate()
+    assert e.kbps == pytest.approx(100.0) and e.samples == 1
+    # A bound (a transfer still out) does not replace a mixed sample.
+    est.revise(11.0, 90.0, mixed=True)
+    est.add(80.0, bw.SOURCE_PASSIVE, 12.0, bound=True)
+    assert est.estimate().samples == 2
+    # Such a probe is followed by another at once.
+    s = bw.ProbeScheduler(max_rate_hz=5.0, idle_s=0.0, duty=0.5, probe_bytes=8192)
+    assert s.probe_now(20.0, 2000.0)
+    assert not s.probe_now(20.1, 2000.0)
+    s.landed(0.33, 300.0, overdue=True)
+    assert s.probe_now(20.1, 2000.0)
+
+
 def test_probe_ledger_tells_probes_ahead_of_a_frame_from_those_behind() -> None:
     ledger = bw.ProbeLedger()
     ledger.sent(1, 10.0, 8192)

@@ -155,7 +155,8 @@ class BandwidthMonitor(Node):
             self.ledger.land(reply.frame_seq, time.time(), None)
             return
         rtt_ms = (self.now_s() - sent) * 1e3
-        self.scheduler.landed(rtt_ms / 1e3, self.current_kbps(), nbytes)
+        self.scheduler.landed(rtt_ms / 1e3, self.current_kbps(), nbytes,
+                              overdue=provisional is not None)
         kbps = transfer_sample(nbytes, rtt_ms, reply.edge_total_ms, min_bytes=self.min_bytes)
         if kbps is None:
             self.dropped_samples += 1
@@ -163,7 +164,7 @@ class BandwidthMonitor(Node):
             if provisional is not None:  # its bound said nothing either
                 self.estimator.discard(provisional)
             return
-        if provisional is not None and self.estimator.revise(provisional, kbps):
+        if provisional is not None and self.estimator.revise(provisional, kbps, mixed=True):
             self.ledger.land(reply.frame_seq, time.time(), provisional)
             self.publish_estimate()  # the overdue bound is replaced by what the probe measured
             return
@@ -206,7 +207,8 @@ class BandwidthMonitor(Node):
         if earlier is not None:
             # Revise the transfer's sample if the estimate still holds it; if a
             # newer regime has replaced it, the old transfer says nothing now.
-            if self.estimator.revise(earlier, kbps, bound=bound):
+            # A landing after bounds: the mean across the fall the bounds saw.
+            if self.estimator.revise(earlier, kbps, bound=bound, mixed=not bound):
                 self.publish_estimate()
             return
         if transfer != (0, 0):
