@@ -219,6 +219,10 @@ class ProbeScheduler:
     with half its time again to spare, before the next frame is due: a frame
     queued behind a probe would be late for nothing. It is then made smaller
     to fit (``probe_bytes`` at most, ``min_bytes`` at least, or none goes).
+    But once nothing measured the rate for ``stale_s`` (frames too small to,
+    and an estimate so low that no probe seems to fit), the smallest probe
+    goes anyway, early in the gap after a frame left: else a link that got
+    faster would never be seen.
     """
 
     # A probe back in under this share of its expected time measured a faster
@@ -226,7 +230,8 @@ class ProbeScheduler:
     HURRY = 0.8
 
     def __init__(self, max_rate_hz: float = 1.0, idle_s: float = 1.0, duty: float = 1.0,
-                 probe_bytes: int = 16384, min_bytes: int = MIN_SAMPLE_BYTES) -> None:
+                 probe_bytes: int = 16384, min_bytes: int = MIN_SAMPLE_BYTES,
+                 stale_s: float = 2.0) -> None:
         if not max_rate_hz > 0:
             raise ValueError(f'probe rate must be > 0 Hz, got {max_rate_hz}')
         if not 0 < duty <= 1:
@@ -237,8 +242,10 @@ class ProbeScheduler:
         self.probe_bytes = probe_bytes
         self.min_bytes = min(min_bytes, probe_bytes)
         self.last_bytes = probe_bytes
+        self.stale_s = stale_s
         self.last_probe_s = -math.inf
         self.last_passive_s = -math.inf
+        self.last_measured_s = -math.inf  # a transfer or probe last measured the rate
         self.frame_sends: deque[float] = deque(maxlen=8)
 
     def passive(self, now_s: float, sent_s: float | None = None, *,
@@ -247,13 +254,13 @@ class ProbeScheduler:
         clock as now_s), to learn the frames' pace; ``measured``: false for a
         transfer too small to measure the rate (it only gives the pace)."""
         if measured:
-            self.last_passive_s = now_s
+            self.last_passive_s = self.last_measured_s = now_s
         if sent_s is not None and (not self.frame_sends or
                                    abs(sent_s - self.frame_sends[-1]) > 1e-3):
             self.frame_sends.append(sent_s)
 
     def landed(self, took_s: float, kbps: float | None, nbytes: int | None = None, *,
-               overdue: bool = False) -> None:
+               overdue: bool = False, now_s: float | None = None) -> None:
         """A probe (of ``nbytes``; default the full size) came back after
         ``took_s``. If that was under ``HURRY`` of what the estimate (``kbps``,
         before this probe) predicted, the link got faster; if it had gone
@@ -261,6 +268,8 @@ class ProbeScheduler:
         measured a mix of the two rates: the next probe may go at once, to
         measure the new one."""
         nbytes = self.probe_bytes if nbytes is None else nbytes
+        if now_s is not None:
+            self.last_measured_s = now_s
         if overdue or (kbps is not None and kbps > 0 and
                        took_s < self.HURRY * nbytes * 8.0 / kbps / 1000.0):
             self.last_probe_s = -math.inf
@@ -296,7 +305,11 @@ class ProbeScheduler:
             # The largest probe that lands, with half its time to spare, before the frame.
             fits = int((next_frame - now_s) / 1.5 * kbps * 1000.0 / 8.0)
             if fits < self.min_bytes:
-                return 0
+                last = max(self.frame_sends)
+                if now_s - self.last_measured_s < self.stale_s or \
+                        now_s - last > 0.25 * (next_frame - last):
+                    return 0
+                fits = self.min_bytes  # stale: the smallest, just after a frame left
             nbytes = min(nbytes, fits)
         self.last_probe_s = now_s
         self.last_bytes = nbytes

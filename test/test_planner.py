@@ -279,6 +279,23 @@ def test_probes_keep_clear_of_the_next_frame() -> None:
     assert s.next_frame_s(10.0) is None and s.probe_now(10.0, 500.0)
 
 
+def test_a_stale_estimate_still_gets_a_probe_between_small_frames() -> None:
+    s = bw.ProbeScheduler(max_rate_hz=5.0, idle_s=0.25, duty=0.6, probe_bytes=8192,
+                          stale_s=2.0)
+    # Small frames (nothing measured) leave every second; at an estimate of
+    # 49 kbps not even 4 KB lands 1.5x before the next one.
+    for k in range(4):
+        s.passive(k + 0.05, sent_s=float(k), measured=False)
+    s.landed(1.3, 49.0, now_s=0.5)  # the last probe measured the rate at 0.5 s
+    assert s.probe_now(3.5, 49.0) == 0  # measured 3 s ago, but late in the gap
+    s.passive(4.05, sent_s=4.0, measured=False)
+    assert s.probe_now(4.1, 49.0) == 4096  # stale: the smallest goes, early in the gap
+    s.landed(0.4, 49.0, nbytes=4096, now_s=4.5)
+    s.passive(5.05, sent_s=5.0, measured=False)
+    s.last_probe_s = -math.inf
+    assert s.probe_now(5.1, 49.0) == 0  # measured 0.6 s ago: not stale
+
+
 def test_a_probe_much_faster_than_expected_is_followed_at_once() -> None:
     s = bw.ProbeScheduler(max_rate_hz=5.0, idle_s=0.0, duty=0.5, probe_bytes=8192)
     assert s.probe_now(10.0, 80.0)  # at 80 kbps a probe takes 0.82 s: the next in 1.64 s

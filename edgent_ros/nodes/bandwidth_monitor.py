@@ -156,7 +156,7 @@ class BandwidthMonitor(Node):
             return
         rtt_ms = (self.now_s() - sent) * 1e3
         self.scheduler.landed(rtt_ms / 1e3, self.current_kbps(), nbytes,
-                              overdue=provisional is not None)
+                              overdue=provisional is not None, now_s=self.now_s())
         kbps = transfer_sample(nbytes, rtt_ms, reply.edge_total_ms, min_bytes=self.min_bytes)
         if kbps is None:
             self.dropped_samples += 1
