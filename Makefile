@@ -22,7 +22,7 @@ demo: setup
 	@$(RUN) edgent-demo $(ARGS)
 
 test: setup
-	@$(RUN) pytest $(ARGS)
+	@scripts/test.sh $(ARGS)
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(RUN) python $$b || exit 1; done

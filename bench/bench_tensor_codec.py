@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, time_us, write
 
 from edgent_ros import tensor_codec
-from edgent_ros.msg import Tensor
+from edgent_ros_interfaces.msg import Tensor
 
 NBYTES = 4 * 1024 * 1024
 GOAL = 3.0

@@ -70,8 +70,8 @@ class Driver:
         from rclpy.node import Node
         from rclpy.parameter_client import AsyncParameterClient
 
-        from edgent_ros.msg import BandwidthEstimate, InferenceResult, Plan
         from edgent_ros.qos import LATCHED_QOS
+        from edgent_ros_interfaces.msg import BandwidthEstimate, InferenceResult, Plan
 
         rclpy.init()
         self.node = Node('bench_driver')

@@ -20,3 +20,10 @@ if [ -f "$_edgent_root/install/setup.bash" ]; then
   if [ -n "${_edgent_nounset:-}" ]; then set -u; unset _edgent_nounset; fi
 fi
 unset _edgent_root
+# Where `ros2 run` is not installed, the package's executables are run by
+# name: put them on PATH.
+if [ -d "$(dirname "${BASH_SOURCE[0]}")/../install/edgent_ros/lib/edgent_ros" ]; then
+  _edgent_bin=$(cd "$(dirname "${BASH_SOURCE[0]}")/../install/edgent_ros/lib/edgent_ros" && pwd)
+  case ":$PATH:" in *":$_edgent_bin:"*) ;; *) export PATH="$_edgent_bin:$PATH" ;; esac
+  unset _edgent_bin
+fi

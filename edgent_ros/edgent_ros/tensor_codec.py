@@ -1,0 +1,185 @@
+"""numpy <-> ``edgent_ros/msg/Tensor`` conversion, without per-element Python work.
+
+Packing copies the array's bytes once into the message (a C-contiguous,
+little-endian copy is made first only when the input is not already so);
+unpacking is a zero-copy ``np.frombuffer`` view over the message's buffer.
+The data type codes are those of NVIDIA Isaac ROS Tensor (1-10), plus 11 for
+float16. This module imports the generated message class but never rclpy.
+"""
+
+from __future__ import annotations
+
+import array as array_module
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgent_ros_interfaces.msg import Tensor
+
+# Upper bounds on what a message may describe; a shape beyond them is refused
+# before any memory is touched (a hostile or corrupt message cannot make us
+# allocate or index absurdly).
+MAX_RANK = 8
+MAX_BYTES = 1 << 30
+
+_CODE_TO_DTYPE: dict[int, np.dtype] = {
+    Tensor.DATA_TYPE_INT8: np.dtype('<i1'),
+    Tensor.DATA_TYPE_UINT8: np.dtype('<u1'),
+    Tensor.DATA_TYPE_INT16: np.dtype('<i2'),
+    Tensor.DATA_TYPE_UINT16: np.dtype('<u2'),
+    Tensor.DATA_TYPE_INT32: np.dtype('<i4'),
+    Tensor.DATA_TYPE_UINT32: np.dtype('<u4'),
+    Tensor.DATA_TYPE_INT64: np.dtype('<i8'),
+    Tensor.DATA_TYPE_UINT64: np.dtype('<u8'),
+    Tensor.DATA_TYPE_FLOAT32: np.dtype('<f4'),
+    Tensor.DATA_TYPE_FLOAT64: np.dtype('<f8'),
+    Tensor.DATA_TYPE_FLOAT16: np.dtype('<f2'),
+}
+_KIND_SIZE_TO_CODE: dict[tuple[str, int], int] = {
+    (dt.kind, dt.itemsize): code for code, dt in _CODE_TO_DTYPE.items()
+}
+
+SUPPORTED_DTYPES: tuple[np.dtype, ...] = tuple(_CODE_TO_DTYPE.values())
+
+
+class TensorCodecError(ValueError):
+    """A Tensor message or array that cannot be converted; the text says why."""
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """Affine quantization parameters: real = scale * (q - zero_point)."""
+
+    scale: float
+    zero_point: int = 0
+
+
+def dtype_code(dtype: np.dtype | type | str) -> int:
+    """Return the Tensor.data_type code of a numpy dtype."""
+    dt = np.dtype(dtype)
+    try:
+        return _KIND_SIZE_TO_CODE[(dt.kind, dt.itemsize)]
+    except KeyError:
+        supported = ', '.join(str(d) for d in SUPPORTED_DTYPES)
+        raise TensorCodecError(
+            f'dtype {dt} is not supported by Tensor (supported: {supported})') from None
+
+
+def code_dtype(code: int) -> np.dtype:
+    """Return the little-endian numpy dtype of a Tensor.data_type code."""
+    try:
+        return _CODE_TO_DTYPE[code]
+    except KeyError:
+        raise TensorCodecError(
+            f'unknown Tensor data_type {code} (known: {sorted(_CODE_TO_DTYPE)})') from None
+
+
+def c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    """Byte strides of a C-contiguous array of this shape."""
+    strides = []
+    step = itemsize
+    for dim in reversed(shape):
+        strides.append(step)
+        step *= max(dim, 1)
+    return tuple(reversed(strides))
+
+
+def to_msg(array: np.ndarray, msg: Tensor | None = None, *, name: str = '',
+           quantization: Quantization | None = None) -> Tensor:
+    """Fill the tensor fields of ``msg`` (a new Tensor if None) from ``array``.
+
+    Only name, shape, data_type, strides, quantization and data are set; the
+    header, frame and plan fields are the caller's. Non-contiguous or
+    big-endian input is copied to C order, little endian, first.
+    """
+    array = np.asarray(array)
+    code = dtype_code(array.dtype)
+    if array.ndim > MAX_RANK:
+        raise TensorCodecError(f'rank {array.ndim} exceeds the maximum of {MAX_RANK}')
+    if array.nbytes > MAX_BYTES:
+        raise TensorCodecError(f'{array.nbytes} bytes exceed the maximum of {MAX_BYTES}')
+    little = array.dtype.newbyteorder('<')
+    if array.dtype != little or not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array, dtype=little)
+    if msg is None:
+        # With field checks on, the data setter keeps the array.array it is
+        # given; with them off it copies it once more.
+        msg = Tensor(check_fields=True)
+    msg.name = name
+    msg.shape = [int(d) for d in array.shape]
+    msg.data_type = code
+    msg.strides = list(c_strides(array.shape, array.itemsize))
+    if quantization is None:
+        msg.quantization_scale = 0.0
+        msg.quantization_zero_point = 0
+    else:
+        msg.quantization_scale = float(quantization.scale)
+        msg.quantization_zero_point = int(quantization.zero_point)
+    # One copy of the bytes, straight from the array's buffer (the way
+    # sensor_msgs_py.point_cloud2 fills PointCloud2.data).
+    data = array_module.array('B')
+    data.frombytes(memoryview(array.reshape(-1).view(np.uint8)))
+    msg.data = data
+    return msg
+
+
+def from_msg(msg: Tensor, *, copy: bool = False) -> np.ndarray:
+    """Return the array a Tensor message carries.
+
+    By default the result is a read-only view over the message's buffer (no
+    copy); ``copy=True`` returns a writable array of its own. Raises
+    TensorCodecError, naming the problem, for an unknown data type, an absurd
+    shape, bad strides, or a data length that does not match shape and strides.
+    """
+    dt = code_dtype(msg.data_type)
+    shape = tuple(int(d) for d in msg.shape)
+    if len(shape) > MAX_RANK:
+        raise TensorCodecError(f'rank {len(shape)} exceeds the maximum of {MAX_RANK}')
+    count = math.prod(shape)
+    if count * dt.itemsize > MAX_BYTES:
+        raise TensorCodecError(
+            f'shape {list(shape)} of {dt} describes {count * dt.itemsize} bytes, '
+            f'over the maximum of {MAX_BYTES}')
+    contiguous = c_strides(shape, dt.itemsize)
+    strides = tuple(int(s) for s in msg.strides) or contiguous
+    if len(strides) != len(shape):
+        raise TensorCodecError(
+            f'{len(strides)} strides for a shape of rank {len(shape)}')
+    if count == 0:
+        needed = 0
+    else:
+        if any(s < 0 or s % dt.itemsize for s in strides):
+            raise TensorCodecError(
+                f'strides {list(strides)} are not non-negative multiples of the '
+                f'{dt} item size {dt.itemsize}')
+        needed = sum((d - 1) * s for d, s in zip(shape, strides, strict=True)) + dt.itemsize
+    data = msg.data
+    nbytes = len(data)
+    if nbytes != needed:
+        raise TensorCodecError(
+            f'data holds {nbytes} bytes but shape {list(shape)} of {dt} with strides '
+            f'{list(strides)} needs {needed}')
+    if count == 0:
+        array = np.empty(shape, dtype=dt)
+        return array
+    flat = np.frombuffer(data, dtype=np.uint8)
+    if strides == contiguous:
+        array = flat.view(dt).reshape(shape)
+    else:
+        array = np.lib.stride_tricks.as_strided(
+            flat.view(dt), shape=shape, strides=strides, writeable=False)
+    if copy:
+        return np.array(array, order='C')
+    array.flags.writeable = False
+    return array
+
+
+def dequantize(msg: Tensor, array: np.ndarray | None = None) -> np.ndarray:
+    """Return the tensor as float32, undoing the message's quantization if any."""
+    if array is None:
+        array = from_msg(msg)
+    scale = msg.quantization_scale
+    if scale == 0.0:
+        return array.astype(np.float32, copy=False)
+    return (array.astype(np.float32) - np.float32(msg.quantization_zero_point)) * np.float32(scale)

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs the test suite (pytest) inside the edgent_ros environment, from the
+# package directory edgent_ros/ (where its pytest.ini is, as `colcon test`
+# runs it): `scripts/test.sh test/test_planner.py -k hysteresis`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/env.sh
+. scripts/env.sh
+export PYTHONSAFEPATH=1
+cd edgent_ros
+exec pytest "$@"
