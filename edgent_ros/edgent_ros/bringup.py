@@ -1,12 +1,12 @@
 """edgent-bringup: start edgent_ros's nodes from the same YAML files as the launch files.
 
 ``ros2 launch`` is not installable everywhere (it is not on PyPI); this entry
-point starts the same nodes, with the same names, namespaces, remappings and
-parameter files as ``launch/*.launch.py`` (which import ``NODES`` from here),
-as separate processes (default) or in one process.
+point starts the same nodes, with the same names, namespaces, remappings,
+parameter files and launch arguments as ``launch/*.launch.py`` (both read
+``edgent_ros.node_table``), as separate processes (default) or in one process.
 
     edgent-bringup --role all                 # everything on one host
-    edgent-bringup --role device --params-file my_device.yaml
+    edgent-bringup --role device --params-file my_device.yaml image:=/cam use_camera:=false
     edgent-bringup --role edge --single-process
 """
 
@@ -19,39 +19,10 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from edgent_ros.node_table import NODES, NodeSpec, node_settings, parse_arguments
 
-@dataclass(frozen=True)
-class NodeSpec:
-    """One node of the system: executable, name, namespace, remappings."""
-
-    executable: str
-    name: str
-    namespace: str
-    remappings: tuple[tuple[str, str], ...] = ()
-    module: str = ''
-
-
-# The topology, shared with launch/*.launch.py. Device-side nodes live in
-# /device, edge-side in /edge; the link topics are the edge's.
-NODES: dict[str, tuple[NodeSpec, ...]] = {
-    'device': (
-        NodeSpec('camera_node', 'camera', '/device', (), 'edgent_ros.nodes.camera_node'),
-        NodeSpec('device_node', 'device', '/device',
-                 (('tensor', '/edge/tensor'), ('reply', '/edge/reply')),
-                 'edgent_ros.nodes.device_node'),
-        NodeSpec('bandwidth_monitor', 'bandwidth_monitor', '/device',
-                 (('probe', '/edge/probe'), ('probe/reply', '/edge/probe/reply')),
-                 'edgent_ros.nodes.bandwidth_monitor'),
-        NodeSpec('planner_node', 'planner', '/device', (), 'edgent_ros.nodes.planner_node'),
-    ),
-    'edge': (
-        NodeSpec('edge_node', 'edge', '/edge', (), 'edgent_ros.nodes.edge_node'),
-        NodeSpec('probe_echo', 'probe_echo', '/edge', (), 'edgent_ros.nodes.probe_echo'),
-    ),
-}
 ROLES = ('device', 'edge', 'all')
 
 
@@ -64,22 +35,31 @@ def share_dir() -> Path:
         return Path(__file__).resolve().parent.parent
 
 
+def roles_of(role: str) -> tuple[str, ...]:
+    return ('device', 'edge') if role == 'all' else (role,)
+
+
 def default_params(role: str) -> list[Path]:
-    roles = ('device', 'edge') if role == 'all' else (role,)
-    return [share_dir() / 'config' / f'{r}.yaml' for r in roles]
+    return [share_dir() / 'config' / f'{r}.yaml' for r in roles_of(role)]
 
 
-def specs(role: str, skip: tuple[str, ...] = (), only: tuple[str, ...] = ()) -> list[NodeSpec]:
-    roles = ('device', 'edge') if role == 'all' else (role,)
-    return [s for r in roles for s in NODES[r]
-            if s.name not in skip and (not only or s.name in only)]
+def specs(role: str, skip: tuple[str, ...] = (), only: tuple[str, ...] = (),
+          given: dict[str, str] | None = None) -> list[NodeSpec]:
+    """The nodes to start: the role's, less those skipped or switched off by a
+    launch argument (``given``: their values, as node_table.parse_arguments)."""
+    given = given or {}
+    return [s for r in roles_of(role) for s in NODES[r]
+            if s.name not in skip and (not only or s.name in only)
+            and node_settings(s, given).enabled]
 
 
 def ros_args(spec: NodeSpec, params_files: list[Path], overrides: list[str],
-             extra_remaps: list[str]) -> list[str]:
-    """The --ros-args that give a node its name, namespace, remaps and parameters."""
+             extra_remaps: list[str], given: dict[str, str] | None = None) -> list[str]:
+    """The --ros-args that give a node its name, namespace, remaps and parameters:
+    the table's, then the launch arguments' (``given``), then --remap and --set."""
+    settings = node_settings(spec, given or {})
     args = ['--ros-args', '-r', f'__node:={spec.name}', '-r', f'__ns:={spec.namespace}']
-    for src, dst in spec.remappings:
+    for src, dst in settings.remappings:
         args += ['-r', f'{src}:={dst}']
     for remap in extra_remaps:
         node, rule = split_remap(remap)
@@ -87,6 +67,8 @@ def ros_args(spec: NodeSpec, params_files: list[Path], overrides: list[str],
             args += ['-r', rule]
     for path in params_files:
         args += ['--params-file', str(path)]
+    for name, value in settings.parameters.items():
+        args += ['-p', f'{name}:={value!r}']
     for override in overrides:
         node, _, assignment = override.partition('.')
         if node == spec.name:
@@ -113,11 +95,11 @@ def executable(spec: NodeSpec) -> list[str]:
 
 
 def run_processes(nodes: list[NodeSpec], params: list[Path], overrides: list[str],
-                  remaps: list[str], duration: float) -> int:
+                  remaps: list[str], duration: float, given: dict[str, str]) -> int:
     env = dict(os.environ, PYTHONUNBUFFERED='1', PYTHONSAFEPATH='1')
     procs = []
     for spec in nodes:
-        cmd = executable(spec) + ros_args(spec, params, overrides, remaps)
+        cmd = executable(spec) + ros_args(spec, params, overrides, remaps, given)
         procs.append((spec, subprocess.Popen(cmd, env=env)))
         print(f'[edgent-bringup] started {spec.namespace}/{spec.name} '
               f'(pid {procs[-1][1].pid})', flush=True)
@@ -132,7 +114,7 @@ def run_processes(nodes: list[NodeSpec], params: list[Path], overrides: list[str
     code = 0
     while not stop['now'] and time.monotonic() < end:
         for spec, proc in procs:
-            if proc.poll() is not None and spec.name != 'camera':
+            if proc.poll() is not None and not spec.may_finish:
                 print(f'[edgent-bringup] {spec.namespace}/{spec.name} exited with '
                       f'{proc.returncode}', flush=True)
                 stop['now'] = True
@@ -151,24 +133,19 @@ def run_processes(nodes: list[NodeSpec], params: list[Path], overrides: list[str
 
 
 def run_single_process(nodes: list[NodeSpec], params: list[Path], overrides: list[str],
-                       remaps: list[str], duration: float) -> int:
+                       remaps: list[str], duration: float, given: dict[str, str]) -> int:
     import importlib
 
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
-    classes = {
-        'camera_node': 'CameraNode', 'device_node': 'DeviceNode', 'edge_node': 'EdgeNode',
-        'planner_node': 'PlannerNode', 'bandwidth_monitor': 'BandwidthMonitor',
-        'probe_echo': 'ProbeEcho',
-    }
     rclpy.init()
     executor = MultiThreadedExecutor()
     started = []
     try:
         for spec in nodes:
-            cls = getattr(importlib.import_module(spec.module), classes[spec.executable])
-            node = cls(cli_args=ros_args(spec, params, overrides, remaps),
+            cls = getattr(importlib.import_module(spec.module), spec.class_name)
+            node = cls(cli_args=ros_args(spec, params, overrides, remaps, given),
                        use_global_arguments=False)
             executor.add_node(node)
             started.append(node)
@@ -203,7 +180,15 @@ def main(argv: list[str] | None = None) -> int:
                         help='all nodes in this process (a multi-threaded executor)')
     parser.add_argument('--duration', type=float, default=0.0,
                         help='stop after this many seconds (0 = until Ctrl-C)')
+    parser.add_argument('arguments', nargs='*', metavar='NAME:=VALUE',
+                        help='launch arguments, as ros2 launch takes them (device role: '
+                             'image, use_camera, latency_requirement_ms)')
     args = parser.parse_args(argv)
+    try:
+        given = parse_arguments(args.arguments, roles_of(args.role))
+        nodes = specs(args.role, tuple(args.skip), tuple(args.only), given)
+    except ValueError as exc:
+        parser.error(str(exc))
     params = args.params_file or default_params(args.role)
     for path in params:
         if not path.is_file():
@@ -211,11 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     for override in args.set:
         if '.' not in override or ':=' not in override:
             parser.error(f'--set {override!r}: expected NODE.PARAM:=VALUE')
-    nodes = specs(args.role, tuple(args.skip), tuple(args.only))
     if not nodes:
         parser.error('no node left to start (check --skip and --only)')
     run = run_single_process if args.single_process else run_processes
-    return run(nodes, params, args.set, args.remap, args.duration)
+    return run(nodes, params, args.set, args.remap, args.duration, given)
 
 
 if __name__ == '__main__':

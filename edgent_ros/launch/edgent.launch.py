@@ -4,7 +4,7 @@
     ros2 launch edgent_ros edgent.launch.py image:=/camera/image_raw use_camera:=false \\
         latency_requirement_ms:=300
 
-The nodes, names, namespaces and remappings come from edgent_ros.bringup.NODES,
+The nodes, names, namespaces and remappings come from edgent_ros.node_table.NODES,
 the parameters from config/device.yaml and config/edge.yaml (the same files
 edgent-bringup reads where ros2 launch is not installed).
 """

@@ -6,7 +6,8 @@ import signal
 
 import pytest
 
-from edgent_ros.bringup import NODES, ros_args, specs
+from edgent_ros.bringup import ros_args, specs
+from edgent_ros.node_table import NODES
 
 from .conftest import executable, spin_until, start_session, stop_session
 

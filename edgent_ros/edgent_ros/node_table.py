@@ -1,0 +1,151 @@
+"""The one table of edgent_ros's nodes, read by the launch files and edgent-bringup.
+
+Each node of a role (``device``: the robot; ``edge``: the PC) is a
+``NodeSpec``: its executable, the Node class it runs (for a single-process
+bringup), name, namespace and fixed remappings, and which launch arguments
+act on it. The launch arguments of a role (``ARGUMENTS``) work alike in
+``ros2 launch edgent_ros device.launch.py image:=/cam`` and in
+``edgent-bringup --role device image:=/cam``: ``node_settings`` turns the
+arguments given into a node's remappings, parameter overrides and whether
+it starts. An argument left empty changes nothing, so a value in the
+parameter file stands unless the argument is given.
+
+Pure: imports neither rclpy nor launch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+ROLES = ('device', 'edge')
+
+
+@dataclass(frozen=True)
+class LaunchArgument:
+    """A launch argument of a role; ``default`` '' means 'not given'."""
+
+    name: str
+    default: str
+    description: str
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the system.
+
+    ``remap_arguments``: (topic, argument): the topic is remapped to the
+    argument's value when it is given. ``parameter_arguments``: (parameter,
+    argument): the parameter is set to the argument's value (a double) when it
+    is given. ``enabled_by``: an argument ('true'/'false') that switches the
+    node on or off. ``may_finish``: the node may end by itself (a camera
+    replaying a fixed count of frames) without the others stopping.
+    """
+
+    executable: str
+    node_class: str  # 'module:Class'
+    name: str
+    namespace: str
+    remappings: tuple[tuple[str, str], ...] = ()
+    remap_arguments: tuple[tuple[str, str], ...] = ()
+    parameter_arguments: tuple[tuple[str, str], ...] = ()
+    enabled_by: str = ''
+    may_finish: bool = False
+
+    @property
+    def module(self) -> str:
+        return self.node_class.partition(':')[0]
+
+    @property
+    def class_name(self) -> str:
+        return self.node_class.partition(':')[2]
+
+
+# Device-side nodes live in /device, edge-side in /edge; the link topics are the edge's.
+NODES: dict[str, tuple[NodeSpec, ...]] = {
+    'device': (
+        NodeSpec('camera_node', 'edgent_ros.nodes.camera_node:CameraNode', 'camera', '/device',
+                 enabled_by='use_camera', may_finish=True),
+        NodeSpec('device_node', 'edgent_ros.nodes.device_node:DeviceNode', 'device', '/device',
+                 (('tensor', '/edge/tensor'), ('reply', '/edge/reply')),
+                 remap_arguments=(('image', 'image'),)),
+        NodeSpec('bandwidth_monitor', 'edgent_ros.nodes.bandwidth_monitor:BandwidthMonitor',
+                 'bandwidth_monitor', '/device',
+                 (('probe', '/edge/probe'), ('probe/reply', '/edge/probe/reply'))),
+        NodeSpec('planner_node', 'edgent_ros.nodes.planner_node:PlannerNode', 'planner',
+                 '/device', parameter_arguments=(('latency_requirement_ms',
+                                                  'latency_requirement_ms'),)),
+    ),
+    'edge': (
+        NodeSpec('edge_node', 'edgent_ros.nodes.edge_node:EdgeNode', 'edge', '/edge'),
+        NodeSpec('probe_echo', 'edgent_ros.nodes.probe_echo:ProbeEcho', 'probe_echo', '/edge'),
+    ),
+}
+
+ARGUMENTS: dict[str, tuple[LaunchArgument, ...]] = {
+    'device': (
+        LaunchArgument('image', '', 'image topic the device node reads (default: the camera '
+                       'node\'s, /device/image)'),
+        LaunchArgument('use_camera', 'true', 'start the data-set camera node (false when a '
+                       'real camera driver publishes the images)'),
+        LaunchArgument('latency_requirement_ms', '', 'the planner\'s deadline, ms (default: '
+                       'the parameter file\'s)'),
+    ),
+    'edge': (),
+}
+
+
+@dataclass
+class NodeSettings:
+    """What the launch arguments given make of one node."""
+
+    enabled: bool = True
+    remappings: list[tuple[str, str]] = field(default_factory=list)
+    parameters: dict[str, float] = field(default_factory=dict)
+
+
+TRUE = ('true', '1', 'yes', 'on')
+FALSE = ('false', '0', 'no', 'off')
+
+
+def arguments_of(roles: tuple[str, ...]) -> dict[str, LaunchArgument]:
+    return {a.name: a for r in roles for a in ARGUMENTS[r]}
+
+
+def parse_arguments(pairs: list[str], roles: tuple[str, ...]) -> dict[str, str]:
+    """'name:=value' strings -> every argument of the roles with its value
+    (the default where not given). ValueError names an unknown argument."""
+    known = arguments_of(roles)
+    values = {name: a.default for name, a in known.items()}
+    for pair in pairs:
+        name, sep, value = pair.partition(':=')
+        if not sep:
+            raise ValueError(f'{pair!r}: expected NAME:=VALUE')
+        if name not in known:
+            raise ValueError(f'unknown launch argument {name!r} (known: '
+                             f'{", ".join(sorted(known)) or "none"})')
+        values[name] = value
+    return values
+
+
+def node_settings(spec: NodeSpec, given: Mapping[str, str]) -> NodeSettings:
+    """The node's remappings, parameter overrides and whether it starts, from
+    the launch arguments' values (an empty value changes nothing). ValueError
+    for a value that does not parse, naming the argument."""
+    settings = NodeSettings(remappings=list(spec.remappings))
+    if spec.enabled_by:
+        flag = given.get(spec.enabled_by, '').strip().lower()
+        if flag not in TRUE + FALSE + ('',):
+            raise ValueError(f'{spec.enabled_by} must be true or false, got {flag!r}')
+        settings.enabled = flag not in FALSE
+    for topic, argument in spec.remap_arguments:
+        if given.get(argument, ''):
+            settings.remappings.append((topic, given[argument]))
+    for parameter, argument in spec.parameter_arguments:
+        text = given.get(argument, '')
+        if text:
+            try:
+                settings.parameters[parameter] = float(text)
+            except ValueError:
+                raise ValueError(f'{argument} must be a number, got {text!r}') from None
+    return settings
