@@ -137,10 +137,12 @@ def run_single_process(nodes: list[NodeSpec], params: list[Path], overrides: lis
     import importlib
 
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException
+
+    from edgent_ros.nodes.runner import make_executor
 
     rclpy.init()
-    executor = MultiThreadedExecutor()
+    executor = make_executor()
     started = []
     try:
         for spec in nodes:
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--only', action='append', default=[], metavar='NODE',
                         help='start only this node (by name; repeatable)')
     parser.add_argument('--single-process', action='store_true',
-                        help='all nodes in this process (a multi-threaded executor)')
+                        help='all nodes in this process, on one executor (the form for a Pi)')
     parser.add_argument('--duration', type=float, default=0.0,
                         help='stop after this many seconds (0 = until Ctrl-C)')
     parser.add_argument('arguments', nargs='*', metavar='NAME:=VALUE',

@@ -15,11 +15,13 @@ import io
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import cv2
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 INPUT_SIZE = 32
 DATASETS = ('digits', 'cifar10')
@@ -49,6 +51,8 @@ def to_model_input(images: np.ndarray) -> torch.Tensor:
         images = images[None]
     array = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
     array /= 255.0
+    import torch  # here: the camera node reads data sets without torch
+
     return torch.from_numpy(array)
 
 

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from edgent_ros.model import LayerInfo, ModelCard, read_yaml_mapping, resolve_in_package
+from edgent_ros.card import LayerInfo, ModelCard, read_yaml_mapping, resolve_in_package
 
 VARIABLES: dict[str, tuple[str, ...]] = {
     'conv': ('in_bytes', 'filter_term'),

@@ -16,10 +16,9 @@ This module is plain PyTorch and never imports rclpy.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +26,23 @@ import torch
 import yaml
 from torch import nn
 
+from edgent_ros.card import (  # noqa: F401 (the card's names, re-exported)
+    DEFAULT_MODEL,
+    KNOWN_ARCHITECTURES,
+    ExitInfo,
+    LayerInfo,
+    ModelCard,
+    ModelError,
+    load_card,
+    read_yaml_mapping,
+    resolve_in_package,
+    resolve_model_path,
+    sha256_file,
+)
+
 LAYER_TYPES = ('conv', 'relu', 'pool', 'lrn', 'dropout', 'fc', 'flatten')
 INPUT_SHAPE = (3, 32, 32)
 FLOAT_BYTES = 4
-
-
-class ModelError(ValueError):
-    """A model file that cannot be used; the text names the file and the problem."""
 
 
 def _pool() -> nn.Module:
@@ -169,32 +178,6 @@ class BranchyAlexNet(nn.Module):
 ARCHITECTURES = {BranchyAlexNet.architecture: BranchyAlexNet}
 
 
-@dataclass
-class LayerInfo:
-    """What the profiler and the planner need to know about one layer.
-
-    Sizes are float32 bytes of one frame (batch 1). Table I's independent
-    variables: input and output data size, input feature maps (channels),
-    filter size, stride, number of filters (conv); in/out features (fc).
-    """
-
-    index: int
-    name: str
-    type: str
-    in_shape: list[int]
-    out_shape: list[int]
-    in_bytes: int
-    out_bytes: int
-    in_channels: int = 0
-    filter_size: int = 0
-    stride: int = 0
-    padding: int = 0
-    num_filters: int = 0
-    in_features: int = 0
-    out_features: int = 0
-    param_bytes: int = 0
-
-
 def _describe(index: int, name: str, layer: nn.Module, x: torch.Tensor,
               y: torch.Tensor) -> LayerInfo:
     info = LayerInfo(
@@ -252,53 +235,6 @@ def _layer_names(model: BranchyAlexNet, exit_point: int) -> list[str]:
 
 # --- files -----------------------------------------------------------------------
 
-@dataclass
-class ExitInfo:
-    """One exit's facts in the model's YAML."""
-
-    exit_point: int
-    num_layers: int
-    branch_point: int
-    accuracy: float
-    layers: list[LayerInfo] = field(default_factory=list)
-
-
-@dataclass
-class ModelCard:
-    """The model's YAML: architecture, exits, and how it was made."""
-
-    name: str
-    architecture: str
-    num_classes: int
-    input_shape: list[int]
-    input_bytes: int
-    exits: list[ExitInfo]
-    dataset: str
-    seed: int
-    training: dict[str, Any]
-    weights_file: str
-    weights_sha256: str
-    weights_bytes: int
-
-    def exit(self, exit_point: int) -> ExitInfo:
-        for info in self.exits:
-            if info.exit_point == exit_point:
-                return info
-        raise ValueError(f'model {self.name} has no exit {exit_point}')
-
-    @property
-    def accuracies(self) -> list[float]:
-        return [e.accuracy for e in self.exits]
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def make_card(model: BranchyAlexNet, *, name: str, accuracies: Sequence[float],
               dataset: str, seed: int, training: dict[str, Any],
               weights_path: Path) -> ModelCard:
@@ -328,35 +264,6 @@ def save(model: BranchyAlexNet, directory: Path, name: str, *,
     card_path = directory / f'{name}.yaml'
     card_path.write_text(yaml.safe_dump(asdict(card), sort_keys=False, width=100))
     return weights, card_path
-
-
-def read_yaml_mapping(path: Path, what: str, error: type[ValueError]) -> dict[str, Any]:
-    """A YAML file's top-level mapping; ``error`` names the file and the problem."""
-    if not path.is_file():
-        raise error(f'{path}: {what} not found')
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise error(f'{path}: not valid YAML: {exc}') from None
-    if not isinstance(raw, dict):
-        raise error(f'{path}: expected a mapping, found {type(raw).__name__}')
-    return raw
-
-
-def load_card(path: Path | str) -> ModelCard:
-    """Read and check a model's YAML."""
-    path = Path(path)
-    raw = read_yaml_mapping(path, 'model description', ModelError)
-    try:
-        exits = [ExitInfo(**{**e, 'layers': [LayerInfo(**li) for li in e['layers']]})
-                 for e in raw['exits']]
-        card = ModelCard(**{**raw, 'exits': exits})
-    except (KeyError, TypeError) as exc:
-        raise ModelError(f'{path}: missing or unexpected field: {exc}') from None
-    if card.architecture not in ARCHITECTURES:
-        raise ModelError(f'{path}: unknown architecture {card.architecture!r} '
-                         f'(known: {sorted(ARCHITECTURES)})')
-    return card
 
 
 def load(path: Path | str) -> tuple[BranchyAlexNet, ModelCard]:
@@ -398,37 +305,3 @@ def load(path: Path | str) -> tuple[BranchyAlexNet, ModelCard]:
     return model, card
 
 
-DEFAULT_MODEL = 'branchy_alexnet_digits'
-
-
-def resolve_in_package(name_or_path: str | Path, subdir: str, what: str) -> Path:
-    """A YAML file from a path, or from a bare name in the package's ``subdir``.
-
-    Looks in order: the path as given (with .yaml added if missing), the
-    installed package share directory, the source tree. Raises FileNotFoundError
-    listing every place looked at.
-    """
-    given = Path(name_or_path)
-    candidates = [given, given.with_suffix('.yaml')]
-    if given.parent == Path('.'):
-        stem = given.with_suffix('').name
-        try:
-            from ament_index_python.packages import get_package_share_directory
-            share = Path(get_package_share_directory('edgent_ros'))
-            candidates.append(share / subdir / f'{stem}.yaml')
-        except (ImportError, LookupError, ValueError):
-            pass
-        candidates.append(Path(__file__).resolve().parent.parent / subdir / f'{stem}.yaml')
-    for candidate in candidates:
-        if candidate.suffix == '.yaml' and candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f'{name_or_path}: no such {what} (looked for '
-                            f"{', '.join(str(c) for c in candidates)})")
-
-
-def resolve_model_path(name_or_path: str | Path) -> Path:
-    """A model's YAML from a path, or from a bare name in the package's models/."""
-    try:
-        return resolve_in_package(name_or_path, 'models', 'model')
-    except FileNotFoundError as exc:
-        raise ModelError(str(exc)) from None

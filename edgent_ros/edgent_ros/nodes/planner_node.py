@@ -19,9 +19,9 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from edgent_ros import card as m
 from edgent_ros import diagnostics
 from edgent_ros import latency as lat
-from edgent_ros import model as m
 from edgent_ros.bandwidth import MIN_SAMPLE_BYTES
 from edgent_ros.nodes.params import accept, declare_bool, declare_float, declare_str, refuse
 from edgent_ros.nodes.runner import run_node

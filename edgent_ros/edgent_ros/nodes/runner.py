@@ -2,12 +2,42 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import rclpy
+from rclpy.context import Context
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+
+EXECUTORS = ('events', 'single')
+
+
+def executor_kind() -> str:
+    """EDGENT_EXECUTOR's value, checked (ValueError says why)."""
+    choice = os.environ.get('EDGENT_EXECUTOR', 'events')
+    if choice not in EXECUTORS:
+        raise ValueError(f'EDGENT_EXECUTOR must be one of {", ".join(EXECUTORS)}, '
+                         f'got {choice!r}')
+    return choice
+
+
+def make_executor(context: Context | None = None) -> Executor:
+    """The executor the nodes spin on: rclpy's EventsExecutor where this rclpy
+    has it (Kilted and later), else the single-threaded one. On this project's
+    bench the events executor ran the whole device side with a third of the CPU
+    (docs/footprint.md). ``EDGENT_EXECUTOR=single`` (or ``events``) chooses.
+    No node needs more than one executor thread: the device node computes on a
+    thread of its own."""
+    if executor_kind() == 'events':
+        try:
+            from rclpy.experimental import EventsExecutor
+        except ImportError:  # Jazzy's rclpy has none
+            pass
+        else:
+            return EventsExecutor(context=context)
+    return SingleThreadedExecutor(context=context)
 
 
 def run_node(factory: Callable[[], Node], args: list[str] | None = None, *,
@@ -17,15 +47,21 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, *,
     ``refused`` type while starting (a bad model, profile or parameter) or a
     parameter rclpy refuses (out of its declared range, wrong type) ends the
     process with status 2 and the reason."""
+    try:
+        executor_kind()
+    except ValueError as exc:
+        print(f'error: {exc}', flush=True)
+        return 2
     rclpy.init(args=args)
+    executor = make_executor()
     node = None
     try:
         node = factory()
-        if until_done:
-            while rclpy.ok() and not node.done:
-                rclpy.spin_once(node, timeout_sec=0.1)
-        else:
-            rclpy.spin(node)
+        executor.add_node(node)
+        # spin_once in a loop, not spin(): the events executor's spin() does
+        # not return on Ctrl-C or SIGINT (seen with Kilted's rclpy 9.1).
+        while rclpy.ok() and not (until_done and node.done):
+            executor.spin_once(timeout_sec=0.2)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (*refused, ParameterException) as exc:
@@ -33,6 +69,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, *,
         print(f'{name}: error: {exc}', flush=True)
         return 2
     finally:
+        executor.shutdown()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
