@@ -17,6 +17,7 @@ from collections import Counter, deque
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 from edgent_ros import diagnostics, tensor_codec
 from edgent_ros import model as m
@@ -35,7 +36,10 @@ class EdgeNode(Node):
                             'Model name (in the package models/) or path to its YAML.',
                             read_only=True)
         threads = declare_int(self, 'threads', 1, 'torch CPU threads.', 1, 256, read_only=True)
-        self.top_k = declare_int(self, 'top_k', 3, 'Classes sent back per frame.', 1, 1000)
+        self.top_k = declare_int(self, 'top_k', 3, 'Classes sent back per frame (may be '
+                                 'changed at run time).', 1, 1000)
+        # The descriptor's range validates top_k; a new value applies from the next tensor.
+        self.add_post_set_parameters_callback(self.apply_parameters)
         torch.set_num_threads(threads)
         net, card = m.load(m.resolve_model_path(model))
         self.model = CoInferenceModel(net, card)
@@ -48,6 +52,11 @@ class EdgeNode(Node):
         self.create_subscription(Tensor, 'tensor', self.on_tensor, TENSOR_QOS)
         self.create_timer(1.0, self.publish_diagnostics)
         self.get_logger().info(f'serving model {card.name}')
+
+    def apply_parameters(self, params: list[Parameter]) -> None:
+        for p in params:
+            if p.name == 'top_k':
+                self.top_k = int(p.value)
 
     def on_tensor(self, msg: Tensor) -> None:
         start = time.perf_counter()
