@@ -49,3 +49,21 @@ def test_edgent_launch_runs_the_pipeline_with_arguments(device_outputs: object) 
     finally:
         output = stop_session(proc, signal.SIGINT)  # launch shuts its nodes down on SIGINT
     assert plans[-1].latency_requirement_ms == 300.0, output[-2000:]
+
+
+@pytest.mark.parametrize('arguments, expected', [([], 500.0),
+                                                 (['latency_requirement_ms:=300'], 300.0)])
+def test_the_parameter_file_stands_unless_the_argument_is_given(
+        device_outputs: object, tmp_path: object, arguments: list[str],
+        expected: float) -> None:
+    executor, _, plans = device_outputs
+    params = tmp_path / 'my_device.yaml'
+    params.write_text('/device/planner:\n  ros__parameters:\n    latency_requirement_ms: 500.0\n')
+    launch_file = share_dir() / 'launch' / 'device.launch.py'
+    proc = start_session([sys.executable, '-c', RUNNER, str(launch_file), '20',
+                          f'device_params:={params}', 'use_camera:=false', *arguments])
+    try:
+        assert spin_until(executor, lambda: bool(plans), 30)
+    finally:
+        output = stop_session(proc, signal.SIGINT)
+    assert plans[-1].latency_requirement_ms == expected, output[-2000:]
