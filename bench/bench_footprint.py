@@ -12,7 +12,8 @@ the form the README recommends on a Pi.
     scripts/run.sh python bench/bench_footprint.py [--window 10] [--label after]
 
 Prints a table and writes bench/results/footprint.json (one entry per
-``--label``, so a before and an after run sit side by side).
+``--label``, so a before and an after run sit side by side) and
+docs/footprint.md (every label in the JSON, as tables).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, machine
+
+DOCS = Path(__file__).resolve().parent.parent / 'docs'
 
 TICKS = os.sysconf('SC_CLK_TCK')
 STARTED = re.compile(r'started (\S+) \(pid (\d+)\)')
@@ -115,7 +118,7 @@ def report(label: str, runs: dict[str, dict[str, object]]) -> None:
         print(f'\n[{label}] {form}: {run["command"]}')
         print(f'  {run["frames"]} frames in {run["window_s"]:.1f} s ({run["fps"]:.1f}/s), '
               f'compute {run["compute_ms_per_frame"]:.2f} ms/frame')
-        total = 0.0
+        total = cpu_total = 0.0
         for name, p in run['processes'].items():
             per = p['cpu_ms_per_frame']
             per_text = f'{per:6.1f} ms CPU/frame' if per is not None else ''
@@ -123,10 +126,11 @@ def report(label: str, runs: dict[str, dict[str, object]]) -> None:
                   f'{per_text}')
             if name.startswith('/device') or name.startswith('device side'):
                 total += p['rss_mb']
-        print(f'  device side total               {total:7.0f} MB')
+                cpu_total += p['cpu_ms_per_frame'] or 0.0
+        print(f'  device side total               {total:7.0f} MB  {cpu_total:6.1f} ms CPU/frame')
         run['device_side_rss_mb'] = total
-        device = run['processes'].get('/device/device') or \
-            run['processes'].get('device side (one process)')
+        run['device_side_cpu_ms_per_frame'] = cpu_total
+        device = run['processes'].get('/device/device')
         if device and device['cpu_ms_per_frame'] is not None:
             beyond = device['cpu_ms_per_frame'] - run['compute_ms_per_frame']
             run['device_cpu_ms_per_frame_beyond_compute'] = beyond
@@ -162,8 +166,40 @@ def main() -> int:
     previous[args.label] = {'machine': machine(), 'runs': runs}
     RESULTS.mkdir(exist_ok=True)
     path.write_text(json.dumps(previous, indent=1) + '\n')
-    print(f'\nwritten: {path}')
+    (DOCS / 'footprint.md').write_text(markdown(previous))
+    print(f'\nwritten: {path}, {DOCS / "footprint.md"}')
     return 0
+
+
+def markdown(all_runs: dict[str, dict[str, object]]) -> str:
+    """docs/footprint.md: one table per labelled run."""
+    lines = ['# Footprint: memory and CPU of each process', '',
+             'Written by `scripts/run.sh python bench/bench_footprint.py --label LABEL` '
+             '(`edgent-bringup` with the default parameter files: camera replaying digits at '
+             '10 Hz, 32x32 frames; resident memory is the largest VmRSS seen over the window, '
+             'CPU the process\'s user + system time over the window).', '']
+    for label, entry in all_runs.items():
+        m = entry['machine']
+        lines += [f'## {label}', '', f'{m.get("date", "")}, {m.get("cpu", "")}, '
+                  f'{m.get("cpus", "")} CPUs, torch {m.get("torch", "")}.', '']
+        for form, run in entry['runs'].items():
+            lines += [f'**{form}** (`{run["command"]}`): {run["frames"]} frames in '
+                      f'{run["window_s"]:.0f} s; compute {run["compute_ms_per_frame"]:.2f} '
+                      'ms per frame.', '',
+                      '| process | resident MB | CPU | CPU ms per frame |',
+                      '|---|---:|---:|---:|']
+            for name, p in run['processes'].items():
+                per = p['cpu_ms_per_frame']
+                lines.append(f'| {name} | {p["rss_mb"]:.0f} | {100 * p["cpu_share"]:.1f}% | '
+                             f'{per:.1f} |' if per is not None else
+                             f'| {name} | {p["rss_mb"]:.0f} | {100 * p["cpu_share"]:.1f}% | |')
+            lines.append(f'| **device side** | **{run.get("device_side_rss_mb", 0):.0f}** | | '
+                         f'**{run.get("device_side_cpu_ms_per_frame", 0):.1f}** |')
+            beyond = run.get('device_cpu_ms_per_frame_beyond_compute')
+            if beyond is not None:
+                lines += ['', f'Device node CPU per frame beyond the network: {beyond:.1f} ms.']
+            lines.append('')
+    return '\n'.join(lines)
 
 
 if __name__ == '__main__':
