@@ -13,7 +13,7 @@ the ``Calibrator`` learns, and sets on its ``Planner``:
    cross in the link's burst) over bytes / the bandwidth estimated when they
    ran (median of the last 20; moved when off by more than 5%);
 4. the per-frame overhead: the median residual of measured over predicted
-   latency (moved by more than 2 ms or a fifth);
+   latency (moved when off by more than both 2 ms and a fifth);
 5. the planning margin: how much slower than predicted the frames at
    ``margin_quantile`` ran (0..0.5); the deadline planned against is
    shrunk by it.
