@@ -45,6 +45,8 @@ def corrupt_profile(tmp_path: Path) -> Path:
     ('planner_node', ['latency_requirement_ms:=-5.0'], 'latency_requirement_ms'),
     ('planner_node', ['hysteresis:=3.0'], 'hysteresis'),
     ('planner_node', ['mode:=fastest'], 'mode'),
+    ('planner_node', ['latency_requirement_ms:=soon'], 'latency_requirement_ms'),
+    ('planner_node', ['online_calibration:=maybe'], 'online_calibration'),
     ('device_node', ['model:=no_such_model'], 'no_such_model'),
     ('device_node', ['emulated_slowdown:=0.5'], 'emulated_slowdown'),
     ('device_node', ['reply_timeout_s:=0.0'], 'reply_timeout_s'),
@@ -119,3 +121,25 @@ def test_bad_changes_at_run_time_keep_the_last_good_configuration(
     assert planner.poll() is None
     executor.shutdown()
     node.destroy_node()
+
+
+def test_a_writable_parameter_with_no_applier_stops_the_node(rclpy_context: object) -> None:
+    """A parameter must take effect when set, or be read-only: a node that
+    declares one it would accept and ignore does not start."""
+    from edgent_ros.nodes.params import ParamSchema, ParamSpec
+    node = Node('cfg_schema', namespace='/cfg_schema', context=rclpy_context)
+    schema = ParamSchema(ParamSpec('rate_hz', 2.0, 'A rate.', 0.1, 10.0),
+                         ParamSpec('name', 'x', 'A name.', read_only=True))
+    try:
+        with pytest.raises(ValueError, match='no applier: rate_hz'):
+            schema.attach(node, {})
+        taken: list[object] = []
+        values = schema.attach(node, {'rate_hz': taken.append}, after=taken.append)
+        assert values == {'rate_hz': 2.0, 'name': 'x'}
+        result = node.set_parameters([Parameter('rate_hz', value=3)])[0]  # an integer
+        assert result.successful and taken == [3.0, ['rate_hz']]
+        assert node.get_parameter('rate_hz').value == 3.0
+        refused = node.set_parameters([Parameter('name', value='y')])[0]
+        assert not refused.successful and 'read-only' in refused.reason
+    finally:
+        node.destroy_node()

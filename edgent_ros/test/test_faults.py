@@ -26,7 +26,7 @@ DEADLINE_MS = 1000.0
 # Calibration is off: it would learn that this device is far faster than the
 # Pi of Table II and keep frames on it, and this test is about the edge.
 OVERRIDES = ['camera.rate_hz:=5.0', 'camera.wait_for_subscribers:=true',
-             'planner.learn_overhead:=false',
+             'planner.online_calibration:=false',
              f'planner.latency_requirement_ms:={DEADLINE_MS}',
              f'planner.initial_bandwidth_kbps:={TESTBED_RATE_KBIT}',
              'device.edge_retry_s:=0.5']

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
@@ -9,9 +11,10 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 
+from edgent_ros import latency as lat
 from edgent_ros.bandwidth import SOURCE_PROBE
 from edgent_ros.qos import LATCHED_QOS
-from edgent_ros_interfaces.msg import BandwidthEstimate, Plan
+from edgent_ros_interfaces.msg import BandwidthEstimate, InferenceResult, Plan
 
 from .conftest import spin_until
 
@@ -102,3 +105,113 @@ def test_bandwidth_monitor_measures_the_link_with_probes(harness: object,
     assert last.source == SOURCE_PROBE
     assert last.bandwidth_kbps > 1000.0  # loopback: far faster than any radio link
     assert 0.0 < last.confidence <= 1.0
+
+
+def test_a_result_that_moves_two_calibrations_replans_once(rclpy_context: object) -> None:
+    """The tenth frame below moves both its plan's device factor (the median of
+    its last ten ratios goes from 1.0 to 1.1) and the per-frame overhead (30 ms
+    the profiles miss). The planner used to re-plan for each (two plans
+    published for one frame); now it plans once."""
+    from edgent_ros.nodes.planner_node import PlannerNode
+    node = PlannerNode(context=rclpy_context,
+                       parameter_overrides=[Parameter('mode', value='device_only')])
+    try:
+        plan = node.current
+        assert plan is not None and plan.partition == plan.num_layers
+        device = plan.device_ms
+        published = []
+        for i in range(10):
+            ratio = 1.0 if i < 5 else 1.2
+            before = node.plan_id
+            node.on_result(InferenceResult(
+                plan_id=1, exit_point=plan.exit_point, partition_point=plan.partition,
+                latency_ms=ratio * device + 30.0, device_ms=ratio * device,
+                predicted_latency_ms=plan.total_ms, latency_requirement_ms=1000.0))
+            published.append(node.plan_id - before)
+        assert published == [0] * 9 + [1]
+        assert node.planner.plan_factor(*plan.key) == pytest.approx(1.1, rel=1e-3)
+        assert node.planner.overhead_ms > 20.0
+    finally:
+        node.destroy_node()
+
+
+def renamed_profile(tmp_path: Path, profile: str, name: str) -> str:
+    """A copy of a packaged profile under another name, to see it taken."""
+    text = lat.resolve_profile_path(profile).read_text()
+    path = tmp_path / f'{name}.yaml'
+    path.write_text(text.replace(f'name: {profile}', f'name: {name}', 1))
+    return str(path)
+
+
+def test_every_planner_parameter_takes_effect_at_run_time_or_is_refused(
+        harness: object, processes: object, tmp_path: Path) -> None:
+    """Each parameter set on a running planner either shows in what it plans
+    with (its /diagnostics, or a new plan) or is refused with a reason."""
+    from edgent_ros.nodes.planner_node import PARAMS
+    node, executor = harness
+    plans: list[Plan] = []
+    seen: dict[str, str] = {}
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        for s in msg.status:
+            if s.name.startswith('/every/planner'):
+                seen.update({kv.key: kv.value for kv in s.values})
+
+    node.create_subscription(Plan, '/every/plan', plans.append, LATCHED_QOS)
+    node.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics, 10)
+    estimates = node.create_publisher(BandwidthEstimate, '/every/bandwidth', LATCHED_QOS)
+    planner = processes('planner_node', '-r', '__ns:=/every', '-p', 'diagnostics_period_s:=0.1',
+                        '-p', 'initial_bandwidth_kbps:=500.0')
+    client = AsyncParameterClient(node, '/every/planner')
+    assert client.wait_for_services(timeout_sec=30.0)
+    assert spin_until(executor, lambda: len(plans) >= 1 and seen, 30), planner
+    future = client.list_parameters()
+    executor.spin_until_future_complete(future, timeout_sec=20.0)
+    names = set(future.result().result.names)
+    assert set(PARAMS.specs) <= names
+    assert names - set(PARAMS.specs) <= {'use_sim_time', 'start_type_description_service'}
+
+    def set_one(name: str, value: object) -> object:
+        future = client.set_parameters([Parameter(name, value=value)])
+        executor.spin_until_future_complete(future, timeout_sec=20.0)
+        return future.result().results[0]
+
+    def shown(key: str, text: str) -> bool:
+        seen.pop(key, None)
+        return spin_until(executor, lambda: seen.get(key) == text, 10)
+
+    # name: (new value, diagnostics key, how it shows there, or a plan test)
+    applied = {
+        'latency_requirement_ms': (700, 'deadline_ms', '700'),  # an integer is taken too
+        'hysteresis': (0.3, 'hysteresis', '0.3'),
+        'message_latency_ms': (7.0, 'message_latency_ms', '7'),
+        'initial_bandwidth_kbps': (800.0, 'bandwidth_kbps', '800'),
+        'mode': ('edge_only', 'mode', 'edge_only'),
+        'online_calibration': (False, 'online_calibration', 'False'),
+        'margin_quantile': (0.6, 'margin_quantile', '0.6'),
+        'device_profile': (renamed_profile(tmp_path, 'paper_pi3_device', 'my_pi'),
+                           'device_profile', 'my_pi'),
+        'edge_profile': (renamed_profile(tmp_path, 'paper_desktop_edge', 'my_edge'),
+                         'edge_profile', 'my_edge'),
+    }
+    read_only = {'model': 'another_model', 'diagnostics_period_s': 5.0}
+    assert set(applied) | set(read_only) == set(PARAMS.specs)
+    for name, (value, key, text) in applied.items():
+        before = plans[-1].plan_id
+        result = set_one(name, value)
+        assert result.successful, (name, result.reason)
+        assert shown(key, text), (name, seen.get(key))
+        if name != 'hysteresis':  # the rest plan again at once
+            assert spin_until(executor, lambda b=before: plans[-1].plan_id > b, 10), name
+    assert plans[-1].latency_requirement_ms == 700.0 and plans[-1].partition_point == 0
+    for name, value in read_only.items():
+        result = set_one(name, value)
+        assert not result.successful and 'read-only' in result.reason, (name, result.reason)
+    # Once the bandwidth is measured, an initial bandwidth is refused, saying why.
+    estimates.publish(BandwidthEstimate(bandwidth_kbps=300.0, source=SOURCE_PROBE,
+                                        sample_count=5))
+    assert shown('bandwidth_source', 'probe')
+    result = set_one('initial_bandwidth_kbps', 900.0)
+    assert not result.successful and 'measured' in result.reason, result.reason
+    assert shown('bandwidth_kbps', '300')
+    assert planner.poll() is None

@@ -1,0 +1,256 @@
+"""Online calibration of the planner from the frames it planned (no ROS here).
+
+Profiles are made in a tight loop; a node running among callbacks is slower,
+and every frame pays costs no layer profile holds. From each measured frame
+the ``Calibrator`` learns, and sets on its ``Planner``:
+
+1. the device scale: the device's compute over its profile (median of the
+   last 30 frames; moved when off by more than 15%);
+2. a factor per (exit, partition) actually run: its frames' device time over
+   the scaled prediction (median of the last 10, from 3 frames; moved when
+   off by more than 5%);
+3. the transfer scale: uploads of ``MIN_SAMPLE_BYTES`` or more (smaller ones
+   cross in the link's burst) over bytes / the bandwidth estimated when they
+   ran (median of the last 20; moved when off by more than 5%);
+4. the per-frame overhead: the median residual of measured over predicted
+   latency (moved when off by more than both 2 ms and a fifth);
+5. the planning margin: how much slower than predicted the frames at
+   ``margin_quantile`` ran (0..0.5); the deadline planned against is
+   shrunk by it.
+
+Items 1 and 3-5 are looked at every 10 frames; item 2 on every frame. Each
+plan's prediction is recorded when it is published (``record``), so a frame
+is compared with what the planner said, not with what came back with it.
+``observe`` says whether anything moved: at most one re-plan per frame.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from edgent_ros.bandwidth import MIN_SAMPLE_BYTES
+from edgent_ros.planner import Decision, PlanBasis, Planner
+
+RECORDED_PLANS = 64
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """What the device measured on one frame (the calibration's input)."""
+
+    plan_id: int
+    exit_point: int
+    partition: int
+    latency_ms: float
+    device_ms: float
+    transfer_ms: float
+    fallback: bool = False
+    skipped: bool = False
+
+
+def _quiet(kind: str, text: str) -> None:
+    pass
+
+
+class Calibrator:
+    """The planner's online calibration: its state, and the rules that move it.
+
+    ``log(kind, text)`` hears of each change (kinds: device_scale,
+    transfer_scale, overhead, margin). Switched off (``enabled`` False) it
+    leaves the planner on its profiles alone, as if it had never learnt.
+    """
+
+    def __init__(self, planner: Planner, *, margin_quantile: float = 0.95,
+                 enabled: bool = True,
+                 log: Callable[[str, str], None] = _quiet) -> None:
+        self.planner = planner
+        self.margin_quantile = float(margin_quantile)
+        self.enabled = enabled
+        self.log = log
+        self.margin = 0.0
+        # plan id -> what its prediction was made with, and the prediction
+        self.plans: dict[int, tuple[PlanBasis, float]] = {}
+        self.residuals: deque[float] = deque(maxlen=30)
+        self.device_ratios: deque[float] = deque(maxlen=30)
+        self.transfer_ratios: deque[float] = deque(maxlen=20)
+        self.ratios: deque[float] = deque(maxlen=40)  # measured / predicted latency
+        # (exit, partition) -> its frames' device time over the scaled prediction
+        self.plan_ratios: dict[tuple[int, int], deque[float]] = {}
+        self.fresh_residuals = 0
+
+    # --- what the planner said ---------------------------------------------------
+    def record(self, plan_id: int, d: Decision) -> None:
+        """Keep a published plan's prediction and what it was made with (the
+        last ``RECORDED_PLANS`` plans)."""
+        p = self.planner
+        remote = d.partition < d.num_layers
+        basis = PlanBasis(
+            overhead_ms=p.overhead_ms, device_ms=d.device_ms - p.overhead_ms,
+            device_base_ms=p.device_compute_ms(d.exit_point, d.partition),
+            upload_ms=d.upload_ms - (p.message_ms if remote else 0.0),
+            upload_bytes=d.upload_bytes, transfer_scale=p.transfer_scale,
+            bandwidth_kbps=d.bandwidth_kbps)
+        self.plans[plan_id] = (basis, d.total_ms)
+        while len(self.plans) > RECORDED_PLANS:
+            self.plans.pop(min(self.plans))
+
+    def planning_deadline_ms(self, deadline_ms: float) -> float:
+        """The deadline to plan against: shrunk by the margin."""
+        return deadline_ms / (1.0 + self.margin)
+
+    # --- what the frames measured ----------------------------------------------------
+    def observe(self, frame: FrameResult, bandwidth_kbps: float) -> bool:
+        """Learn from one frame measured under a recorded plan, at the bandwidth
+        estimated now; True if the planner's figures moved (plan again)."""
+        if not self.enabled or frame.skipped or frame.plan_id not in self.plans:
+            return False
+        if not (math.isfinite(frame.latency_ms) and math.isfinite(frame.device_ms)):
+            return False
+        key = (frame.exit_point, frame.partition)
+        scale_now = self.planner.device_scale
+        if frame.fallback:
+            # Answered alone after waiting for the edge: its latency says nothing
+            # of the plan, but its device time calibrates the fallback exit.
+            try:
+                base = self.planner.device_compute_ms(*key)
+            except ValueError:
+                return False
+            if base * scale_now < 1.0:
+                return False
+            self.plan_ratios.setdefault(key, deque(maxlen=10)).append(
+                frame.device_ms / (base * scale_now))
+            return self._update_plan_factor(key)
+        basis, predicted_ms = self.plans[frame.plan_id]
+        # What bytes / bandwidth said at the estimate now (the frame ran now,
+        # under a plan perhaps made at another bandwidth), without the scale.
+        upload_raw = basis.upload_at(bandwidth_kbps)
+        if basis.upload_bytes >= MIN_SAMPLE_BYTES and upload_raw >= 5.0 and \
+                frame.transfer_ms > 0:
+            self.transfer_ratios.append(min(2.0, max(0.5, frame.transfer_ms / upload_raw)))
+        changed = False
+        if basis.device_base_ms * scale_now >= 1.0:
+            self.device_ratios.append(frame.device_ms / basis.device_base_ms)
+            self.plan_ratios.setdefault(key, deque(maxlen=10)).append(
+                frame.device_ms / (basis.device_base_ms * scale_now))
+            changed = self._update_plan_factor(key)
+        # The prediction without the overhead, under today's device calibration.
+        device_now = basis.device_base_ms * scale_now * self.planner.plan_factor(*key)
+        upload_now = basis.upload_at(bandwidth_kbps, self.planner.transfer_scale)
+        raw = predicted_ms - basis.overhead_ms - basis.device_ms + device_now \
+            - basis.upload_ms + upload_now
+        self.residuals.append(frame.latency_ms - raw)
+        predicted_now = raw + self.planner.overhead_ms
+        if predicted_now > 0:
+            # One slow frame in a bandwidth step is not the spread: clip at 1.5x.
+            self.ratios.append(min(1.5, frame.latency_ms / predicted_now))
+        self.fresh_residuals += 1
+        if self.fresh_residuals < 10:
+            return changed
+        self.fresh_residuals = 0
+        return self._update_scales() or changed
+
+    def _update_scales(self) -> bool:
+        p, changed = self.planner, False
+        if len(self.device_ratios) >= 5:
+            scale = max(1e-6, statistics.median(self.device_ratios))
+            if abs(math.log(scale / p.device_scale)) > math.log(1.15):
+                self.log('device_scale', f'device compute {scale:.3g}x its profile (was '
+                         f'{p.device_scale:.3g}x)')
+                p.set_device_scale(scale)
+                self._forget_relative()
+                changed = True
+        if len(self.transfer_ratios) >= 5:
+            transfer = statistics.median(self.transfer_ratios)
+            if abs(math.log(transfer / p.transfer_scale)) > math.log(1.05):
+                self.log('transfer_scale', f'transfers take {transfer:.2f}x bytes / bandwidth')
+                p.set_transfer_scale(transfer)
+                self.residuals.clear()
+                self.ratios.clear()
+                changed = True
+        if self.residuals:
+            overhead = max(0.0, statistics.median(self.residuals))
+            if abs(overhead - p.overhead_ms) > max(2.0, 0.2 * p.overhead_ms):
+                self.log('overhead', f'per-frame overhead now {overhead:.1f} ms (was '
+                         f'{p.overhead_ms:.1f} ms)')
+                p.set_overhead(overhead)
+                self.ratios.clear()
+                changed = True
+        return self._update_margin() or changed
+
+    def _update_plan_factor(self, key: tuple[int, int]) -> bool:
+        """Set a plan's device factor from its frames (3 or more); True if it
+        moved by more than 5%."""
+        ratios = self.plan_ratios.get(key)
+        if not ratios or len(ratios) < 3:
+            return False
+        factor = statistics.median(ratios)
+        if abs(math.log(factor / self.planner.plan_factor(*key))) < math.log(1.05):
+            return False
+        self.planner.set_plan_factor(*key, factor)
+        return True
+
+    def _update_margin(self) -> bool:
+        """The margin from the frames at ``margin_quantile`` (0 when they ran as
+        predicted or faster); True if it moved by 0.03 or more."""
+        if len(self.ratios) < 10:
+            return False
+        ordered = sorted(self.ratios)
+        q = ordered[min(len(ordered) - 1, int(self.margin_quantile * len(ordered)))]
+        margin = min(0.5, max(0.0, q - 1.0))
+        if abs(margin - self.margin) < 0.03:
+            return False
+        self.log('margin', f'planning margin now {100 * margin:.0f}% (frames at the '
+                 f'{self.margin_quantile:g} quantile ran {q:.2f}x predicted)')
+        self.margin = margin
+        return True
+
+    def _forget_relative(self, residuals: bool = True) -> None:
+        """Drop what was measured relative to the old device scale."""
+        if residuals:
+            self.residuals.clear()
+        self.ratios.clear()
+        self.plan_ratios.clear()
+        self.planner.clear_plan_factors()
+
+    # --- changes from outside ------------------------------------------------------------
+    def set_margin_quantile(self, quantile: float) -> None:
+        """Plan for another share of frames; the margin follows from the frames
+        already measured."""
+        self.margin_quantile = float(quantile)
+        self._update_margin()
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Switch the calibration on or off. Off forgets everything learnt and
+        puts the planner back on its profiles; on learns from scratch."""
+        if enabled == self.enabled:
+            return
+        self.enabled = enabled
+        p = self.planner
+        p.set_device_scale(1.0)
+        p.set_transfer_scale(1.0)
+        p.set_overhead(0.0)
+        self.device_ratios.clear()
+        self.transfer_ratios.clear()
+        self._forget_relative()
+        self.fresh_residuals = 0
+        self.margin = 0.0
+
+    def new_profiles(self, planner: Planner) -> None:
+        """Plan with new profiles: their device calibration starts again."""
+        self.planner = planner
+        self.device_ratios.clear()
+        self._forget_relative()
+        self.margin = 0.0
+
+    def new_message_latency(self, planner: Planner) -> None:
+        """Plan with another per-message latency: the scales and the overhead
+        carry over; what was measured per plan and the spread do not."""
+        old, self.planner = self.planner, planner
+        planner.set_overhead(old.overhead_ms)
+        planner.set_device_scale(old.device_scale)
+        planner.set_transfer_scale(old.transfer_scale)
+        self._forget_relative(residuals=False)

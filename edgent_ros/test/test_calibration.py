@@ -1,0 +1,196 @@
+"""The planner's online calibration, on a small made-up model (no ROS, no DDS).
+
+Frames are made from a plan's recorded prediction and a "true" device: its
+compute a given factor over the profile, transfers a given factor over
+bytes / bandwidth, and a fixed cost per frame the profiles miss.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from edgent_ros.bandwidth import MIN_SAMPLE_BYTES
+from edgent_ros.calibration import RECORDED_PLANS, Calibrator, FrameResult
+from edgent_ros.planner import Decision, ExitCosts, Planner
+
+BIG = 4 * MIN_SAMPLE_BYTES  # an upload that says something of the bandwidth
+
+
+def small_planner(message_ms: float = 0.0) -> Planner:
+    return Planner([
+        ExitCosts(exit_point=1, accuracy=0.6, device_layers_ms=[10.0, 10.0, 10.0],
+                  edge_layers_ms=[1.0, 1.0, 1.0], upload_bytes=[BIG, BIG, 1000, 0],
+                  result_bytes=40),
+        ExitCosts(exit_point=2, accuracy=0.8, device_layers_ms=[20.0, 20.0, 20.0, 20.0],
+                  edge_layers_ms=[2.0, 2.0, 2.0, 2.0],
+                  upload_bytes=[BIG, BIG, BIG, 2000, 0], result_bytes=40),
+    ], message_ms=message_ms)
+
+
+def published(cal: Calibrator, plan_id: int, exit_point: int, partition: int,
+              kbps: float = 1000.0) -> Decision:
+    d = cal.planner.evaluate(exit_point, partition, kbps, 1e9)
+    cal.record(plan_id, d)
+    return d
+
+
+def frame(plan_id: int, d: Decision, *, device: float = 1.0, transfer: float = 1.0,
+          extra_ms: float = 0.0, kbps: float | None = None, **kw: object) -> FrameResult:
+    """A frame of plan ``d`` on a device ``device`` times its profile, with
+    transfers ``transfer`` times bytes / bandwidth (at ``kbps``, by default
+    the plan's), plus ``extra_ms`` the profiles miss."""
+    device_ms = device * d.device_ms  # (recorded with no overhead)
+    bits = d.upload_bytes * 8.0
+    transfer_ms = transfer * bits / (kbps or d.bandwidth_kbps)
+    latency = device_ms + transfer_ms + d.edge_ms + d.download_ms + extra_ms
+    return FrameResult(plan_id=plan_id, exit_point=d.exit_point, partition=d.partition,
+                       latency_ms=latency, device_ms=device_ms, transfer_ms=transfer_ms, **kw)
+
+
+def feed(cal: Calibrator, frames: list[FrameResult], kbps: float = 1000.0) -> list[bool]:
+    return [cal.observe(f, kbps) for f in frames]
+
+
+def test_a_slower_device_is_learnt_as_one_scale_after_ten_frames() -> None:
+    cal = Calibrator(small_planner())
+    d = published(cal, 1, 2, 4)  # device only: 80 ms predicted
+    moved = feed(cal, [frame(1, d, device=2.0) for _ in range(10)])
+    # The plan's own factor moves at its third frame, the scale at the tenth
+    # (which puts the factor back to 1: it was relative to the old scale).
+    assert moved == [False, False, True] + [False] * 6 + [True]
+    assert cal.planner.device_scale == pytest.approx(2.0)
+    assert cal.planner.plan_factor(2, 4) == 1.0
+    assert cal.planner.evaluate(2, 4, 1000.0, 1e9).device_ms == pytest.approx(160.0)
+
+
+def test_the_overhead_is_the_median_residual_over_the_recorded_prediction() -> None:
+    cal = Calibrator(small_planner())
+    d = published(cal, 7, 1, 3)
+    moved = feed(cal, [frame(7, d, extra_ms=25.0) for _ in range(10)])
+    assert moved == [False] * 9 + [True]
+    assert cal.planner.overhead_ms == pytest.approx(25.0)
+    assert cal.planner.device_scale == 1.0
+    # A frame of a plan never recorded teaches nothing (nothing to compare it with).
+    assert not cal.observe(frame(8, d, extra_ms=500.0), 1000.0)
+    assert list(cal.residuals)[-1] == pytest.approx(25.0)
+
+
+def test_a_frame_that_moves_a_plan_factor_and_the_overhead_asks_for_one_replan() -> None:
+    """Before the Calibrator the node re-planned once for the plan factor and
+    again for the overhead on such a frame; ``observe`` answers once for both."""
+    cal = Calibrator(small_planner())
+    d = published(cal, 1, 2, 4)
+    frames = [frame(1, d, device=1.0, extra_ms=30.0) for _ in range(5)] + \
+        [frame(1, d, device=1.2, extra_ms=30.0) for _ in range(5)]
+    moved = feed(cal, frames[:9])
+    assert moved == [False] * 9 and cal.planner.plan_factor(2, 4) == 1.0
+    assert cal.planner.overhead_ms == 0.0
+    assert cal.observe(frames[9], 1000.0) is True
+    assert cal.planner.plan_factor(2, 4) == pytest.approx(1.1)
+    assert cal.planner.overhead_ms == pytest.approx(34.0)  # median of 30 x5, 46 x4, 38
+    assert cal.planner.device_scale == 1.0  # 1.1 is within 15%
+
+
+def test_transfers_are_compared_with_the_bandwidth_they_ran_at() -> None:
+    cal = Calibrator(small_planner())
+    d = published(cal, 1, 1, 0, kbps=1000.0)  # the input uploaded at 1000 kbps
+    # The bandwidth then halves: frames take bytes / 500 kbps, as the estimate says.
+    assert feed(cal, [frame(1, d, kbps=500.0) for _ in range(10)], kbps=500.0) == [False] * 10
+    assert cal.planner.transfer_scale == 1.0
+    # Transfers that take 1.5x bytes / bandwidth are learnt as such (once they
+    # fill the last 20).
+    assert feed(cal, [frame(1, d, transfer=1.5) for _ in range(20)])[-1]
+    assert cal.planner.transfer_scale == pytest.approx(1.5)
+
+
+def test_small_uploads_say_nothing_of_the_transfer_scale() -> None:
+    cal = Calibrator(small_planner())
+    d = published(cal, 1, 1, 2)  # 1000 bytes: under MIN_SAMPLE_BYTES
+    assert d.upload_bytes < MIN_SAMPLE_BYTES
+    feed(cal, [frame(1, d, transfer=3.0) for _ in range(20)])
+    assert not cal.transfer_ratios and cal.planner.transfer_scale == 1.0
+
+
+def test_the_margin_is_the_spread_at_the_quantile() -> None:
+    cal = Calibrator(small_planner(), margin_quantile=0.95)
+    d = published(cal, 1, 2, 4)
+    # Nine frames as predicted, then one in ten 30% slower (not the median: the
+    # overhead stays 0), repeated: the 0.95 quantile sees the slow ones.
+    slow = 0.3 * d.total_ms
+    frames = [frame(1, d, extra_ms=slow if i % 10 == 9 else 0.0) for i in range(40)]
+    feed(cal, frames)
+    assert cal.planner.overhead_ms == 0.0
+    assert cal.margin == pytest.approx(0.3)
+    assert cal.planning_deadline_ms(1300.0) == pytest.approx(1000.0)
+    cal.set_margin_quantile(0.5)  # plan on the median: they ran as predicted
+    assert cal.margin == 0.0 and cal.planning_deadline_ms(1300.0) == 1300.0
+
+
+def test_fallback_frames_calibrate_the_exit_they_ran_only() -> None:
+    cal = Calibrator(small_planner())
+    d = published(cal, 1, 2, 1)  # the plan: layer 0 of exit 2 on the device
+    alone = FrameResult(plan_id=1, exit_point=1, partition=3, latency_ms=5000.0,
+                        device_ms=45.0, transfer_ms=0.0, fallback=True)
+    assert feed(cal, [alone] * 3) == [False, False, True]
+    assert cal.planner.plan_factor(1, 3) == pytest.approx(1.5)  # 45 ms over 30
+    assert cal.planner.plan_factor(*d.key) == 1.0
+    assert not cal.residuals and not cal.ratios  # its latency says nothing of a plan
+
+
+def test_skipped_and_unmeasured_frames_are_ignored() -> None:
+    cal = Calibrator(small_planner())
+    d = published(cal, 1, 2, 4)
+    feed(cal, [frame(1, d, device=3.0, skipped=True) for _ in range(10)])
+    bad = FrameResult(plan_id=1, exit_point=2, partition=4, latency_ms=math.nan,
+                      device_ms=100.0, transfer_ms=0.0)
+    feed(cal, [bad] * 10)
+    assert not cal.device_ratios and not cal.residuals
+
+
+def test_switched_off_it_learns_nothing_and_forgets_what_it_learnt() -> None:
+    cal = Calibrator(small_planner(), enabled=False)
+    d = published(cal, 1, 2, 4)
+    assert feed(cal, [frame(1, d, device=2.0, extra_ms=40.0) for _ in range(10)]) == [False] * 10
+    assert cal.planner.device_scale == 1.0 and cal.planner.overhead_ms == 0.0
+    cal.set_enabled(True)
+    # The scale at the tenth frame (what was measured against the old one
+    # forgotten), the overhead at the twentieth.
+    feed(cal, [frame(1, d, device=2.0, extra_ms=40.0) for _ in range(20)])
+    assert cal.planner.device_scale == pytest.approx(2.0)
+    assert cal.planner.overhead_ms == pytest.approx(40.0)
+    cal.set_enabled(False)
+    p = cal.planner
+    assert (p.device_scale, p.transfer_scale, p.overhead_ms, cal.margin) == (1.0, 1.0, 0.0, 0.0)
+    assert p.plan_factor(2, 4) == 1.0 and not cal.device_ratios
+
+
+def test_new_planners_keep_or_drop_the_calibration() -> None:
+    cal = Calibrator(small_planner())
+    d = published(cal, 1, 2, 4)
+    feed(cal, [frame(1, d, device=2.0, extra_ms=40.0) for _ in range(20)])
+    scale, overhead = cal.planner.device_scale, cal.planner.overhead_ms
+    # Another per-message latency: the same device and link, the same scales.
+    cal.new_message_latency(small_planner(message_ms=5.0))
+    assert cal.planner.message_ms == 5.0
+    assert (cal.planner.device_scale, cal.planner.overhead_ms) == (scale, overhead)
+    # New profiles: their device calibration starts again.
+    cal.new_profiles(small_planner())
+    assert cal.planner.device_scale == 1.0 and not cal.device_ratios and cal.margin == 0.0
+
+
+def test_the_recorded_basis_is_what_the_plan_was_made_with() -> None:
+    planner = small_planner(message_ms=2.0)
+    planner.set_overhead(10.0)
+    planner.set_transfer_scale(1.25)
+    cal = Calibrator(planner)
+    d = published(cal, 3, 2, 2)
+    basis, predicted = cal.plans[3]
+    assert predicted == d.total_ms
+    assert basis.overhead_ms == 10.0 and basis.device_ms == pytest.approx(40.0)
+    assert basis.device_base_ms == 40.0 and basis.transfer_scale == 1.25
+    assert basis.upload_ms == pytest.approx(1.25 * BIG * 8 / 1000.0)  # without the 2 ms
+    for plan_id in range(4, 4 + RECORDED_PLANS):
+        published(cal, plan_id, 2, 2)
+    assert len(cal.plans) == RECORDED_PLANS and 3 not in cal.plans
