@@ -378,6 +378,16 @@ class DevicePolicy:
         return TransferFact(p.seq, p.sent_s, p.nbytes, (now_s - p.sent_s) * 1e3, 0.0, True,
                             given_up, _expected_ms(p.plan))
 
+    def health(self, values: dict[str, float]) -> tuple[bool, str]:
+        """Whether all is well, and what to say, from a Counters snapshot."""
+        bad = sum(int(values[k]) for k in ('malformed_images', 'malformed_replies', 'bad_plans',
+                                           'unanswerable'))
+        if not self.edge_ok:
+            return False, 'the edge does not answer: answering frames on the device'
+        if bad:
+            return False, f'{bad} malformed inputs dropped or frames unanswerable'
+        return True, 'co-inference running'
+
     def route_now(self, take: Take, plan: object, age_ms: float) -> Route:
         """How to answer on the device a frame just taken alone (``Take.ALONE``:
         the fallback) or as a trial (:func:`local_route`, the head not run yet;
@@ -394,3 +404,66 @@ class DevicePolicy:
                             have_input=p.x is not None)
         self.stats.inc('unanswerable' if route is Route.NONE else 'fallback')
         return route
+
+
+class WorkQueue:
+    """Work for the compute thread: frames given up on (answered alone) come
+    first, their deadline being nearest; then camera frames in order, at most
+    ``depth`` of them (the oldest is dropped when the device is that far
+    behind)."""
+
+    def __init__(self, depth: int) -> None:
+        self._frames: deque[object] = deque(maxlen=depth)
+        self._urgent: deque[object] = deque()
+        self._wake = threading.Condition()
+        self._stopping = False
+
+    def frame(self, item: object) -> bool:
+        """Queue a camera frame; False if the oldest waiting one was dropped."""
+        with self._wake:
+            dropped = len(self._frames) == self._frames.maxlen
+            self._frames.append(item)
+            self._wake.notify()
+        return not dropped
+
+    def urgent(self, item: object) -> None:
+        with self._wake:
+            self._urgent.append(item)
+            self._wake.notify()
+
+    def next(self) -> tuple[bool, object] | None:
+        """Wait for work: (urgent, item), or None once stopped."""
+        with self._wake:
+            while not (self._stopping or self._urgent or self._frames):
+                self._wake.wait()
+            if self._stopping:
+                return None
+            if self._urgent:
+                return True, self._urgent.popleft()
+            return False, self._frames.popleft()
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+
+
+class Labels:
+    """Ground truth that came with frames, by (stamp s, stamp ns, frame id),
+    the most recent ``keep``; the executor adds, the compute thread takes."""
+
+    def __init__(self, keep: int = 512) -> None:
+        self._labels: OrderedDict[tuple[int, int, str], int] = OrderedDict()
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def put(self, key: tuple[int, int, str], label: int) -> None:
+        with self._lock:
+            self._labels[key] = label
+            while len(self._labels) > self._keep:
+                self._labels.popitem(last=False)
+
+    def take(self, key: tuple[int, int, str]) -> int:
+        """The frame's label, or -1 if none came (yet)."""
+        with self._lock:
+            return self._labels.pop(key, -1)

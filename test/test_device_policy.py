@@ -22,7 +22,7 @@ def plan(*, device_ms: float = 30.0, tail_ms: float = 10.0, fallback_ms: float =
     return Plan(plan_id=3, exit_point=5, num_exits=5, partition_point=partition,
                 num_layers=num_layers, predicted_latency_ms=latency_ms,
                 predicted_device_ms=device_ms, latency_requirement_ms=deadline_ms,
-                fallback_exit_point=2, fallback_num_layers=12,
+                fallback_exit_point=2, fallback_num_layers=16,
                 predicted_fallback_ms=fallback_ms, predicted_device_tail_ms=tail_ms)
 
 
@@ -269,7 +269,7 @@ def test_counts_from_two_threads_are_never_lost() -> None:
 
 
 def test_plans_the_model_cannot_run_are_refused_with_the_reason() -> None:
-    layers = {1: 8, 2: 12, 3: 16, 4: 20, 5: 22}
+    layers = {1: 12, 2: 16, 3: 19, 4: 20, 5: 22}
     assert dp.plan_problem(plan(), 5, layers) is None
     assert 'outside 1..5' in dp.plan_problem(Plan(exit_point=6), 5, layers)
     assert 'another model' in dp.plan_problem(plan(num_layers=21), 5, layers)

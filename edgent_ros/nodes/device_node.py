@@ -1,30 +1,22 @@
 """device_node: the robot side of co-inference.
 
-For each frame on ``image`` (sensor_msgs/Image, rgb8, bgr8 or mono8) it
-runs layers [0, p) of the planned exit and sends the activation to the edge
-on ``tensor``, or, when p = N (device only), answers itself. Replies come
-back on ``reply`` (matched by sequence number and this device's id). Every
-frame's answer goes out on ``result`` (InferenceResult). Plans arrive on
-``plan`` and apply from the next frame. Each transfer is reported on
-``link/transfers`` (TransferReport) for the bandwidth monitor.
-
-This node is an I/O shell: what to do with a frame, how long to wait for the
-edge, when the edge is down, and how to answer a frame alone are decided by
-``edgent_ros.device_policy`` (read it for the rules). No frame is left
-unanswered. Stamps, ages, waits and transfer times are on the node's clock
-(sim time under use_sim_time); the layers' compute time, like the edge's,
-is measured on the monotonic clock.
-
-Layers run on a thread of their own: while a frame is computed, the
-executor keeps serving labels, replies, plans and the timer that gives
-frames up and reports transfers still out.
+For each frame on ``image`` (sensor_msgs/Image: rgb8, bgr8 or mono8) it runs
+layers [0, p) of the planned exit and sends the activation to the edge on
+``tensor``, or answers alone; replies come on ``reply``. Every frame's
+answer goes out on ``result``; plans come on ``plan`` and apply from the
+next frame; each transfer is reported on ``link/transfers`` for the
+bandwidth monitor. An I/O shell: every decision (what to do with a frame,
+how long to wait for the edge, when it is down, how to answer alone) is
+``edgent_ros.device_policy``'s, given the node clock's time (sim time under
+use_sim_time); layers' compute time is measured on the monotonic clock.
+Layers run on a thread of their own, so the executor keeps serving replies,
+plans and the timer that gives frames up while a frame is computed.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict, deque
 
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
@@ -99,7 +91,8 @@ class DeviceNode(Node):
                          partition_point=self.best.num_layers,
                          num_layers=self.best.num_layers, expected_accuracy=self.best.accuracy)
         self.seq = 0
-        self.labels: OrderedDict[tuple[int, int, str], int] = OrderedDict()
+        self.labels = dp.Labels()
+        self.work = dp.WorkQueue(IMAGE_QOS.depth)
         self.bandwidth_kbps = 0.0
         self.tensor_pub = self.create_publisher(Tensor, 'tensor', TENSOR_QOS)
         self.result_pub = self.create_publisher(InferenceResult, 'result', RESULT_DEPTH)
@@ -109,10 +102,6 @@ class DeviceNode(Node):
         # their own so a multi-threaded executor takes one while a frame computes.
         self.create_subscription(FrameLabel, 'labels', self.on_label, 50,
                                  callback_group=MutuallyExclusiveCallbackGroup())
-        self.images: deque[Image] = deque(maxlen=IMAGE_QOS.depth)
-        self.to_answer: deque[dp.Pending] = deque()  # given up on: answered on the device
-        self.wake = threading.Condition()
-        self.stopping = False
         self.create_subscription(Image, 'image', self.on_image, IMAGE_QOS)
         self.create_subscription(Plan, 'plan', self.on_plan, LATCHED_QOS)
         self.create_subscription(EdgeReply, 'reply', self.on_reply, TENSOR_QOS)
@@ -135,9 +124,7 @@ class DeviceNode(Node):
                 self.policy.skip_late = p.value
 
     def destroy_node(self) -> None:
-        with self.wake:
-            self.stopping = True
-            self.wake.notify()
+        self.work.stop()
         self.worker.join(timeout=10.0)
         super().destroy_node()
 
@@ -148,23 +135,16 @@ class DeviceNode(Node):
         return (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds / 1e6
 
     def compute_loop(self) -> None:
-        """The compute thread: frames given up on first (their deadline is
-        nearest), then camera frames in order. An error in one frame is logged
-        and counted, and the thread goes on with the next."""
-        while True:
-            with self.wake:
-                while not (self.stopping or self.to_answer or self.images):
-                    self.wake.wait()
-                if self.stopping:
-                    return
-                given_up = self.to_answer.popleft() if self.to_answer else None
-                image = None if given_up is not None else self.images.popleft()
+        """The compute thread. An error in one frame is logged and counted, and
+        the thread goes on with the next."""
+        while (work := self.work.next()) is not None:
+            given_up, item = work
             try:
-                if given_up is not None:
-                    self.answer_alone(given_up, self.policy.route(
-                        given_up, self.age_ms(given_up.header)), time.perf_counter())
+                if given_up:
+                    self.answer_alone(item, self.policy.route(item, self.age_ms(item.header)),
+                                      time.perf_counter())
                 else:
-                    self.process_image(image)
+                    self.process_image(item)
             except Exception as exc:  # one bad frame must not stop the robot seeing
                 self.stats.inc('compute_errors')
                 self.get_logger().error(f'computing a frame failed: {exc!r}',
@@ -181,26 +161,14 @@ class DeviceNode(Node):
         self.plan = plan  # takes effect from the next frame
 
     def on_label(self, msg: FrameLabel) -> None:
-        self.labels[(msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id)] = \
-            int(msg.label)
-        while len(self.labels) > 512:
-            self.labels.popitem(last=False)
-
-    def label_of(self, header: object) -> int:
-        """The frame's ground truth if the source sent one (-1 otherwise)."""
-        return self.labels.pop((header.stamp.sec, header.stamp.nanosec, header.frame_id), -1)
+        self.labels.put(key(msg.header), int(msg.label))
 
     def on_bandwidth(self, msg: BandwidthEstimate) -> None:
         self.bandwidth_kbps = float(msg.bandwidth_kbps)
 
     def on_image(self, msg: Image) -> None:
-        """Hand the frame to the compute thread (the oldest waiting frame is
-        dropped, and counted, if the device is that far behind)."""
-        with self.wake:
-            if len(self.images) == self.images.maxlen:
-                self.stats.inc('dropped_behind')
-            self.images.append(msg)
-            self.wake.notify()
+        if not self.work.frame(msg):
+            self.stats.inc('dropped_behind')
 
     def process_image(self, msg: Image) -> None:
         self.stats.inc('frames')
@@ -212,7 +180,7 @@ class DeviceNode(Node):
             return
         plan, header = self.plan, msg.header
         self.seq += 1
-        p = dp.Pending(self.seq, header, plan, self.label_of(header), 0.0, 0,
+        p = dp.Pending(self.seq, header, plan, self.labels.take(key(header)), 0.0, 0,
                        plan.partition_point)
         connected = self.tensor_pub.get_subscription_count() > 0
         take = self.policy.take(plan, self.age_ms(header), self.now_s(), connected=connected)
@@ -276,7 +244,7 @@ class DeviceNode(Node):
         if r.kind is dp.ReplyKind.MALFORMED:
             self.get_logger().error(f'frame {reply.frame_seq}: malformed edge reply; '
                                     'answering it on the device', throttle_duration_sec=5.0)
-            self.answer_later(r.pending)
+            self.work.urgent(r.pending)
         elif r.kind is dp.ReplyKind.ANSWER:
             self.answer(r.pending, TopK(list(reply.top_k_class_ids), list(reply.top_k_scores)),
                         transfer_ms=r.transfer_ms, edge_ms=float(reply.edge_total_ms))
@@ -293,13 +261,7 @@ class DeviceNode(Node):
                 f'frame {p.seq}: no edge reply in {1e3 * (p.give_up_s - p.sent_s):.0f} ms; '
                 'answering on the device until the edge answers again', throttle_duration_sec=5.0)
         for p in tick.expired:
-            self.answer_later(p)
-
-    def answer_later(self, p: dp.Pending) -> None:
-        """Have the compute thread answer a frame alone."""
-        with self.wake:
-            self.to_answer.append(p)
-            self.wake.notify()
+            self.work.urgent(p)  # the compute thread answers it alone
 
     # --- outputs ---------------------------------------------------------------------
     def report(self, fact: dp.TransferFact) -> None:
@@ -315,18 +277,17 @@ class DeviceNode(Node):
         """Answer a frame on the device by the route the policy chose (``h``:
         the activation, when the frame does not keep it)."""
         plan = p.plan
-        if route is dp.Route.FINISH:
+        if route is dp.Route.FINISH:  # the head's time is in p.device_ms already
             logits = self.model.tail(plan.exit_point, p.partition, p.h if h is None else h)
-            p.device_ms += (time.perf_counter() - start) * 1e3
-            self.answer(p, top_k(logits, self.top_k), fallback=True, partition=plan.num_layers,
-                        predicted_ms=dp.finish_ms(plan))
+            exit_point, n, predicted_ms = plan.exit_point, plan.num_layers, dp.finish_ms(plan)
         elif route is dp.Route.FALLBACK:
             exit_point = plan.fallback_exit_point or self.best.exit_point
-            n = self.layers[exit_point]
-            logits = self.model.head(exit_point, n, p.x)
-            p.device_ms = (time.perf_counter() - start) * 1e3
+            n, predicted_ms = self.layers[exit_point], plan.predicted_fallback_ms
+            logits, p.device_ms = self.model.head(exit_point, n, p.x), 0.0
+        if route is not dp.Route.NONE:
+            p.device_ms += (time.perf_counter() - start) * 1e3
             self.answer(p, top_k(logits, self.top_k), fallback=True, exit_point=exit_point,
-                        partition=n, predicted_ms=plan.predicted_fallback_ms)
+                        partition=n, predicted_ms=predicted_ms)
         else:
             self.get_logger().error(f'frame {p.seq}: neither its activation nor its input is '
                                     'kept; answering it as failed', throttle_duration_sec=5.0)
@@ -337,7 +298,7 @@ class DeviceNode(Node):
                partition: int | None = None, predicted_ms: float | None = None,
                failed: bool = False, skipped: bool = False) -> None:
         plan, latency_ms = p.plan, self.age_ms(p.header)
-        label = p.label if p.label >= 0 else self.label_of(p.header)  # may have come since
+        label = p.label if p.label >= 0 else self.labels.take(key(p.header))  # came since?
         deadline = plan.latency_requirement_ms
         msg = InferenceResult(
             header=p.header, frame_seq=p.seq, source_id=self.source_id,
@@ -362,16 +323,16 @@ class DeviceNode(Node):
                        'partition_point': self.plan.partition_point,
                        'in_flight': self.policy.in_flight, 'edge_answering': self.policy.edge_ok,
                        'bandwidth_kbps': self.bandwidth_kbps})
-        bad = sum(int(values[k]) for k in ('malformed_images', 'malformed_replies', 'bad_plans',
-                                           'unanswerable'))
-        level = diagnostics.WARN if bad or not self.policy.edge_ok else diagnostics.OK
-        text = 'the edge does not answer: answering frames on the device' \
-            if not self.policy.edge_ok else f'{bad} malformed inputs dropped' if bad \
-            else 'co-inference running'
+        ok, text = self.policy.health(values)
+        level = diagnostics.OK if ok else diagnostics.WARN
         self.diag_pub.publish(diagnostics.array(
             self.get_clock().now().to_msg(),
             diagnostics.status(f'{self.get_fully_qualified_name()}: co-inference', level,
                                text, values)))
+
+
+def key(header: object) -> tuple[int, int, str]:
+    return header.stamp.sec, header.stamp.nanosec, header.frame_id
 
 
 def main(args: list[str] | None = None) -> int:
