@@ -50,6 +50,8 @@ class DeviceNode(Node):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__('device', **kwargs)
+        self.work = dp.WorkQueue(IMAGE_QOS.depth)
+        self.worker: threading.Thread | None = None
         model = declare_str(self, 'model', m.DEFAULT_MODEL,
                             'Model name (in the package models/) or path to its YAML.',
                             read_only=True)
@@ -92,7 +94,6 @@ class DeviceNode(Node):
                          num_layers=self.best.num_layers, expected_accuracy=self.best.accuracy)
         self.seq = 0
         self.labels = dp.Labels()
-        self.work = dp.WorkQueue(IMAGE_QOS.depth)
         self.bandwidth_kbps = 0.0
         self.tensor_pub = self.create_publisher(Tensor, 'tensor', TENSOR_QOS)
         self.result_pub = self.create_publisher(InferenceResult, 'result', RESULT_DEPTH)
@@ -125,7 +126,8 @@ class DeviceNode(Node):
 
     def destroy_node(self) -> None:
         self.work.stop()
-        self.worker.join(timeout=10.0)
+        if self.worker is not None:  # None: refused while starting
+            self.worker.join(timeout=10.0)
         super().destroy_node()
 
     def now_s(self) -> float:
@@ -178,45 +180,37 @@ class DeviceNode(Node):
             self.stats.inc('malformed_images')
             self.get_logger().error(f'dropping image: {exc}', throttle_duration_sec=5.0)
             return
-        plan, header = self.plan, msg.header
-        self.seq += 1
-        p = dp.Pending(self.seq, header, plan, self.labels.take(key(header)), 0.0, 0,
+        plan, self.seq = self.plan, self.seq + 1
+        p = dp.Pending(self.seq, msg.header, plan, self.labels.take(key(msg.header)), 0.0, 0,
                        plan.partition_point)
         connected = self.tensor_pub.get_subscription_count() > 0
-        take = self.policy.take(plan, self.age_ms(header), self.now_s(), connected=connected)
+        take = self.policy.take(plan, self.age_ms(p.header), self.now_s(), connected=connected)
         if take is dp.Take.SKIP:
             self.get_logger().warn('skipping frames already older than the deadline (the '
                                    'device is behind)', throttle_duration_sec=5.0)
             self.answer(p, TopK([], []), exit_point=0, partition=0, failed=True, skipped=True)
             return
-        start = time.perf_counter()
-        p.x = preprocess(rgb)
-        if take is dp.Take.DEVICE_ONLY:
-            h = self.model.head(plan.exit_point, plan.partition_point, p.x)
-            p.device_ms = (time.perf_counter() - start) * 1e3
-            self.answer(p, top_k(h, self.top_k))
-            return
-        if not connected:
+        if not connected and take is not dp.Take.DEVICE_ONLY:
             self.get_logger().warn('no edge connected: answering frames on the device',
                                    throttle_duration_sec=5.0)
-        if take is dp.Take.SEND:
-            p.h = self.model.head(plan.exit_point, plan.partition_point, p.x)
-            p.device_ms = (time.perf_counter() - start) * 1e3
-            self.send(p, p.h)
-            return
-        p.trial = take is dp.Take.TRIAL
-        if self.policy.route_now(take, plan, self.age_ms(header)) is dp.Route.FALLBACK:
+        start, p.x, p.trial = time.perf_counter(), preprocess(rgb), take is dp.Take.TRIAL
+        if take in (dp.Take.ALONE, dp.Take.TRIAL) and self.policy.route_now(
+                take, plan, self.age_ms(p.header)) is dp.Route.FALLBACK:
             x = p.x
             self.answer_alone(p, dp.Route.FALLBACK, start)
             if p.trial:  # the trial carries the input
                 p.partition = 0
                 self.send(p, x)
             return
-        # A trial that carries the activation; the device finishes the exit from it.
         h = self.model.head(plan.exit_point, plan.partition_point, p.x)
         p.device_ms = (time.perf_counter() - start) * 1e3
+        if take is dp.Take.DEVICE_ONLY:
+            self.answer(p, top_k(h, self.top_k))
+            return
+        p.h = h if take is dp.Take.SEND else None
         self.send(p, h)
-        self.answer_alone(p, dp.Route.FINISH, time.perf_counter(), h=h)
+        if p.trial:  # it carries the activation; the device finishes the exit from it
+            self.answer_alone(p, dp.Route.FINISH, time.perf_counter(), h=h)
 
     def send(self, p: dp.Pending, h: torch.Tensor) -> None:
         """Send an activation to the edge; the policy waits for its reply."""
