@@ -323,9 +323,9 @@ class ProbeLedger:
     landed by then was *ahead* of it: the frame waited for the probe's bytes,
     so the frame's sample must count them, while the probe's own sample
     stands. A probe sent while a frame was out was *behind* it: it measured a
-    share of the link, and its sample is dropped. Times are wall-clock
-    seconds (the device stamps frames with its clock, the same as the
-    monitor's on one computer).
+    share of the link, and its sample is dropped. Times are seconds on the
+    ROS clock that the device stamps its transfers with (the monitor's too:
+    both nodes run on one computer, under the same use_sim_time).
     """
 
     def __init__(self, keep: int = 16) -> None:
@@ -374,6 +374,38 @@ class ProbeLedger:
                 discard.append(sample_time)
                 self.landed[i] = (sent, landed, nbytes, None)
         return ahead, ahead_out, behind, discard
+
+
+def transfer_report_kbps(nbytes: int, round_trip_ms: float, edge_held_ms: float, *,
+                         still_out: bool, given_up: bool, expected_ms: float, held: bool,
+                         estimate_kbps: float | None,
+                         min_bytes: int = MIN_SAMPLE_BYTES) -> float | None:
+    """What one of the device's transfer reports (``msg/TransferReport``) says
+    of the bandwidth, kbps, or None when it says nothing of the rate (it still
+    tells when a frame left). The one place that decides what counts:
+
+    - a transfer smaller than ``min_bytes`` never measures the rate;
+    - one that landed gives ``transfer_sample`` (round trip less the edge's time);
+    - one still out gives an upper bound (``bytes * 8 / time so far``) once
+      it is overdue (``overdue_bound`` against ``expected_ms``), once the
+      device gave up waiting for it, or while a bound of it is held
+      (``held``: the new one revises it); a first bound no lower than the
+      estimate (``estimate_kbps``) says nothing new.
+    """
+    if nbytes < min_bytes:
+        return None
+    if not still_out:
+        return transfer_sample(nbytes, round_trip_ms, edge_held_ms, min_bytes=min_bytes)
+    if not (math.isfinite(round_trip_ms) and round_trip_ms > 0):
+        return None
+    at_most = nbytes * 8.0 / round_trip_ms
+    if held:
+        return at_most
+    if not given_up and overdue_bound(nbytes, round_trip_ms, expected_ms) is None:
+        return None
+    if estimate_kbps is not None and 0 < estimate_kbps <= at_most:
+        return None
+    return at_most
 
 
 def overdue_bound(nbytes: int, elapsed_ms: float, expected_ms: float, *,

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.duration import Duration
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.time import Time
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 
 from edgent_ros import image_codec
@@ -289,3 +293,38 @@ def test_a_frame_already_late_is_skipped_and_counted(harness: object,
     assert late.class_id == -1 and not late.deadline_met and late.latency_ms >= 2000
     assert results[1].class_id >= 0 and results[1].deadline_met
     assert skipped[-1] == 1
+
+
+def test_the_pipeline_runs_on_sim_time(harness: object, processes: object) -> None:
+    """use_sim_time:=true on camera, device and edge, with /clock published
+    here at 100 Hz, at real-time speed, from 1000 s: far from the wall
+    clock, so a stamp, age or wait taken from it would show (ages of decades,
+    every frame skipped or late)."""
+    node, executor = harness
+    clock = node.create_publisher(Clock, '/clock', 10)
+    start = time.monotonic()
+
+    def tick() -> None:
+        now = 1000.0 + time.monotonic() - start
+        clock.publish(Clock(clock=Time(nanoseconds=round(now * 1e9)).to_msg()))
+
+    node.create_timer(0.01, tick)
+    results: list[InferenceResult] = []
+    node.create_subscription(InferenceResult, '/pt_sim/result', results.append, 50)
+    node.create_publisher(Plan, '/pt_sim/plan', LATCHED_QOS).publish(plan(5, 5, 8))
+    sim = ('-p', 'use_sim_time:=true')
+    processes('edge_node', '-r', '__ns:=/pt_edge', '-r', '__node:=edge', *sim)
+    device(processes, '/pt_sim', *sim)
+    wait_for_graph(node, executor)
+    frames = 10
+    processes('camera_node', '-r', '__ns:=/pt_sim', '-p', f'count:={frames}',
+              '-p', 'rate_hz:=5.0', '-p', 'wait_for_subscribers:=true', *sim)
+    assert spin_until(executor, lambda: len(results) >= frames, 60), len(results)
+    now = 1000.0 + time.monotonic() - start
+    assert sorted(r.frame_seq for r in results) == list(range(1, frames + 1))
+    for r in results:
+        stamp = r.header.stamp.sec + r.header.stamp.nanosec * 1e-9
+        assert 1000.0 < stamp < now  # the camera stamps with sim time
+        assert not r.skipped and not r.fallback and r.edge_ms > 0
+        # Sim time moves in 10 ms steps here: a quick frame may take none.
+        assert 0 <= r.latency_ms < 1000.0 and r.deadline_met

@@ -1,30 +1,29 @@
 """bandwidth_monitor: the device-to-edge bandwidth, measured and published.
 
-Device side. Takes passive samples that the device node publishes on
-``link/samples`` (one BandwidthEstimate per real tensor transfer, with
-``sample_count`` 1; those under ``min_sample_bytes`` only tell when frames
-leave), and sends probes (``probe``, a Tensor of at most ``probe_bytes``,
+Device side. Takes the device node's transfer reports on ``link/transfers``
+(TransferReport: bytes, send stamp, round trip, the edge's time, still out;
+``edgent_ros.bandwidth.transfer_report_kbps`` alone decides what one counts
+as: a sample, an upper bound, or, under ``min_sample_bytes``, only when a
+frame left), and sends probes (``probe``, a Tensor of at most ``probe_bytes``,
 smaller if that is all that lands before the next frame) at most
 ``probe_rate_hz`` and spending at most ``probe_duty`` of the link's time,
 while no real transfer measured the link for ``probe_idle_s`` (a
 device-only plan sends nothing); the edge's probe_echo answers on
 ``probe/reply``. The link is first in, first out, and
-the device stamps each passive sample with its send time and size: a probe
+the device stamps each transfer report with its send time and size: a probe
 sent before a frame and still out then was ahead of it (the frame's sample
 counts the probe's bytes too; the probe's stands), one sent while the frame
 was out was behind it and measured a share of the link (its sample is
 dropped). A probe out three times as long as the estimate predicts gives an
 upper bound at once, revised as it stays out, so a step down is seen before
-the slow probe lands; the device does the same for overdue frames
-(``upper_bound`` samples). Publishes the smoothed estimate on ``bandwidth``
+the slow probe lands; so does a frame's transfer reported still out.
+Every time here is the node's clock (ROS time; sim time under use_sim_time),
+the one the device stamps its reports with. Publishes the smoothed estimate on ``bandwidth``
 (transient local: at once when a change or a bound moves it, else every
 ``publish_period_s``) and ``/diagnostics``.
 """
 
 from __future__ import annotations
-
-import math
-import time
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
@@ -38,12 +37,13 @@ from edgent_ros.bandwidth import (
     ProbeLedger,
     ProbeScheduler,
     overdue_bound,
+    transfer_report_kbps,
     transfer_sample,
 )
 from edgent_ros.nodes.params import declare_float, declare_int
 from edgent_ros.nodes.runner import run_node
 from edgent_ros.qos import LATCHED_QOS, TENSOR_QOS
-from edgent_ros_interfaces.msg import BandwidthEstimate, EdgeReply, Tensor
+from edgent_ros_interfaces.msg import BandwidthEstimate, EdgeReply, Tensor, TransferReport
 
 PROBE_NAME = 'probe'
 
@@ -80,7 +80,7 @@ class BandwidthMonitor(Node):
                                         min_bytes=max(1, self.min_bytes))
         self.outstanding: dict[int, tuple[float, int]] = {}  # seq -> (sent, bytes)
         self.bounded: dict[int, float] = {}  # probe seq -> time of its provisional sample
-        # Wall-clock flight of probes, to find those that shared the link with a frame.
+        # Flight of probes, to find those that shared the link with a frame.
         self.ledger = ProbeLedger()
         self.transfers: dict[tuple[int, int], float] = {}  # send stamp -> sample time
         self.overlapped = 0
@@ -94,13 +94,13 @@ class BandwidthMonitor(Node):
         self.probe_pub = self.create_publisher(Tensor, 'probe', TENSOR_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.create_subscription(EdgeReply, 'probe/reply', self.on_reply, TENSOR_QOS)
-        self.create_subscription(BandwidthEstimate, 'link/samples', self.on_passive, 50)
+        self.create_subscription(TransferReport, 'link/transfers', self.on_transfer, 50)
         self.create_timer(min(0.05, 1.0 / rate), self.maybe_probe)
         self.create_timer(period, self.publish_estimate)
         self.create_timer(1.0, self.publish_diagnostics)
 
     def now_s(self) -> float:
-        return time.monotonic()
+        return self.get_clock().now().nanoseconds * 1e-9
 
     def current_kbps(self) -> float | None:
         estimate = self.estimator.estimate(peek=True)
@@ -139,8 +139,8 @@ class BandwidthMonitor(Node):
         probe.source_id = self.get_namespace()
         probe.frame_seq = self.seq
         probe.header.stamp = self.get_clock().now().to_msg()
-        self.outstanding[self.seq] = (self.now_s(), nbytes)
-        self.ledger.sent(self.seq, time.time(), nbytes)
+        self.outstanding[self.seq] = (now, nbytes)
+        self.ledger.sent(self.seq, now, nbytes)
         self.probe_pub.publish(probe)
         self.probes_sent += 1
 
@@ -151,58 +151,55 @@ class BandwidthMonitor(Node):
         sent, nbytes = out
         provisional = self.bounded.pop(reply.frame_seq, None)
         self.probes_answered += 1
+        now = self.now_s()
         if reply.frame_seq in self.ledger.spoilt:  # it was behind a frame
-            self.ledger.land(reply.frame_seq, time.time(), None)
+            self.ledger.land(reply.frame_seq, now, None)
             return
-        rtt_ms = (self.now_s() - sent) * 1e3
+        rtt_ms = (now - sent) * 1e3
         self.scheduler.landed(rtt_ms / 1e3, self.current_kbps(), nbytes,
-                              overdue=provisional is not None, now_s=self.now_s())
+                              overdue=provisional is not None, now_s=now)
         kbps = transfer_sample(nbytes, rtt_ms, reply.edge_total_ms, min_bytes=self.min_bytes)
         if kbps is None:
             self.dropped_samples += 1
-            self.ledger.land(reply.frame_seq, time.time(), None)
+            self.ledger.land(reply.frame_seq, now, None)
             if provisional is not None:  # its bound said nothing either
                 self.estimator.discard(provisional)
             return
         if provisional is not None and self.estimator.revise(provisional, kbps, mixed=True):
-            self.ledger.land(reply.frame_seq, time.time(), provisional)
+            self.ledger.land(reply.frame_seq, now, provisional)
             self.publish_estimate()  # the overdue bound is replaced by what the probe measured
             return
-        now = self.now_s()
-        self.ledger.land(reply.frame_seq, time.time(), now)
+        self.ledger.land(reply.frame_seq, now, now)
         if self.estimator.add(kbps, SOURCE_PROBE, now):
             self.get_logger().info(f'bandwidth changed: probe measured {kbps:.0f} kbps',
                                    throttle_duration_sec=10.0)
             self.publish_estimate()
 
-    def on_passive(self, msg: BandwidthEstimate) -> None:
-        kbps = float(msg.last_sample_kbps or msg.bandwidth_kbps)
-        if not (math.isfinite(kbps) and kbps > 0):
-            self.dropped_samples += 1
-            return
+    def on_transfer(self, msg: TransferReport) -> None:
         now = self.now_s()
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        small = 0 < msg.sample_bytes < self.min_bytes
-        # When the transfer left, on this node's monotonic clock.
-        self.scheduler.passive(now, now - (time.time() - stamp) if stamp > 0 else None,
-                               measured=not small)
-        if small:
-            self.dropped_samples += 1  # too small to say anything of the rate, only the pace
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9  # sent, same clock
+        transfer = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        kbps = transfer_report_kbps(
+            int(msg.bytes), float(msg.round_trip_ms), float(msg.edge_held_ms),
+            still_out=bool(msg.still_out), given_up=bool(msg.given_up),
+            expected_ms=float(msg.expected_ms), held=transfer in self.transfers,
+            estimate_kbps=self.current_kbps(), min_bytes=self.min_bytes)
+        self.scheduler.passive(now, stamp if stamp > 0 else None, measured=kbps is not None)
+        if kbps is None:
+            if not msg.still_out:
+                self.dropped_samples += 1  # says nothing of the rate, only the pace
             return
-        bound = bool(msg.upper_bound)
+        bound = bool(msg.still_out)
         ahead, ahead_out = self.share_the_link(stamp)
         if ahead:
             self.overlapped += 1
-            if msg.sample_bytes == 0:
-                return  # cannot tell the frame's share
             if bound and ahead_out:
                 return  # the probe ahead, still out, bounds the link tighter itself
             # The frame waited for the probes ahead: their bytes crossed in its time too.
-            kbps *= 1.0 + ahead / msg.sample_bytes
+            kbps *= 1.0 + ahead / msg.bytes
         self.passive_samples += 1
         # A transfer is known by its send stamp: a later sample of the same one
         # (the reply to a frame first reported as overdue) revises the earlier.
-        transfer = (msg.header.stamp.sec, msg.header.stamp.nanosec)
         earlier = self.transfers.get(transfer) if transfer != (0, 0) else None
         if earlier is not None:
             # Revise the transfer's sample if the estimate still holds it; if a
@@ -224,8 +221,8 @@ class BandwidthMonitor(Node):
             self.publish_estimate()  # a bound caps the estimate: out now, not next period
 
     def share_the_link(self, frame_sent: float) -> tuple[int, bool]:
-        """Probes that crossed the link with a frame sent at ``frame_sent`` (wall
-        clock, s; 0 = unknown): drop the samples of those behind it; return the
+        """Probes that crossed the link with a frame sent at ``frame_sent`` (this
+        node's clock, s; 0 = unknown): drop the samples of those behind it; return the
         bytes of those ahead of it, and whether one of them is still out."""
         if frame_sent <= 0:
             return 0, False

@@ -1,0 +1,469 @@
+"""What the device does with each frame when the edge may fail: a pure policy.
+
+The device node is an I/O shell around :class:`DevicePolicy`: it converts
+messages, runs layers and publishes, and asks the policy every decision,
+passing the time in (seconds on the node's clock) and the frame's age.
+Nothing here reads a clock, imports rclpy or runs a layer, so every path of
+the state machine can be driven by a test with a fake clock.
+
+The rules:
+
+- A frame older than the deadline when the device takes it (the device
+  fell behind) is skipped (``skip_late``): computing it would make the
+  frames behind it late too.
+- A device-only plan (partition = the exit's layer count) is answered on
+  the device.
+- Otherwise, while the edge answers, the frame's activation goes to it; it
+  waits for the reply until the last moment a local answer still meets the
+  deadline (:func:`reply_wait_s`). Then the device answers it alone and
+  takes the edge as down: the following frames are answered on the device
+  at once, and every ``edge_retry_s`` one of them also goes to the edge as a
+  trial (one at a time). Any reply, even a late one, brings co-inference
+  back.
+- A frame answered alone takes the route :func:`local_route` chooses, the
+  one rule for finishing the plan's exit from the activation versus running
+  the fallback exit from the input. A frame that kept neither is still
+  answered (as a failure) and counted, never dropped.
+
+Every transfer that ends (a reply) or is still out yields a
+:class:`TransferFact` for the bandwidth monitor; what counts as a bandwidth
+sample is for ``edgent_ros.bandwidth`` alone to decide.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import statistics
+import threading
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+from edgent_ros.inference import reply_wait_ms
+
+# While a transfer is out, a fact about it goes to the bandwidth monitor this
+# often, for at most this long after it was sent (after the frame was given up on too).
+REPORT_PERIOD_S = 0.1
+REPORT_FOR_S = 10.0
+KEEP_GIVEN_UP = 64
+
+COUNTERS = ('frames', 'results', 'sent', 'replies', 'malformed_images', 'malformed_replies',
+            'bad_plans', 'edge_timeouts', 'late_replies', 'fallback', 'trials',
+            'edge_recoveries', 'correct', 'labelled', 'skipped_late', 'dropped_behind',
+            'compute_errors', 'unanswerable')
+
+
+class Counters:
+    """Counts kept by two threads (the compute thread and the executor): every
+    change and every read goes through one lock."""
+
+    def __init__(self, names: tuple[str, ...] = COUNTERS) -> None:
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(names, 0)
+        self._latencies: deque[float] = deque(maxlen=200)
+        self._hits: deque[bool] = deque(maxlen=200)
+
+    def inc(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += n
+
+    def answered(self, latency_ms: float, deadline_met: bool, label: int, class_id: int) -> None:
+        """One result went out."""
+        with self._lock:
+            self._counts['results'] += 1
+            self._latencies.append(latency_ms)
+            self._hits.append(deadline_met)
+            if label >= 0:
+                self._counts['labelled'] += 1
+                self._counts['correct'] += int(label == class_id)
+
+    def __getitem__(self, name: str) -> int:
+        with self._lock:
+            return self._counts[name]
+
+    def snapshot(self) -> dict[str, float]:
+        """The counts, with latency and deadline statistics of recent results."""
+        with self._lock:
+            values: dict[str, float] = dict(self._counts)
+            lat = sorted(self._latencies)
+            hits = list(self._hits)
+        values['latency_ms_median'] = statistics.median(lat) if lat else 0.0
+        values['latency_ms_p95'] = lat[int(0.95 * (len(lat) - 1))] if lat else 0.0
+        values['deadline_hit_rate'] = sum(hits) / len(hits) if hits else 0.0
+        values['accuracy'] = values['correct'] / values['labelled'] if values['labelled'] \
+            else 0.0
+        return values
+
+
+class Route(enum.Enum):
+    """How a frame is answered on the device alone."""
+
+    FINISH = 'finish'  # the plan's exit, finished from the activation
+    FALLBACK = 'fallback'  # the plan's fallback exit, whole, from the input
+    NONE = 'none'  # neither is kept: answered as a failure
+
+
+class Take(enum.Enum):
+    """What to do with a frame the device takes."""
+
+    SKIP = 'skip'  # older than the deadline already: answered as skipped
+    DEVICE_ONLY = 'device_only'  # the plan runs every layer on the device
+    SEND = 'send'  # run the head, send the activation to the edge
+    ALONE = 'alone'  # the edge is down or absent: answer on the device
+    TRIAL = 'trial'  # answer on the device, and send it to the edge as a trial
+
+
+def finish_ms(plan: object) -> float:
+    """Predicted latency of a frame answered on the device alone by finishing
+    the plan's exit: the plan's device part (its layers with their
+    calibration, and the per-frame overhead) plus the tail.
+
+    This is the quantity the fallback's ``predicted_fallback_ms`` is (the
+    planner's prediction of a frame run whole on the device: calibrated
+    layers plus the overhead once), so the two compare like with like. The
+    planner's ``predicted_device_tail_ms`` alone has neither the overhead nor
+    the plan factor, and is only what is *left* once the head has run.
+    """
+    return plan.predicted_device_ms + plan.predicted_device_tail_ms
+
+
+def local_route(plan: object, age_ms: float, *, head_done: bool, have_activation: bool,
+                have_input: bool) -> Route:
+    """The one rule for a frame answered alone: finish the plan's exit from
+    the activation, or run the fallback exit from the input.
+
+    Finish (the plan's accuracy) when its predicted latency (:func:`finish_ms`)
+    is no greater than the fallback's, or there is no deadline, or what is
+    left of it (the tail once the head has run, ``head_done``; else all of it)
+    still meets the deadline from the frame's age. Else the fallback. A plan
+    that does not predict the tail (0: an older planner, or none) finishes
+    only when the input is gone. With neither the activation (nor the input
+    to compute it from) nor the input, nothing can answer: :attr:`Route.NONE`.
+    """
+    can_finish = have_activation or (not head_done and have_input)
+    if not can_finish:
+        return Route.FALLBACK if have_input else Route.NONE
+    if not have_input:
+        return Route.FINISH
+    tail_ms = plan.predicted_device_tail_ms
+    if tail_ms <= 0:
+        return Route.FALLBACK
+    deadline_ms = plan.latency_requirement_ms
+    left_ms = tail_ms if head_done else finish_ms(plan)
+    if finish_ms(plan) <= plan.predicted_fallback_ms or deadline_ms <= 0 or \
+            age_ms + left_ms <= deadline_ms:
+        return Route.FINISH
+    return Route.FALLBACK
+
+
+def local_ms(plan: object) -> float:
+    """Predicted time left to the quicker local answer once the head has run:
+    finishing the exit (the tail) or the fallback exit (whole; part of its
+    overhead is already spent, so this errs on the side of answering early).
+    A frame given up on this long before the deadline still meets it:
+    :func:`local_route` finishes when the tail still fits, else falls back."""
+    tail_ms = plan.predicted_device_tail_ms
+    if tail_ms <= 0:
+        return plan.predicted_fallback_ms
+    return min(tail_ms, plan.predicted_fallback_ms)
+
+
+def reply_wait_s(plan: object, age_ms: float, reply_timeout_s: float) -> float:
+    """How long a frame sent now (``age_ms`` after capture) waits for the edge:
+    until the last moment a local answer still meets the deadline, never
+    before twice the predicted remote part, never after ``reply_timeout_s``
+    (see ``inference.reply_wait_ms``)."""
+    wait_ms = reply_wait_ms(remote_ms=plan.predicted_latency_ms - plan.predicted_device_ms,
+                            fallback_ms=local_ms(plan), deadline_ms=plan.latency_requirement_ms,
+                            age_ms=age_ms)
+    return min(wait_ms / 1e3, reply_timeout_s)
+
+
+def plan_problem(plan: object, num_exits: int, layers: dict[int, int]) -> str | None:
+    """Why the device cannot run a plan with this model, or None."""
+    def within(exit_point: int, partition: int) -> str | None:
+        if not 1 <= exit_point <= num_exits:
+            return f'exit point {exit_point} is outside 1..{num_exits}'
+        if not 0 <= partition <= layers[exit_point]:
+            return (f'partition point {partition} is outside 0..{layers[exit_point]} for '
+                    f'exit {exit_point}')
+        return None
+
+    why = within(plan.exit_point, plan.partition_point)
+    if why is None and plan.num_layers != layers[plan.exit_point]:
+        why = (f'plan says exit {plan.exit_point} has {plan.num_layers} layers; the model '
+               f'has {layers[plan.exit_point]} (another model?)')
+    if why is None and plan.fallback_exit_point != 0:
+        why = within(plan.fallback_exit_point, plan.fallback_num_layers)
+        if why is None and plan.fallback_num_layers != layers[plan.fallback_exit_point]:
+            why = f'fallback exit {plan.fallback_exit_point} has the wrong layer count'
+        why = None if why is None else f'fallback: {why}'
+    return why
+
+
+@dataclass(eq=False)
+class Pending:
+    """A frame whose activation went to the edge (or a trial, answered already).
+
+    ``x`` (the input) and ``h`` (the activation sent) are opaque to the
+    policy: the node keeps them to answer the frame alone."""
+
+    seq: int
+    header: object
+    plan: object
+    label: int
+    device_ms: float
+    nbytes: int
+    partition: int
+    trial: bool = False
+    x: object = None
+    h: object = None
+    sent_s: float = 0.0
+    give_up_s: float = math.inf
+    reported_s: float = -math.inf  # when a fact about it last went out while out
+
+
+@dataclass(frozen=True)
+class TransferFact:
+    """What the device knows of one transfer, for the bandwidth monitor."""
+
+    seq: int
+    sent_s: float  # when it was sent (the node's clock)
+    nbytes: int
+    round_trip_ms: float  # so far, while still out
+    edge_held_ms: float  # the edge's time from receipt to reply (0 while out)
+    still_out: bool
+    given_up: bool  # the device no longer waits for the reply
+    expected_ms: float  # the plan's predicted remote part (transfer and edge)
+
+
+class ReplyKind(enum.Enum):
+    ANSWER = 'answer'  # the edge answered a frame in time: the node publishes it
+    MALFORMED = 'malformed'  # answer it on the device instead
+    TRIAL = 'trial'  # a trial's reply (the frame is answered already)
+    LATE = 'late'  # after the device answered alone (or unknown)
+
+
+@dataclass(frozen=True)
+class Reply:
+    kind: ReplyKind
+    pending: Pending | None
+    transfer_ms: float = 0.0
+    fact: TransferFact | None = None
+    recovered: bool = False  # the edge answers again
+
+
+@dataclass
+class Tick:
+    expired: list[Pending] = field(default_factory=list)  # to answer on the device
+    facts: list[TransferFact] = field(default_factory=list)
+    edge_down: Pending | None = None  # the frame whose timeout took the edge as down
+
+
+def _expected_ms(plan: object) -> float:
+    return max(0.0, plan.predicted_latency_ms - plan.predicted_device_ms)
+
+
+class DevicePolicy:
+    """The device's state between frames: frames out at the edge, frames given
+    up on (a late reply still measures the link), whether the edge answers,
+    when the last trial went. Shared by the compute thread and the executor:
+    every method takes the lock, and none runs a layer."""
+
+    def __init__(self, *, reply_timeout_s: float, edge_retry_s: float,
+                 skip_late: bool) -> None:
+        self.reply_timeout_s = reply_timeout_s
+        self.edge_retry_s = edge_retry_s
+        self.skip_late = skip_late
+        self.stats = Counters()
+        self.edge_ok = True
+        self.last_trial_s = -math.inf
+        self._lock = threading.Lock()
+        self._pending: OrderedDict[int, Pending] = OrderedDict()
+        self._gave_up: OrderedDict[int, Pending] = OrderedDict()
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def take(self, plan: object, age_ms: float, now_s: float, *, connected: bool) -> Take:
+        """A frame taken at ``now_s``, ``age_ms`` after capture; ``connected``:
+        an edge is matched on the tensor topic."""
+        deadline_ms = plan.latency_requirement_ms
+        if self.skip_late and deadline_ms > 0 and age_ms > deadline_ms:
+            self.stats.inc('skipped_late')
+            return Take.SKIP
+        if plan.partition_point == plan.num_layers:
+            return Take.DEVICE_ONLY
+        if connected and self.edge_ok:
+            return Take.SEND
+        with self._lock:
+            trial_out = any(p.trial for p in self._pending.values())
+            if connected and not trial_out and now_s - self.last_trial_s >= self.edge_retry_s:
+                self.last_trial_s = now_s
+                return Take.TRIAL
+        return Take.ALONE
+
+    def sent(self, p: Pending, now_s: float, age_ms: float) -> None:
+        """``p`` went to the edge at ``now_s``, ``age_ms`` after capture."""
+        p.sent_s = now_s
+        p.give_up_s = now_s + reply_wait_s(p.plan, age_ms, self.reply_timeout_s)
+        if p.trial:
+            p.h = p.x = None  # answered on the device: it only waits for its reply
+        with self._lock:
+            self._pending[p.seq] = p
+        self.stats.inc('trials' if p.trial else 'sent')
+
+    def reply(self, seq: int, now_s: float, edge_held_ms: float, *,
+              well_formed: bool) -> Reply:
+        """The edge answered frame ``seq`` at ``now_s``."""
+        with self._lock:
+            recovered = not self.edge_ok
+            self.edge_ok = True  # any answer, even a late one, shows the edge is back
+            p = self._pending.pop(seq, None)
+            late = self._gave_up.pop(seq, None) if p is None else None
+        if recovered:
+            self.stats.inc('edge_recoveries')
+        known = p if p is not None else late
+        round_trip_ms = (now_s - known.sent_s) * 1e3 if known is not None else 0.0
+        fact = None if known is None else TransferFact(
+            known.seq, known.sent_s, known.nbytes, round_trip_ms, edge_held_ms, False,
+            late is not None, _expected_ms(known.plan))
+        if p is None or p.trial:
+            if p is None:
+                self.stats.inc('late_replies')
+            return Reply(ReplyKind.LATE if p is None else ReplyKind.TRIAL, known, fact=fact,
+                         recovered=recovered)
+        if not well_formed:
+            self.stats.inc('malformed_replies')
+            return Reply(ReplyKind.MALFORMED, p, recovered=recovered)
+        self.stats.inc('replies')
+        return Reply(ReplyKind.ANSWER, p, max(0.0, round_trip_ms - edge_held_ms), fact,
+                     recovered)
+
+    def tick(self, now_s: float) -> Tick:
+        """Give up on the frames whose reply did not come in time (the device
+        answers them alone), and report the transfers still out."""
+        out = Tick()
+        with self._lock:
+            for p in self._gave_up.values():
+                if now_s - p.sent_s < REPORT_FOR_S and now_s - p.reported_s >= REPORT_PERIOD_S:
+                    p.reported_s = now_s
+                    out.facts.append(self._still_out(p, now_s, given_up=True))
+            for seq, p in list(self._pending.items()):
+                if now_s < p.give_up_s:
+                    if now_s - max(p.sent_s, p.reported_s) >= REPORT_PERIOD_S:
+                        p.reported_s = now_s
+                        out.facts.append(self._still_out(p, now_s, given_up=False))
+                    continue
+                del self._pending[seq]
+                self._gave_up[seq] = p
+                while len(self._gave_up) > KEEP_GIVEN_UP:
+                    self._gave_up.popitem(last=False)
+                p.reported_s = now_s
+                out.facts.append(self._still_out(p, now_s, given_up=True))
+                if p.trial:
+                    continue
+                out.expired.append(p)
+                if self.edge_ok:
+                    self.edge_ok = False
+                    out.edge_down = p
+        if out.expired:
+            self.stats.inc('edge_timeouts', len(out.expired))
+        return out
+
+    @staticmethod
+    def _still_out(p: Pending, now_s: float, *, given_up: bool) -> TransferFact:
+        return TransferFact(p.seq, p.sent_s, p.nbytes, (now_s - p.sent_s) * 1e3, 0.0, True,
+                            given_up, _expected_ms(p.plan))
+
+    def health(self, values: dict[str, float]) -> tuple[bool, str]:
+        """Whether all is well, and what to say, from a Counters snapshot."""
+        bad = sum(int(values[k]) for k in ('malformed_images', 'malformed_replies', 'bad_plans',
+                                           'unanswerable'))
+        if not self.edge_ok:
+            return False, 'the edge does not answer: answering frames on the device'
+        if bad:
+            return False, f'{bad} malformed inputs dropped or frames unanswerable'
+        return True, 'co-inference running'
+
+    def route_now(self, take: Take, plan: object, age_ms: float) -> Route:
+        """How to answer on the device a frame just taken alone (``Take.ALONE``:
+        the fallback) or as a trial (:func:`local_route`, the head not run yet;
+        finishing means the trial carries the activation, else the input)."""
+        route = Route.FALLBACK if take is Take.ALONE else local_route(
+            plan, age_ms, head_done=False, have_activation=False, have_input=True)
+        self.stats.inc('fallback')
+        return route
+
+    def route(self, p: Pending, age_ms: float) -> Route:
+        """How to answer alone a frame given up on (or sent back malformed),
+        ``age_ms`` after capture now. Counts it (fallback, or unanswerable)."""
+        route = local_route(p.plan, age_ms, head_done=True, have_activation=p.h is not None,
+                            have_input=p.x is not None)
+        self.stats.inc('unanswerable' if route is Route.NONE else 'fallback')
+        return route
+
+
+class WorkQueue:
+    """Work for the compute thread: frames given up on (answered alone) come
+    first, their deadline being nearest; then camera frames in order, at most
+    ``depth`` of them (the oldest is dropped when the device is that far
+    behind)."""
+
+    def __init__(self, depth: int) -> None:
+        self._frames: deque[object] = deque(maxlen=depth)
+        self._urgent: deque[object] = deque()
+        self._wake = threading.Condition()
+        self._stopping = False
+
+    def frame(self, item: object) -> bool:
+        """Queue a camera frame; False if the oldest waiting one was dropped."""
+        with self._wake:
+            dropped = len(self._frames) == self._frames.maxlen
+            self._frames.append(item)
+            self._wake.notify()
+        return not dropped
+
+    def urgent(self, item: object) -> None:
+        with self._wake:
+            self._urgent.append(item)
+            self._wake.notify()
+
+    def next(self) -> tuple[bool, object] | None:
+        """Wait for work: (urgent, item), or None once stopped."""
+        with self._wake:
+            while not (self._stopping or self._urgent or self._frames):
+                self._wake.wait()
+            if self._stopping:
+                return None
+            if self._urgent:
+                return True, self._urgent.popleft()
+            return False, self._frames.popleft()
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+
+
+class Labels:
+    """Ground truth that came with frames, by (stamp s, stamp ns, frame id),
+    the most recent ``keep``; the executor adds, the compute thread takes."""
+
+    def __init__(self, keep: int = 512) -> None:
+        self._labels: OrderedDict[tuple[int, int, str], int] = OrderedDict()
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def put(self, key: tuple[int, int, str], label: int) -> None:
+        with self._lock:
+            self._labels[key] = label
+            while len(self._labels) > self._keep:
+                self._labels.popitem(last=False)
+
+    def take(self, key: tuple[int, int, str]) -> int:
+        """The frame's label, or -1 if none came (yet)."""
+        with self._lock:
+            return self._labels.pop(key, -1)
