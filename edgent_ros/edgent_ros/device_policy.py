@@ -287,6 +287,15 @@ class DevicePolicy:
         with self._lock:
             return len(self._pending)
 
+    def idle(self, now_s: float) -> bool:
+        """Whether ``tick`` has nothing to do now or later until the next send:
+        no frame out at the edge, and none given up on still being reported.
+        The node stops its tick timer then (50 wake-ups a second cost a Pi-class
+        device more than the frames do)."""
+        with self._lock:
+            return not self._pending and all(now_s - p.sent_s >= REPORT_FOR_S
+                                             for p in self._gave_up.values())
+
     def take(self, plan: object, age_ms: float, now_s: float, *, connected: bool) -> Take:
         """A frame taken at ``now_s``, ``age_ms`` after capture; ``connected``:
         an edge is matched on the tensor topic."""

@@ -204,6 +204,19 @@ def test_a_transfer_given_up_on_is_reported_until_it_is_too_old() -> None:
     assert pol.tick(dp.REPORT_FOR_S + 0.5).facts == []
 
 
+def test_the_policy_is_idle_only_when_nothing_is_out_or_still_reported() -> None:
+    pol = policy()
+    assert pol.idle(0.0)
+    pol.sent(pending(1, plan(deadline_ms=300.0)), 0.0, 0.0)
+    assert not pol.idle(0.05)  # out at the edge
+    pol.tick(1.0)  # given up on: still reported for a while
+    assert not pol.idle(1.0) and not pol.idle(dp.REPORT_FOR_S - 0.1)
+    assert pol.idle(dp.REPORT_FOR_S)
+    pol.sent(pending(2), 20.0, 0.0)
+    assert pol.reply(2, 20.1, 3.0, well_formed=True).kind is dp.ReplyKind.ANSWER
+    assert pol.idle(20.1)
+
+
 def test_a_trial_is_never_answered_twice() -> None:
     pol = policy()
     pol.edge_ok = False

@@ -44,6 +44,7 @@ from edgent_ros_interfaces.msg import (
 )
 
 RESULT_DEPTH = 50
+TICK_S = 0.02  # how often frames out at the edge are checked
 
 
 class DeviceNode(Node):
@@ -107,7 +108,11 @@ class DeviceNode(Node):
         self.create_subscription(Plan, 'plan', self.on_plan, LATCHED_QOS)
         self.create_subscription(EdgeReply, 'reply', self.on_reply, TENSOR_QOS)
         self.create_subscription(BandwidthEstimate, 'bandwidth', self.on_bandwidth, LATCHED_QOS)
-        self.create_timer(0.02, self.on_tick)
+        # Runs only while a frame is out: send() starts it, on_tick() stops it,
+        # each under tick_lock with the policy's change, so neither misses the other.
+        self.tick_lock = threading.Lock()
+        self.tick_timer = self.create_timer(TICK_S, self.on_tick)
+        self.tick_timer.cancel()
         self.create_timer(1.0, self.publish_diagnostics)
         self.worker = threading.Thread(target=self.compute_loop, name='device_compute',
                                        daemon=True)
@@ -222,7 +227,10 @@ class DeviceNode(Node):
         out.exit_point = p.plan.exit_point
         out.partition_point = p.partition
         p.nbytes = len(out.data)
-        self.policy.sent(p, self.now_s(), self.age_ms(p.header))
+        with self.tick_lock:
+            self.policy.sent(p, self.now_s(), self.age_ms(p.header))
+            if self.tick_timer.is_canceled():
+                self.tick_timer.reset()
         self.tensor_pub.publish(out)
 
     def on_reply(self, reply: EdgeReply) -> None:
@@ -246,7 +254,8 @@ class DeviceNode(Node):
     def on_tick(self) -> None:
         """Give up on the frames the edge did not answer in time (the device
         answers them alone); report the transfers still out."""
-        tick = self.policy.tick(self.now_s())
+        now_s = self.now_s()
+        tick = self.policy.tick(now_s)
         for fact in tick.facts:
             self.report(fact)
         if tick.edge_down is not None:
@@ -256,6 +265,9 @@ class DeviceNode(Node):
                 'answering on the device until the edge answers again', throttle_duration_sec=5.0)
         for p in tick.expired:
             self.work.urgent(p)  # the compute thread answers it alone
+        with self.tick_lock:
+            if self.policy.idle(self.now_s()):
+                self.tick_timer.cancel()
 
     # --- outputs ---------------------------------------------------------------------
     def report(self, fact: dp.TransferFact) -> None:
