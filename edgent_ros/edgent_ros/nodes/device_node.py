@@ -22,15 +22,15 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.time import Time
 from sensor_msgs.msg import Image
 
 from edgent_ros import device_policy as dp
-from edgent_ros import diagnostics, image_codec, tensor_codec
+from edgent_ros import diagnostics, image_codec
 from edgent_ros import model as m
 from edgent_ros.inference import CoInferenceModel, TopK, preprocess, top_k
-from edgent_ros.nodes.params import declare_bool, declare_float, declare_int, declare_str
+from edgent_ros.nodes import device_messages as msgs
+from edgent_ros.nodes.params import ParamSchema, ParamSpec
 from edgent_ros.nodes.runner import run_node
 from edgent_ros.qos import IMAGE_QOS, LATCHED_QOS, TENSOR_QOS
 from edgent_ros_interfaces.msg import (
@@ -44,6 +44,30 @@ from edgent_ros_interfaces.msg import (
 )
 
 RESULT_DEPTH = 50
+
+# Ranges, types and read-only are checked from these; a change that passes
+# them applies from the next frame.
+PARAMS = ParamSchema(
+    ParamSpec('model', m.DEFAULT_MODEL,
+              'Model name (in the package models/) or path to its YAML.', read_only=True),
+    ParamSpec('threads', 1, 'torch CPU threads.', 1, 256, read_only=True),
+    ParamSpec('top_k', 3, 'Classes reported per frame.', 1, 1000),
+    ParamSpec('reply_timeout_s', 5.0,
+              'Longest wait for an edge reply before the device answers the frame alone, s '
+              '(it answers sooner when the deadline requires; from the next frame sent).',
+              0.01, 3600.0),
+    ParamSpec('edge_retry_s', 1.0, 'While the edge does not answer, send one frame to it '
+              'this often to see whether it is back, s.', 0.05, 3600.0),
+    ParamSpec('skip_late_frames', True,
+              'Skip a frame that is already older than the deadline when the device takes it '
+              '(it has fallen behind): computing it would make the frames queued behind it '
+              'late too. Skipped frames are counted in diagnostics (skipped_late).'),
+    ParamSpec('source_id', '', 'This device\'s id in tensors (default: its namespace).',
+              read_only=True),
+    ParamSpec('emulated_slowdown', 1.0,
+              'Testbeds only: run the layers this many times slower than this CPU to emulate '
+              'a slower device; 1 = off.', 1.0, 100000.0, read_only=True),
+)
 TICK_S = 0.02  # how often frames out at the edge are checked
 
 
@@ -53,37 +77,18 @@ class DeviceNode(Node):
         super().__init__('device', **kwargs)
         self.work = dp.WorkQueue(IMAGE_QOS.depth)
         self.worker: threading.Thread | None = None
-        model = declare_str(self, 'model', m.DEFAULT_MODEL,
-                            'Model name (in the package models/) or path to its YAML.',
-                            read_only=True)
-        threads = declare_int(self, 'threads', 1, 'torch CPU threads.', 1, 256, read_only=True)
-        self.top_k = declare_int(self, 'top_k', 3, 'Classes reported per frame.', 1, 1000)
-        self.policy = dp.DevicePolicy(
-            reply_timeout_s=declare_float(
-                self, 'reply_timeout_s', 5.0,
-                'Longest wait for an edge reply before the device answers the frame alone, s '
-                '(it answers sooner when the deadline requires; from the next frame sent).',
-                0.01, 3600.0),
-            edge_retry_s=declare_float(
-                self, 'edge_retry_s', 1.0, 'While the edge does not answer, send one frame to '
-                'it this often to see whether it is back, s.', 0.05, 3600.0),
-            skip_late=declare_bool(
-                self, 'skip_late_frames', True,
-                'Skip a frame that is already older than the deadline when the device takes it '
-                '(it has fallen behind): computing it would make the frames queued behind it '
-                'late too. Skipped frames are counted in diagnostics (skipped_late).'))
+        p = PARAMS.attach(self, {
+            'top_k': lambda v: setattr(self, 'top_k', v),
+            'reply_timeout_s': lambda v: setattr(self.policy, 'reply_timeout_s', v),
+            'edge_retry_s': lambda v: setattr(self.policy, 'edge_retry_s', v),
+            'skip_late_frames': lambda v: setattr(self.policy, 'skip_late', v)})
+        self.top_k, threads = p['top_k'], p['threads']
+        self.policy = dp.DevicePolicy(reply_timeout_s=p['reply_timeout_s'],
+                                      edge_retry_s=p['edge_retry_s'],
+                                      skip_late=p['skip_late_frames'])
         self.stats = self.policy.stats
-        self.source_id = declare_str(self, 'source_id', '',
-                                     'This device\'s id in tensors (default: its namespace).',
-                                     read_only=True) or self.get_namespace()
-        slowdown = declare_float(
-            self, 'emulated_slowdown', 1.0,
-            'Testbeds only: run the layers this many times slower than this CPU (sleeping '
-            '(f-1) x their CPU time) to emulate a slower device; 1 = off.', 1.0, 100000.0,
-            read_only=True)
-        # Ranges, types and read-only are checked by rclpy from the descriptors;
-        # a change that passes them applies here.
-        self.add_post_set_parameters_callback(self.apply_parameters)
+        self.source_id = p['source_id'] or self.get_namespace()
+        model, slowdown = p['model'], p['emulated_slowdown']
         torch.set_num_threads(threads)
         net, card = m.load(m.resolve_model_path(model))
         self.model = CoInferenceModel(net, card, slowdown=slowdown)
@@ -119,15 +124,6 @@ class DeviceNode(Node):
         self.worker.start()
         self.get_logger().info(f'model {card.name}; device {self.source_id}; until a plan '
                                f'arrives: exit {self.best.exit_point}, device only')
-
-    def apply_parameters(self, parameters: list[Parameter]) -> None:
-        for p in parameters:
-            if p.name == 'top_k':
-                self.top_k = p.value
-            elif p.name in ('reply_timeout_s', 'edge_retry_s'):
-                setattr(self.policy, p.name, p.value)
-            elif p.name == 'skip_late_frames':
-                self.policy.skip_late = p.value
 
     def destroy_node(self) -> None:
         self.work.stop()
@@ -219,13 +215,7 @@ class DeviceNode(Node):
 
     def send(self, p: dp.Pending, h: torch.Tensor) -> None:
         """Send an activation to the edge; the policy waits for its reply."""
-        out = tensor_codec.to_msg(h.numpy(), name='activation')
-        out.header = p.header
-        out.frame_seq = p.seq
-        out.source_id = self.source_id
-        out.plan_id = p.plan.plan_id
-        out.exit_point = p.plan.exit_point
-        out.partition_point = p.partition
+        out = msgs.tensor_msg(p, h.numpy(), self.source_id)
         p.nbytes = len(out.data)
         with self.tick_lock:
             self.policy.sent(p, self.now_s(), self.age_ms(p.header))
@@ -271,12 +261,7 @@ class DeviceNode(Node):
 
     # --- outputs ---------------------------------------------------------------------
     def report(self, fact: dp.TransferFact) -> None:
-        msg = TransferReport(frame_seq=fact.seq, bytes=fact.nbytes,
-                             round_trip_ms=fact.round_trip_ms, edge_held_ms=fact.edge_held_ms,
-                             still_out=fact.still_out, given_up=fact.given_up,
-                             expected_ms=fact.expected_ms)
-        msg.header.stamp = Time(nanoseconds=round(fact.sent_s * 1e9)).to_msg()
-        self.transfer_pub.publish(msg)
+        self.transfer_pub.publish(msgs.transfer_msg(fact))
 
     def answer_alone(self, p: dp.Pending, route: dp.Route, start: float, *,
                      h: torch.Tensor | None = None) -> None:
@@ -299,27 +284,12 @@ class DeviceNode(Node):
                                     'kept; answering it as failed', throttle_duration_sec=5.0)
             self.answer(p, TopK([], []), fallback=True, failed=True)
 
-    def answer(self, p: dp.Pending, result: TopK, *, transfer_ms: float = 0.0,
-               edge_ms: float = 0.0, fallback: bool = False, exit_point: int | None = None,
-               partition: int | None = None, predicted_ms: float | None = None,
-               failed: bool = False, skipped: bool = False) -> None:
-        plan, latency_ms = p.plan, self.age_ms(p.header)
+    def answer(self, p: dp.Pending, result: TopK, **how: object) -> None:
+        """Publish a frame's answer (``how``: as device_messages.result_msg takes)."""
         label = p.label if p.label >= 0 else self.labels.take(key(p.header))  # came since?
-        deadline = plan.latency_requirement_ms
-        msg = InferenceResult(
-            header=p.header, frame_seq=p.seq, source_id=self.source_id,
-            class_id=result.class_ids[0] if result.class_ids else -1,
-            score=result.scores[0] if result.scores else 0.0,
-            top_k_class_ids=result.class_ids, top_k_scores=result.scores, label=label,
-            plan_id=plan.plan_id,
-            exit_point=plan.exit_point if exit_point is None else exit_point,
-            partition_point=plan.partition_point if partition is None else partition,
-            fallback=fallback, latency_ms=latency_ms, device_ms=p.device_ms,
-            transfer_ms=transfer_ms, edge_ms=edge_ms,
-            predicted_latency_ms=plan.predicted_latency_ms if predicted_ms is None
-            else predicted_ms, latency_requirement_ms=deadline,
-            deadline_met=not failed and (deadline <= 0 or latency_ms <= deadline),
-            skipped=skipped)
+        latency_ms = self.age_ms(p.header)
+        msg = msgs.result_msg(p, result, source_id=self.source_id, label=label,
+                              latency_ms=latency_ms, **how)
         self.result_pub.publish(msg)
         self.stats.answered(latency_ms, msg.deadline_met, label, msg.class_id)
 

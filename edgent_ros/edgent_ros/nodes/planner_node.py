@@ -102,7 +102,8 @@ class PlannerNode(Node):
             margin_quantile=p['margin_quantile'], enabled=p['online_calibration'],
             log=self.note)
         self.current: Decision | None = None
-        self.plan_id, self.bandwidth_source, self.bandwidth_stamp = 0, 'initial', time.monotonic()
+        self.plan_id, self.bandwidth_source = 0, 'initial'
+        self.bandwidth_stamp = self.now_s()
         self.decision_us: deque[float] = deque(maxlen=200)
         self.plan_pub = self.create_publisher(Plan, 'plan', LATCHED_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
@@ -124,6 +125,10 @@ class PlannerNode(Node):
         device = lat.load_profile(lat.resolve_profile_path(device_profile))
         edge = lat.load_profile(lat.resolve_profile_path(edge_profile))
         return lat.SubModelLatency(self.card, device, edge)
+
+    def now_s(self) -> float:
+        """The node clock (sim time under use_sim_time), s."""
+        return self.get_clock().now().nanoseconds * 1e-9
 
     def note(self, kind: str, text: str) -> None:
         """Log a calibration change, each kind at most once in 10 s."""
@@ -178,7 +183,7 @@ class PlannerNode(Node):
             return
         self.bandwidth_kbps = float(msg.bandwidth_kbps)
         self.bandwidth_source = SOURCES.get(msg.source, 'none')
-        self.bandwidth_stamp = time.monotonic()
+        self.bandwidth_stamp = self.now_s()
         self.estimates += 1
         self.replan()
 
@@ -247,7 +252,7 @@ class PlannerNode(Node):
 
     def publish_diagnostics(self) -> None:
         d = self.current
-        age = time.monotonic() - self.bandwidth_stamp
+        age = self.now_s() - self.bandwidth_stamp
         if d is None:
             level, text = diagnostics.WARN, 'no plan yet'
         elif not d.feasible:
