@@ -31,6 +31,23 @@ def rclpy_context() -> Iterator[object]:
 
 
 @pytest.fixture
+def harness(rclpy_context: object) -> Iterator[tuple[object, object]]:
+    """A node of the test's own and a single-threaded executor spinning it:
+    (node, executor); both shut down after the test."""
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+
+    node = Node('edgent_test', context=rclpy_context)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    executor.add_node(node)
+    try:
+        yield node, executor
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+
+
+@pytest.fixture
 def device_outputs(rclpy_context: object) -> Iterator[object]:
     """A node listening to the default topology's /device/result and /device/plan:
     (executor, results, plans); shut down after the test."""

@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter, parameter_value_to_python
 from rclpy.parameter_client import AsyncParameterClient
@@ -23,16 +22,6 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 # Declared by rclpy itself, and applied by it at run time.
 RCLPY_OWN = {'use_sim_time', 'start_type_description_service'}
-
-
-@pytest.fixture
-def harness(rclpy_context: object) -> object:
-    node = Node('parameters_test', context=rclpy_context)
-    executor = SingleThreadedExecutor(context=rclpy_context)
-    executor.add_node(node)
-    yield node, executor
-    executor.shutdown()
-    node.destroy_node()
 
 
 def wait(executor: object, future: object, timeout: float = 20.0) -> object:

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.duration import Duration
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.time import Time
 from rosgraph_msgs.msg import Clock
@@ -32,16 +31,6 @@ def plan(plan_id: int, exit_point: int, partition: int) -> Plan:
     return Plan(plan_id=plan_id, exit_point=exit_point, num_exits=5, partition_point=partition,
                 num_layers=n, latency_requirement_ms=1000.0, predicted_latency_ms=10.0,
                 deadline_met=True)
-
-
-@pytest.fixture
-def harness(rclpy_context: object) -> object:
-    node = Node('pipeline_test', context=rclpy_context)
-    executor = SingleThreadedExecutor(context=rclpy_context)
-    executor.add_node(node)
-    yield node, executor
-    executor.shutdown()
-    node.destroy_node()
 
 
 def device(processes: object, ns: str, *extra: str) -> object:
