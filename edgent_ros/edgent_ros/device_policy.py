@@ -37,6 +37,7 @@ import math
 import statistics
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from edgent_ros.inference import reply_wait_ms
@@ -177,6 +178,25 @@ def reply_wait_s(plan: object, age_ms: float, reply_timeout_s: float) -> float:
                             fallback_ms=local_ms(plan), deadline_ms=plan.latency_requirement_ms,
                             age_ms=age_ms)
     return min(wait_ms / 1e3, reply_timeout_s)
+
+
+def reply_problem(class_ids: Sequence[int], scores: Sequence[float], edge_ms: float,
+                  num_classes: int) -> str | None:
+    """Why an edge reply cannot be taken as the frame's answer, or None: it
+    must carry classes of the model with finite probabilities, as many of
+    each, and a finite, non-negative edge time."""
+    if len(class_ids) == 0:
+        return 'no classes'
+    if len(class_ids) != len(scores):
+        return f'{len(class_ids)} class ids but {len(scores)} scores'
+    bad = [c for c in class_ids if not 0 <= c < num_classes]
+    if bad:
+        return f'class ids {bad[:3]} outside 0..{num_classes - 1}'
+    if not all(math.isfinite(s) and 0.0 <= s <= 1.0 for s in scores):
+        return 'scores are not all probabilities (finite, in [0, 1])'
+    if not (math.isfinite(edge_ms) and edge_ms >= 0.0):
+        return f'edge time {edge_ms} ms is not a finite, non-negative time'
+    return None
 
 
 def plan_problem(plan: object, num_exits: int, layers: dict[int, int]) -> str | None:

@@ -37,7 +37,11 @@ def preprocess(rgb: np.ndarray) -> torch.Tensor:
 
 
 def top_k(logits: torch.Tensor, k: int) -> TopK:
-    """Top-k classes of one frame's logits, with softmax scores."""
+    """Top-k classes of one frame's logits, with softmax scores. Raises
+    ActivationError when the logits are not finite (an input of absurd
+    magnitude overflowed the network): no answer beats a NaN one."""
+    if not bool(torch.isfinite(logits).all()):
+        raise ActivationError('the network\'s output is not finite (the input overflows it)')
     probs = torch.softmax(logits.reshape(-1).float(), dim=0)
     k = max(1, min(k, probs.numel()))
     scores, ids = torch.topk(probs, k)

@@ -124,13 +124,29 @@ def to_msg(array: np.ndarray, msg: Tensor | None = None, *, name: str = '',
     return msg
 
 
+def quantization_problem(msg: Tensor, dt: np.dtype) -> None:
+    """Refuse quantization fields that cannot mean anything: a scale that is
+    not 0 (not quantized) nor a positive finite number, or a scale on a
+    floating-point tensor (only integer data are quantized)."""
+    scale = float(msg.quantization_scale)
+    if scale == 0.0:
+        return
+    if not (math.isfinite(scale) and scale > 0):
+        raise TensorCodecError(f'quantization_scale must be 0 (not quantized) or a positive '
+                               f'finite number, got {scale}')
+    if dt.kind == 'f':
+        raise TensorCodecError(f'quantization_scale {scale} on a {dt} tensor: only integer '
+                               'tensors are quantized')
+
+
 def from_msg(msg: Tensor, *, copy: bool = False) -> np.ndarray:
     """Return the array a Tensor message carries.
 
     By default the result is a read-only view over the message's buffer (no
     copy); ``copy=True`` returns a writable array of its own. Raises
     TensorCodecError, naming the problem, for an unknown data type, an absurd
-    shape, bad strides, or a data length that does not match shape and strides.
+    shape, bad strides, meaningless quantization fields, or a data length that
+    does not match shape and strides.
     """
     dt = code_dtype(msg.data_type)
     shape = tuple(int(d) for d in msg.shape)
@@ -146,6 +162,11 @@ def from_msg(msg: Tensor, *, copy: bool = False) -> np.ndarray:
     if len(strides) != len(shape):
         raise TensorCodecError(
             f'{len(strides)} strides for a shape of rank {len(shape)}')
+    # A stride of a size-1 dimension never moves, so the length check below
+    # cannot catch it; numpy still takes it as a C long.
+    if any(s > MAX_BYTES for s in strides):
+        raise TensorCodecError(f'strides {list(strides)}: over the maximum of {MAX_BYTES} bytes')
+    quantization_problem(msg, dt)
     if count == 0:
         needed = 0
     else:

@@ -2,7 +2,9 @@
 
 The edge node gets malformed activations (length and shape mismatches,
 unknown data types, absurd dimensions, exit or partition out of range, NaN
-and inf payloads, oversized payloads, bad strides); the device node gets
+and inf payloads, oversized payloads, bad strides, a stride of 2**63 on a
+size-1 dimension, meaningless quantization, values that overflow the
+network); the device node gets
 malformed images (unknown encodings, short data, bad steps, absurd or empty
 sizes). Valid tensors and images go in between. Neither node may crash or
 stall: every malformed message is counted in /diagnostics, the logs about
@@ -92,6 +94,15 @@ def bad_tensors(rng: np.random.Generator) -> list[tuple[str, Tensor]]:
     t = tensor_codec.to_msg(np.ones(a.shape, np.int32))
     t.exit_point, t.partition_point, t.source_id = 4, 8, 'fuzzer'
     out.append(('integer activation', t))
+    t = base()
+    t.strides = [int(rng.choice([2**63, 2**63 + 4, 2**64 - 4])), *t.strides[1:]]
+    out.append(('huge stride on a size-1 dimension', t))  # killed the edge once
+    t = base()
+    t.quantization_scale = float(rng.choice([np.nan, np.inf, -1.0]))
+    out.append(('meaningless quantization', t))
+    t = tensor_codec.to_msg(np.full(a.shape, 3e38, np.float32))
+    t.exit_point, t.partition_point, t.source_id = 4, 8, 'fuzzer'
+    out.append(('overflowing values', t))
     return out
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.node import Node
 
 from edgent_ros import diagnostics, tensor_codec
 from edgent_ros.bandwidth import (
@@ -41,14 +40,14 @@ from edgent_ros.bandwidth import (
     transfer_sample,
 )
 from edgent_ros.nodes.params import declare_float, declare_int
-from edgent_ros.nodes.runner import run_node
+from edgent_ros.nodes.runner import GuardedNode, run_node
 from edgent_ros.qos import LATCHED_QOS, TENSOR_QOS
 from edgent_ros_interfaces.msg import BandwidthEstimate, EdgeReply, Tensor, TransferReport
 
 PROBE_NAME = 'probe'
 
 
-class BandwidthMonitor(Node):
+class BandwidthMonitor(GuardedNode):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__('bandwidth_monitor', **kwargs)
@@ -254,6 +253,7 @@ class BandwidthMonitor(Node):
         estimate = self.estimator.estimate(peek=True)
         level = diagnostics.OK if estimate is not None else diagnostics.WARN
         values: dict[str, object] = {
+            'callback_errors': self.callback_errors,
             'probes_sent': self.probes_sent, 'probes_answered': self.probes_answered,
             'probes_lost': self.probes_lost, 'passive_samples': self.passive_samples,
             'dropped_samples': self.dropped_samples, 'overdue_bounds': self.bound_samples,

@@ -12,7 +12,6 @@ bgr8 or mono8).
 from __future__ import annotations
 
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
@@ -26,14 +25,14 @@ from edgent_ros.nodes.params import (
     declare_str,
     refuse,
 )
-from edgent_ros.nodes.runner import run_node
+from edgent_ros.nodes.runner import GuardedNode, run_node
 from edgent_ros.qos import IMAGE_QOS
 from edgent_ros_interfaces.msg import FrameLabel
 
 ENCODINGS = ('rgb8', 'bgr8', 'mono8')
 
 
-class CameraNode(Node):
+class CameraNode(GuardedNode):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__('camera', **kwargs)

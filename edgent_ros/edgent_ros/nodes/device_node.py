@@ -21,7 +21,6 @@ import time
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import Image
 
@@ -31,7 +30,7 @@ from edgent_ros import model as m
 from edgent_ros.inference import CoInferenceModel, TopK, preprocess, top_k
 from edgent_ros.nodes import device_messages as msgs
 from edgent_ros.nodes.params import ParamSchema, ParamSpec
-from edgent_ros.nodes.runner import run_node
+from edgent_ros.nodes.runner import GuardedNode, run_node
 from edgent_ros.qos import IMAGE_QOS, LATCHED_QOS, TENSOR_QOS
 from edgent_ros_interfaces.msg import (
     BandwidthEstimate,
@@ -71,7 +70,7 @@ PARAMS = ParamSchema(
 TICK_S = 0.02  # how often frames out at the edge are checked
 
 
-class DeviceNode(Node):
+class DeviceNode(GuardedNode):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__('device', **kwargs)
@@ -226,20 +225,21 @@ class DeviceNode(Node):
     def on_reply(self, reply: EdgeReply) -> None:
         if reply.source_id != self.source_id:
             return  # another device's answer
-        good = 0 < len(reply.top_k_class_ids) == len(reply.top_k_scores)
-        r = self.policy.reply(reply.frame_seq, self.now_s(), float(reply.edge_total_ms),
-                              well_formed=good)
+        why = dp.reply_problem(reply.top_k_class_ids, reply.top_k_scores,
+                               reply.edge_total_ms, self.model.card.num_classes)
+        edge_ms = float(reply.edge_total_ms) if why is None else 0.0
+        r = self.policy.reply(reply.frame_seq, self.now_s(), edge_ms, well_formed=why is None)
         if r.recovered:
             self.get_logger().info('the edge answers again: resuming co-inference')
         if r.fact is not None:
             self.report(r.fact)
         if r.kind is dp.ReplyKind.MALFORMED:
-            self.get_logger().error(f'frame {reply.frame_seq}: malformed edge reply; '
+            self.get_logger().error(f'frame {reply.frame_seq}: malformed edge reply ({why}); '
                                     'answering it on the device', throttle_duration_sec=5.0)
             self.work.urgent(r.pending)
         elif r.kind is dp.ReplyKind.ANSWER:
             self.answer(r.pending, TopK(list(reply.top_k_class_ids), list(reply.top_k_scores)),
-                        transfer_ms=r.transfer_ms, edge_ms=float(reply.edge_total_ms))
+                        transfer_ms=r.transfer_ms, edge_ms=edge_ms)
 
     def on_tick(self) -> None:
         """Give up on the frames the edge did not answer in time (the device
@@ -298,6 +298,7 @@ class DeviceNode(Node):
         values.update({'plan_id': self.plan.plan_id, 'exit_point': self.plan.exit_point,
                        'partition_point': self.plan.partition_point,
                        'in_flight': self.policy.in_flight, 'edge_answering': self.policy.edge_ok,
+                       'callback_errors': self.callback_errors,
                        'bandwidth_kbps': self.bandwidth_kbps})
         ok, text = self.policy.health(values)
         level = diagnostics.OK if ok else diagnostics.WARN

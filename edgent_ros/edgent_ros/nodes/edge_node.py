@@ -16,19 +16,18 @@ from collections import Counter, deque
 
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from edgent_ros import diagnostics, tensor_codec
 from edgent_ros import model as m
 from edgent_ros.inference import ActivationError, CoInferenceModel, top_k
 from edgent_ros.nodes.params import declare_int, declare_str
-from edgent_ros.nodes.runner import run_node
+from edgent_ros.nodes.runner import GuardedNode, run_node
 from edgent_ros.qos import TENSOR_QOS
 from edgent_ros_interfaces.msg import EdgeReply, Tensor
 
 
-class EdgeNode(Node):
+class EdgeNode(GuardedNode):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__('edge', **kwargs)
@@ -63,18 +62,18 @@ class EdgeNode(Node):
         try:
             array = tensor_codec.from_msg(msg)
             self.model.check_activation(msg.exit_point, msg.partition_point, array)
+            compute_start = time.perf_counter()
+            logits = self.model.tail(msg.exit_point, msg.partition_point,
+                                     torch.from_numpy(array.copy()))
+            compute_ms = (time.perf_counter() - compute_start) * 1e3
+            result = top_k(logits, self.top_k)
         except (tensor_codec.TensorCodecError, ActivationError) as exc:
             self.malformed += 1
             self.malformed_why[type(exc).__name__] += 1
             self.get_logger().error(
-                f"dropping tensor {msg.frame_seq} from '{msg.source_id}': {exc}",
+                f"dropping tensor {msg.frame_seq} from '{msg.source_id[:64]}': {exc}",
                 throttle_duration_sec=5.0)
             return
-        compute_start = time.perf_counter()
-        logits = self.model.tail(msg.exit_point, msg.partition_point,
-                                 torch.from_numpy(array.copy()))
-        compute_ms = (time.perf_counter() - compute_start) * 1e3
-        result = top_k(logits, self.top_k)
         reply = EdgeReply()
         reply.header = msg.header
         reply.frame_seq = msg.frame_seq
@@ -93,6 +92,7 @@ class EdgeNode(Node):
 
     def publish_diagnostics(self) -> None:
         values: dict[str, object] = {
+            'callback_errors': self.callback_errors,
             'tensors_served': sum(self.served.values()), 'devices': len(self.served),
             'malformed': self.malformed,
             'compute_ms_median': statistics.median(self.compute_ms) if self.compute_ms else 0.0,

@@ -16,14 +16,14 @@ from dataclasses import asdict
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
-from rclpy.node import Node
 
+from edgent_ros.nodes.runner import GuardedNode
 from edgent_ros.qos import LATCHED_QOS
 from edgent_ros.report import FrameRecord, Summary, frame_line, summary_text
 from edgent_ros_interfaces.msg import BandwidthEstimate, InferenceResult
 
 
-class Monitor(Node):
+class Monitor(GuardedNode):
 
     def __init__(self, quiet: bool = False, **kwargs: object) -> None:
         super().__init__('monitor', **kwargs)

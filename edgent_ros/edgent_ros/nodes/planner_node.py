@@ -19,7 +19,6 @@ from collections import deque
 from collections.abc import Callable, Collection
 
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.node import Node
 from std_msgs.msg import Header
 
 from edgent_ros import card as m
@@ -27,7 +26,7 @@ from edgent_ros import diagnostics
 from edgent_ros import latency as lat
 from edgent_ros.calibration import Calibrator, FrameResult
 from edgent_ros.nodes.params import ParamSchema, ParamSpec, Value
-from edgent_ros.nodes.runner import run_node
+from edgent_ros.nodes.runner import GuardedNode, run_node
 from edgent_ros.planner import MODES, Decision, Planner, should_switch
 from edgent_ros.qos import LATCHED_QOS
 from edgent_ros_interfaces.msg import BandwidthEstimate, InferenceResult, Plan
@@ -72,7 +71,7 @@ SOURCES = {BandwidthEstimate.SOURCE_PASSIVE: 'passive', BandwidthEstimate.SOURCE
            BandwidthEstimate.SOURCE_MIXED: 'mixed'}
 
 
-class PlannerNode(Node):
+class PlannerNode(GuardedNode):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__('planner', **kwargs)
@@ -263,6 +262,7 @@ class PlannerNode(Node):
             level, text = diagnostics.OK, 'plan meets the deadline'
         p, cal = self.planner, self.calibrator
         values: dict[str, object] = {
+            'callback_errors': self.callback_errors,
             'plan_id': self.plan_id, 'deadline_ms': self.deadline_ms,
             'bandwidth_kbps': self.bandwidth_kbps, 'bandwidth_source': self.bandwidth_source,
             'bandwidth_age_s': age, 'estimates_received': self.estimates,

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import time
 
-from rclpy.node import Node
-
-from edgent_ros.nodes.runner import run_node
+from edgent_ros.nodes.runner import GuardedNode, run_node
 from edgent_ros.qos import TENSOR_QOS
 from edgent_ros_interfaces.msg import EdgeReply, Tensor
 
 
-class ProbeEcho(Node):
+class ProbeEcho(GuardedNode):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__('probe_echo', **kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 
@@ -74,3 +75,25 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, *,
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+class GuardedNode(Node):
+    """A Node whose message callbacks cannot end it: an exception from one is
+    logged (rate-limited, with the reason), counted in ``callback_errors``
+    and the message dropped. Every edgent_ros node subclasses it, so no
+    message any process on the domain sends can stop a node."""
+
+    callback_errors = 0
+
+    def create_subscription(self, msg_type: type, topic: str, callback: Callable,
+                            *args: object, **kwargs: object) -> object:
+        @functools.wraps(callback)
+        def guarded(msg: object) -> None:
+            try:
+                callback(msg)
+            except Exception as exc:
+                self.callback_errors += 1
+                self.get_logger().error(f'dropped a message on {topic}: {exc!r}'[:500],
+                                        throttle_duration_sec=5.0)
+
+        return super().create_subscription(msg_type, topic, guarded, *args, **kwargs)
