@@ -51,7 +51,9 @@ KEEP_GIVEN_UP = 64
 COUNTERS = ('frames', 'results', 'sent', 'replies', 'malformed_images', 'malformed_replies',
             'bad_plans', 'edge_timeouts', 'late_replies', 'fallback', 'trials',
             'edge_recoveries', 'correct', 'labelled', 'skipped_late', 'dropped_behind',
-            'compute_errors', 'unanswerable')
+            'compute_errors', 'unanswerable', 'bad_labels')
+# A label's frame id longer than this is refused (labels are kept by it).
+MAX_FRAME_ID_CHARS = 256
 
 
 class Counters:

@@ -31,3 +31,27 @@ def array(stamp: Time, *statuses: DiagnosticStatus) -> DiagnosticArray:
     msg.header.stamp = stamp
     msg.status = list(statuses)
     return msg
+
+
+class BoundedCounts:
+    """Counts by a key taken from messages (a device's source_id), holding at
+    most ``max_keys`` keys: whatever any process on the domain sends, the
+    table and the /diagnostics status built from it stay bounded. Counts for
+    keys beyond the limit go to one figure, ``over_limit``."""
+
+    def __init__(self, max_keys: int) -> None:
+        self.max_keys = max_keys
+        self.counts: dict[str, int] = {}
+        self.over_limit = 0
+
+    def add(self, key: str) -> None:
+        if key in self.counts:
+            self.counts[key] += 1
+        elif len(self.counts) < self.max_keys:
+            self.counts[key] = 1
+        else:
+            self.over_limit += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values()) + self.over_limit

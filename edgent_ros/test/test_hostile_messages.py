@@ -164,3 +164,55 @@ def test_an_exception_in_a_callback_is_counted_and_the_node_lives_on(
     finally:
         executor.shutdown()
         node.destroy_node()
+
+
+def test_counts_by_source_stay_bounded() -> None:
+    from edgent_ros.diagnostics import BoundedCounts
+
+    counts = BoundedCounts(3)
+    for i in range(3000):
+        counts.add(f'/spoofed_{i}')
+    counts.add('/spoofed_0')
+    assert len(counts.counts) == 3 and counts.counts['/spoofed_0'] == 2
+    assert counts.over_limit == 2997 and counts.total == 3001
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_spoofed_sources_cannot_grow_the_edge(harness: object, processes: object) -> None:
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from edgent_ros.qos import TENSOR_QOS
+    from edgent_ros_interfaces.msg import EdgeReply
+
+    from .conftest import spin_until
+
+    node, executor = harness
+    replies: list[EdgeReply] = []
+    statuses: list[dict[str, str]] = []
+    node.create_subscription(EdgeReply, '/sp/reply', replies.append, TENSOR_QOS)
+    node.create_subscription(
+        DiagnosticArray, '/diagnostics',
+        lambda m: statuses.extend({kv.key: kv.value for kv in s.values}
+                                  for s in m.status if '/sp/edge' in s.name), 10)
+    tensors = node.create_publisher(Tensor, '/sp/tensor', TENSOR_QOS)
+    processes('edge_node', '-r', '__ns:=/sp', '-r', '__node:=edge')
+    assert spin_until(executor, lambda: tensors.get_subscription_count() > 0, 60)
+    frame = np.zeros((1, 3, 32, 32), np.float32)
+    sources = [f'/spoofed_{i}' for i in range(80)] + ['/x' * 50_000]
+    for seq, source in enumerate(sources, 1):
+        msg = tc.to_msg(frame)
+        msg.frame_seq, msg.source_id, msg.exit_point, msg.partition_point = seq, source, 5, 0
+        tensors.publish(msg)
+        spin_until(executor, lambda: False, 0.02)  # paced: the QoS keeps a few only
+    assert spin_until(executor, lambda: len(replies) >= 60, 60), len(replies)
+    answered = len({r.source_id for r in replies})
+
+    def settled() -> bool:
+        return bool(statuses) and statuses[-1].get('malformed') == '1' and \
+            statuses[-1].get('tensors_served') == str(len(replies))
+    assert spin_until(executor, settled, 10), statuses[-1:]
+    last = statuses[-1]
+    assert sum(k.startswith('served[') for k in last) == 32
+    assert last['served_from_sources_over_limit'] == str(answered - 32)
+    assert max(len(k) + len(v) for k, v in last.items()) < 200  # no 100 KB id echoed

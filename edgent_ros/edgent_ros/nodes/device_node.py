@@ -163,6 +163,9 @@ class DeviceNode(GuardedNode):
         self.plan = plan  # takes effect from the next frame
 
     def on_label(self, msg: FrameLabel) -> None:
+        if len(msg.header.frame_id) > dp.MAX_FRAME_ID_CHARS:
+            self.stats.inc('bad_labels')
+            return
         self.labels.put(key(msg.header), int(msg.label))
 
     def on_bandwidth(self, msg: BandwidthEstimate) -> None:

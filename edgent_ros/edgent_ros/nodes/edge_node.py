@@ -26,6 +26,11 @@ from edgent_ros.nodes.runner import GuardedNode, run_node
 from edgent_ros.qos import TENSOR_QOS
 from edgent_ros_interfaces.msg import EdgeReply, Tensor
 
+# Bounds on what spoofed tensors can make the edge hold: devices counted by
+# name (others in one figure), and the length of a device's name.
+MAX_SOURCES = 32
+MAX_ID_CHARS = 128
+
 
 class EdgeNode(GuardedNode):
 
@@ -42,7 +47,7 @@ class EdgeNode(GuardedNode):
         torch.set_num_threads(threads)
         net, card = m.load(m.resolve_model_path(model))
         self.model = CoInferenceModel(net, card)
-        self.served: Counter[str] = Counter()
+        self.served = diagnostics.BoundedCounts(MAX_SOURCES)
         self.malformed = 0
         self.malformed_why: Counter[str] = Counter()
         self.compute_ms: deque[float] = deque(maxlen=200)
@@ -60,6 +65,9 @@ class EdgeNode(GuardedNode):
     def on_tensor(self, msg: Tensor) -> None:
         start = time.perf_counter()
         try:
+            if len(msg.source_id) > MAX_ID_CHARS:
+                raise tensor_codec.TensorCodecError(
+                    f'source_id of {len(msg.source_id)} characters (at most {MAX_ID_CHARS})')
             array = tensor_codec.from_msg(msg)
             self.model.check_activation(msg.exit_point, msg.partition_point, array)
             compute_start = time.perf_counter()
@@ -87,17 +95,18 @@ class EdgeNode(GuardedNode):
         reply.edge_compute_ms = compute_ms
         reply.edge_total_ms = (time.perf_counter() - start) * 1e3
         self.reply_pub.publish(reply)
-        self.served[msg.source_id] += 1
+        self.served.add(msg.source_id)
         self.compute_ms.append(compute_ms)
 
     def publish_diagnostics(self) -> None:
         values: dict[str, object] = {
             'callback_errors': self.callback_errors,
-            'tensors_served': sum(self.served.values()), 'devices': len(self.served),
+            'tensors_served': self.served.total, 'devices': len(self.served.counts),
+            'served_from_sources_over_limit': self.served.over_limit,
             'malformed': self.malformed,
             'compute_ms_median': statistics.median(self.compute_ms) if self.compute_ms else 0.0,
         }
-        values.update({f'served[{k}]': v for k, v in self.served.items()})
+        values.update({f'served[{k}]': v for k, v in self.served.counts.items()})
         values.update({f'malformed[{k}]': v for k, v in self.malformed_why.items()})
         level = diagnostics.WARN if self.malformed else diagnostics.OK
         text = f'{self.malformed} malformed tensors dropped' if self.malformed else 'serving'
