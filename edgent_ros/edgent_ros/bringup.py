@@ -21,7 +21,14 @@ import sys
 import time
 from pathlib import Path
 
-from edgent_ros.node_table import NODES, NodeSpec, node_settings, parse_arguments
+from edgent_ros.node_table import (
+    NODES,
+    REFUSED,
+    NodeSpec,
+    Respawner,
+    node_settings,
+    parse_arguments,
+)
 
 ROLES = ('device', 'edge', 'all')
 
@@ -96,13 +103,21 @@ def executable(spec: NodeSpec) -> list[str]:
 
 def run_processes(nodes: list[NodeSpec], params: list[Path], overrides: list[str],
                   remaps: list[str], duration: float, given: dict[str, str]) -> int:
+    """Each node a process; a node that dies is started again (Respawner)
+    while the others keep running, as under ros2 launch with respawn. A node
+    that refuses its configuration stops everything with its status."""
     env = dict(os.environ, PYTHONUNBUFFERED='1', PYTHONSAFEPATH='1')
-    procs = []
-    for spec in nodes:
+    respawner = Respawner()
+
+    def start(spec: NodeSpec) -> subprocess.Popen:
         cmd = executable(spec) + ros_args(spec, params, overrides, remaps, given)
-        procs.append((spec, subprocess.Popen(cmd, env=env)))
-        print(f'[edgent-bringup] started {spec.namespace}/{spec.name} '
-              f'(pid {procs[-1][1].pid})', flush=True)
+        proc = subprocess.Popen(cmd, env=env)
+        print(f'[edgent-bringup] started {spec.namespace}/{spec.name} (pid {proc.pid})',
+              flush=True)
+        return proc
+
+    running = {spec.name: (spec, start(spec)) for spec in nodes}
+    waiting: dict[str, tuple[NodeSpec, float]] = {}  # name -> (spec, when to restart)
     stop = {'now': False}
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -112,18 +127,36 @@ def run_processes(nodes: list[NodeSpec], params: list[Path], overrides: list[str
     signal.signal(signal.SIGTERM, on_signal)
     end = time.monotonic() + duration if duration > 0 else float('inf')
     code = 0
-    while not stop['now'] and time.monotonic() < end:
-        for spec, proc in procs:
-            if proc.poll() is not None and not spec.may_finish:
-                print(f'[edgent-bringup] {spec.namespace}/{spec.name} exited with '
-                      f'{proc.returncode}', flush=True)
-                stop['now'] = True
+    while not stop['now'] and time.monotonic() < end and (running or waiting):
+        now = time.monotonic()
+        for name, (spec, proc) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            del running[name]
+            again = respawner.on_exit(spec, proc.returncode, now)
+            where = f'{spec.namespace}/{spec.name}'
+            if again is not None:
+                print(f'[edgent-bringup] {where} exited with {proc.returncode}; starting it '
+                      f'again in {again - now:.0f} s', flush=True)
+                waiting[name] = (spec, again)
+            elif proc.returncode == REFUSED:
+                print(f'[edgent-bringup] {where} refused its configuration; stopping',
+                      flush=True)
+                stop['now'], code = True, REFUSED
+            elif not (spec.may_finish and proc.returncode == 0):
+                print(f'[edgent-bringup] {where} exited with {proc.returncode}; gave up after '
+                      f'{respawner.max_retries} restarts', flush=True)
                 code = proc.returncode or 1
+        for name, (spec, when) in list(waiting.items()):
+            if now >= when and not stop['now']:
+                del waiting[name]
+                running[name] = (spec, start(spec))
         time.sleep(0.2)
-    for _, proc in procs:
+    procs = [proc for _, proc in running.values()]
+    for proc in procs:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
-    for _, proc in procs:
+    for proc in procs:
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:

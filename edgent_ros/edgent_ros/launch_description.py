@@ -18,7 +18,13 @@ from launch.launch_context import LaunchContext
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from edgent_ros.node_table import ARGUMENTS, NODES, node_settings
+from edgent_ros.node_table import (
+    ARGUMENTS,
+    NODES,
+    RESPAWN_DELAY_S,
+    RESPAWN_MAX_RETRIES,
+    node_settings,
+)
 
 SHARE = get_package_share_directory('edgent_ros')
 
@@ -46,5 +52,9 @@ def _nodes(context: LaunchContext, role: str) -> list:
         nodes.append(Node(
             package='edgent_ros', executable=spec.executable, name=spec.name,
             namespace=spec.namespace, remappings=settings.remappings,
-            parameters=[params, *overrides], output='screen'))
+            parameters=[params, *overrides], output='screen',
+            # A node that dies is started again (not one that may finish: a camera
+            # replaying a fixed count of frames would replay them again).
+            respawn=not spec.may_finish, respawn_delay=RESPAWN_DELAY_S,
+            respawn_max_retries=RESPAWN_MAX_RETRIES))
     return nodes

@@ -149,3 +149,37 @@ def node_settings(spec: NodeSpec, given: Mapping[str, str]) -> NodeSettings:
             except ValueError:
                 raise ValueError(f'{argument} must be a number, got {text!r}') from None
     return settings
+
+
+# A node that dies is started again after RESPAWN_DELAY_S, at most
+# RESPAWN_MAX_RETRIES times (launch_ros's respawn, respawn_delay and
+# respawn_max_retries in the launch files; edgent-bringup's Respawner).
+RESPAWN_DELAY_S = 2.0
+RESPAWN_MAX_RETRIES = 5
+REFUSED = 2  # a node's exit status when it refused its configuration at start
+
+
+class Respawner:
+    """edgent-bringup's supervision, decided here (pure, times passed in): a
+    node that dies is started again after ``delay_s``, at most
+    ``max_retries`` times; the other nodes keep running meanwhile. A node that
+    may finish and exits cleanly (a camera that replayed its frames) is done;
+    a node that refused its configuration (status 2) would only refuse it
+    again, so it is not restarted."""
+
+    def __init__(self, delay_s: float = RESPAWN_DELAY_S,
+                 max_retries: int = RESPAWN_MAX_RETRIES) -> None:
+        self.delay_s = delay_s
+        self.max_retries = max_retries
+        self.retries: dict[str, int] = {}
+
+    def on_exit(self, spec: NodeSpec, returncode: int, now_s: float) -> float | None:
+        """When to start the node again, or None: it finished, was refused,
+        or has been restarted ``max_retries`` times already."""
+        if returncode == REFUSED or (spec.may_finish and returncode == 0):
+            return None
+        done = self.retries.get(spec.name, 0)
+        if done >= self.max_retries:
+            return None
+        self.retries[spec.name] = done + 1
+        return now_s + self.delay_s

@@ -106,3 +106,50 @@ def test_bringup_refuses_an_unknown_argument() -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "unknown launch argument 'image'" in result.stderr
+
+
+def test_a_node_that_dies_is_started_again_up_to_a_limit() -> None:
+    from edgent_ros.node_table import REFUSED, Respawner
+
+    camera, device = spec('camera'), spec('device')
+    r = Respawner(delay_s=2.0, max_retries=2)
+    assert r.on_exit(device, -9, 10.0) == 12.0
+    assert r.on_exit(device, 1, 20.0) == 22.0
+    assert r.on_exit(device, -9, 30.0) is None  # the limit
+    assert r.on_exit(camera, 0, 0.0) is None  # a replay that finished is done
+    assert r.on_exit(camera, -9, 0.0) == 2.0  # a camera that crashed is not
+    assert r.on_exit(spec('planner'), REFUSED, 0.0) is None  # would refuse again
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_kill_9_of_each_node_under_bringup_all(device_outputs: object) -> None:
+    import os
+    import re
+    import threading
+
+    executor, results, _ = device_outputs
+    proc = start_session([executable('edgent-bringup'), '--role', 'all', '--duration', '300'])
+    started: dict[str, list[int]] = {}
+
+    def read() -> None:
+        for line in proc.stdout:
+            found = re.search(r'started (\S+) \(pid (\d+)\)', line)
+            if found:
+                started.setdefault(found.group(1), []).append(int(found.group(2)))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert spin_until(executor, lambda: len(results) >= 5, 60)
+        for name in ('/edge/edge', '/edge/probe_echo', '/device/planner',
+                     '/device/bandwidth_monitor', '/device/camera', '/device/device'):
+            os.kill(started[name][-1], signal.SIGKILL)
+            assert spin_until(executor, lambda n=name: len(started[n]) == 2, 30), started
+            before = len(results)
+            # Frames keep being answered (by the device alone while the edge is
+            # down), and on once the node is back.
+            assert spin_until(executor, lambda b=before: len(results) >= b + 5, 60), name
+    finally:
+        output = stop_session(proc, signal.SIGTERM)
+    assert all(len(pids) == 2 for pids in started.values()), (started, output[-2000:])
