@@ -39,7 +39,7 @@ from edgent_ros.bandwidth import (
     transfer_report_kbps,
     transfer_sample,
 )
-from edgent_ros.nodes.params import declare_float, declare_int
+from edgent_ros.nodes.params import ParamSchema, ParamSpec
 from edgent_ros.nodes.runner import GuardedNode, run_node
 from edgent_ros.qos import LATCHED_QOS, TENSOR_QOS
 from edgent_ros_interfaces.msg import BandwidthEstimate, EdgeReply, Tensor, TransferReport
@@ -47,32 +47,35 @@ from edgent_ros_interfaces.msg import BandwidthEstimate, EdgeReply, Tensor, Tran
 PROBE_NAME = 'probe'
 
 
+# All read-only: the estimator and the probe schedule are made from them at start.
+PARAMS = ParamSchema(
+    ParamSpec('probe_bytes', 8192, 'Largest probe message, bytes.', 4096, 1 << 22,
+              read_only=True),
+    ParamSpec('probe_rate_hz', 5.0, 'Most probes per second.', 0.01, 50.0, read_only=True),
+    ParamSpec('probe_duty', 0.6, 'Most of the link\'s time spent on probes (fraction).',
+              0.01, 1.0, read_only=True),
+    ParamSpec('probe_idle_s', 0.25,
+              'Probe only when no real transfer was measured for this long, s.', 0.0, 3600.0,
+              read_only=True),
+    ParamSpec('window', 8, 'Samples in the smoothing window.', 1, 1000, read_only=True),
+    ParamSpec('min_sample_bytes', 4096, 'Transfers smaller than this are not measured, bytes.',
+              0, 1 << 24, read_only=True),
+    ParamSpec('probe_timeout_s', 3.0, 'A probe unanswered this long is lost, s.', 0.1, 600.0,
+              read_only=True),
+    ParamSpec('publish_period_s', 0.25, 'How often the estimate is published, s.', 0.01, 60.0,
+              read_only=True),
+)
+
+
 class BandwidthMonitor(GuardedNode):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__('bandwidth_monitor', **kwargs)
-        self.probe_bytes = declare_int(self, 'probe_bytes', 8192,
-                                       'Largest probe message, bytes.', 4096, 1 << 22,
-                                       read_only=True)
-        rate = declare_float(self, 'probe_rate_hz', 5.0, 'Most probes per second.',
-                             0.01, 50.0, read_only=True)
-        duty = declare_float(self, 'probe_duty', 0.6,
-                             'Most of the link\'s time spent on probes (fraction).', 0.01, 1.0,
-                             read_only=True)
-        idle = declare_float(self, 'probe_idle_s', 0.25,
-                             'Probe only when no real transfer was measured for this long, s.',
-                             0.0, 3600.0, read_only=True)
-        window = declare_int(self, 'window', 8, 'Samples in the smoothing window.', 1, 1000,
-                             read_only=True)
-        self.min_bytes = declare_int(self, 'min_sample_bytes', 4096,
-                                     'Transfers smaller than this are not measured, bytes.',
-                                     0, 1 << 24, read_only=True)
-        self.probe_timeout_s = declare_float(self, 'probe_timeout_s', 3.0,
-                                             'A probe unanswered this long is lost, s.',
-                                             0.1, 600.0, read_only=True)
-        period = declare_float(self, 'publish_period_s', 0.25,
-                               'How often the estimate is published, s.', 0.01, 60.0,
-                               read_only=True)
+        p = PARAMS.attach(self, {})
+        self.probe_bytes, self.min_bytes = p['probe_bytes'], p['min_sample_bytes']
+        self.probe_timeout_s = p['probe_timeout_s']
+        rate, duty, idle = p['probe_rate_hz'], p['probe_duty'], p['probe_idle_s']
+        window, period = p['window'], p['publish_period_s']
         self.estimator = BandwidthEstimator(window=window)
         self.scheduler = ProbeScheduler(max_rate_hz=rate, idle_s=idle, duty=duty,
                                         probe_bytes=self.probe_bytes,

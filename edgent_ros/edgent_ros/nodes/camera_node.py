@@ -11,20 +11,11 @@ bgr8 or mono8).
 
 from __future__ import annotations
 
-from rcl_interfaces.msg import SetParametersResult
-from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
 from edgent_ros import image_codec
 from edgent_ros.frames import SourceError, capture_frames, dataset_frames, folder_frames
-from edgent_ros.nodes.params import (
-    accept,
-    declare_bool,
-    declare_float,
-    declare_int,
-    declare_str,
-    refuse,
-)
+from edgent_ros.nodes.params import ParamSchema, ParamSpec, Value
 from edgent_ros.nodes.runner import GuardedNode, run_node
 from edgent_ros.qos import IMAGE_QOS
 from edgent_ros_interfaces.msg import FrameLabel
@@ -32,33 +23,35 @@ from edgent_ros_interfaces.msg import FrameLabel
 ENCODINGS = ('rgb8', 'bgr8', 'mono8')
 
 
+PARAMS = ParamSchema(
+    ParamSpec('source', 'digits',
+              'digits | cifar10 | folder:<dir> | video:<file> | camera:<index>', read_only=True),
+    ParamSpec('data_dir', '', 'CIFAR-10 batches directory (cifar10).', read_only=True),
+    ParamSpec('seed', 0, 'Data-set split seed (as in training).', 0, 2**31 - 1, read_only=True),
+    ParamSpec('rate_hz', 10.0, 'Frames per second.', 0.01, 1000.0, read_only=True),
+    ParamSpec('count', 0, 'Frames to publish, then stop; 0 = all (forever with loop).', 0,
+              10**9, read_only=True),
+    ParamSpec('loop', True, 'Start again at the end of the source.', read_only=True),
+    ParamSpec('encoding', 'rgb8', 'Image encoding.', read_only=True, choices=ENCODINGS),
+    ParamSpec('frame_id', 'camera', 'header.frame_id of images.', read_only=True),
+    ParamSpec('wait_for_subscribers', False,
+              'Hold the first frame until a subscriber has matched (for replays that must '
+              'reach every frame to a consumer).', read_only=True),
+    ParamSpec('next_index', 0, 'Index of the next frame of a data-set or folder source (set '
+              'at run time to replay from there).', 0, 10**9),
+)
+
+
 class CameraNode(GuardedNode):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__('camera', **kwargs)
-        source = declare_str(self, 'source', 'digits',
-                             "digits | cifar10 | folder:<dir> | video:<file> | camera:<index>",
-                             read_only=True)
-        data_dir = declare_str(self, 'data_dir', '', 'CIFAR-10 batches directory (cifar10).',
-                               read_only=True)
-        seed = declare_int(self, 'seed', 0, 'Data-set split seed (as in training).', 0,
-                           2**31 - 1, read_only=True)
-        rate = declare_float(self, 'rate_hz', 10.0, 'Frames per second.', 0.01, 1000.0,
-                             read_only=True)
-        self.count = declare_int(self, 'count', 0, 'Frames to publish, then stop; 0 = all '
-                                 '(forever with loop).', 0, 10**9, read_only=True)
-        self.loop = declare_bool(self, 'loop', True, 'Start again at the end of the source.',
-                                 read_only=True)
-        self.encoding = declare_str(self, 'encoding', 'rgb8', 'Image encoding: rgb8, bgr8 '
-                                    'or mono8.', read_only=True)
-        self.frame_id = declare_str(self, 'frame_id', 'camera', 'header.frame_id of images.',
-                                    read_only=True)
-        self.wait_for_subscribers = declare_bool(
-            self, 'wait_for_subscribers', False,
-            'Hold the first frame until a subscriber has matched (for replays that must '
-            'reach every frame to a consumer).', read_only=True)
-        if self.encoding not in ENCODINGS:
-            raise SourceError(f'encoding {self.encoding!r} is not one of {ENCODINGS}')
+        p = PARAMS.attach(self, {'next_index': lambda i: setattr(self, 'index', int(i))},
+                          check=self.check_changes)
+        source, data_dir, seed, rate = p['source'], p['data_dir'], p['seed'], p['rate_hz']
+        self.count, self.loop, self.encoding = p['count'], p['loop'], p['encoding']
+        self.frame_id, self.wait_for_subscribers = p['frame_id'], p['wait_for_subscribers']
+        self.index = p['next_index']
         self.class_names: tuple[str, ...] = ()
         self.frames = None
         self.stream = None
@@ -74,31 +67,21 @@ class CameraNode(GuardedNode):
         else:
             raise SourceError(f'unknown source {source!r}: use digits, cifar10, '
                               'folder:<dir>, video:<file> or camera:<index>')
-        self.index = declare_int(
-            self, 'next_index', 0, 'Index of the next frame of a data-set or folder source '
-            '(set at run time to replay from there).', 0, 10**9)
         self.sent = 0
-        self.add_on_set_parameters_callback(self.validate_parameters)
-        self.add_post_set_parameters_callback(self.apply_parameters)
         self.image_pub = self.create_publisher(Image, 'image', IMAGE_QOS)
         self.label_pub = self.create_publisher(FrameLabel, 'labels', 10)
         self.timer = self.create_timer(1.0 / rate, self.on_timer)
         self.get_logger().info(f'publishing {source} at {rate:g} Hz as {self.encoding}')
 
-    def validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        for p in params:
-            if p.name == 'next_index':
-                if self.frames is None:
-                    return refuse('next_index applies to data-set and folder sources only')
-                if p.type_ != Parameter.Type.INTEGER or not 0 <= p.value < len(self.frames):
-                    return refuse(f'next_index must be an integer in 0..{len(self.frames) - 1}, '
-                                  f'got {p.value!r}')
-        return accept()
-
-    def apply_parameters(self, params: list[Parameter]) -> None:
-        for p in params:
-            if p.name == 'next_index':
-                self.index = int(p.value)
+    def check_changes(self, changes: dict[str, Value]) -> str | None:
+        if 'next_index' not in changes:
+            return None
+        if self.frames is None:
+            return 'next_index applies to data-set and folder sources only'
+        if not 0 <= int(changes['next_index']) < len(self.frames):
+            return (f'next_index must be an integer in 0..{len(self.frames) - 1}, '
+                    f'got {changes["next_index"]!r}')
+        return None
 
     def next_frame(self) -> tuple | None:
         if self.frames is not None:

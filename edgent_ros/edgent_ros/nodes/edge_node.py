@@ -16,12 +16,11 @@ from collections import Counter, deque
 
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.parameter import Parameter
 
 from edgent_ros import diagnostics, tensor_codec
 from edgent_ros import model as m
 from edgent_ros.inference import ActivationError, CoInferenceModel, top_k
-from edgent_ros.nodes.params import declare_int, declare_str
+from edgent_ros.nodes.params import ParamSchema, ParamSpec
 from edgent_ros.nodes.runner import GuardedNode, run_node
 from edgent_ros.qos import TENSOR_QOS
 from edgent_ros_interfaces.msg import EdgeReply, Tensor
@@ -32,18 +31,20 @@ MAX_SOURCES = 32
 MAX_ID_CHARS = 128
 
 
+PARAMS = ParamSchema(
+    ParamSpec('model', m.DEFAULT_MODEL,
+              'Model name (in the package models/) or path to its YAML.', read_only=True),
+    ParamSpec('threads', 1, 'torch CPU threads.', 1, 256, read_only=True),
+    ParamSpec('top_k', 3, 'Classes sent back per tensor (from the next tensor).', 1, 1000),
+)
+
+
 class EdgeNode(GuardedNode):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__('edge', **kwargs)
-        model = declare_str(self, 'model', m.DEFAULT_MODEL,
-                            'Model name (in the package models/) or path to its YAML.',
-                            read_only=True)
-        threads = declare_int(self, 'threads', 1, 'torch CPU threads.', 1, 256, read_only=True)
-        self.top_k = declare_int(self, 'top_k', 3, 'Classes sent back per frame (may be '
-                                 'changed at run time).', 1, 1000)
-        # The descriptor's range validates top_k; a new value applies from the next tensor.
-        self.add_post_set_parameters_callback(self.apply_parameters)
+        p = PARAMS.attach(self, {'top_k': lambda k: setattr(self, 'top_k', int(k))})
+        model, threads, self.top_k = p['model'], p['threads'], p['top_k']
         torch.set_num_threads(threads)
         net, card = m.load(m.resolve_model_path(model))
         self.model = CoInferenceModel(net, card)
@@ -56,11 +57,6 @@ class EdgeNode(GuardedNode):
         self.create_subscription(Tensor, 'tensor', self.on_tensor, TENSOR_QOS)
         self.create_timer(1.0, self.publish_diagnostics)
         self.get_logger().info(f'serving model {card.name}')
-
-    def apply_parameters(self, params: list[Parameter]) -> None:
-        for p in params:
-            if p.name == 'top_k':
-                self.top_k = int(p.value)
 
     def on_tensor(self, msg: Tensor) -> None:
         start = time.perf_counter()
