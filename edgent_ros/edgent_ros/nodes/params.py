@@ -1,4 +1,4 @@
-"""Declaring parameters with full descriptors: one table per node, or one line each.
+"""Declaring parameters with full descriptors: one table per node.
 
 A node lists its parameters once, as ``ParamSpec`` rows of a ``ParamSchema``;
 ``ParamSchema.attach`` declares them all, checks the values given at start
@@ -151,29 +151,6 @@ def declare_spec(node: Node, spec: ParamSpec) -> Value:
         raise ValueError(f'parameter {spec.name} must be a number, got {given!r}')
     return node.declare_parameter(spec.name, float(given), spec.descriptor(),
                                   ignore_override=True).value
-
-
-def declare_float(node: Node, name: str, default: float, description: str, low: float,
-                  high: float, *, read_only: bool = False) -> float:
-    """A double parameter; an integer given for it (``-p x:=300``) is taken as 300.0."""
-    return declare_spec(node, ParamSpec(name, float(default), description, low, high,
-                                        read_only=read_only))
-
-
-def declare_int(node: Node, name: str, default: int, description: str, low: int, high: int,
-                *, read_only: bool = False) -> int:
-    return declare_spec(node, ParamSpec(name, int(default), description, low, high,
-                                        read_only=read_only))
-
-
-def declare_str(node: Node, name: str, default: str, description: str, *,
-                read_only: bool = False) -> str:
-    return declare_spec(node, ParamSpec(name, default, description, read_only=read_only))
-
-
-def declare_bool(node: Node, name: str, default: bool, description: str, *,
-                 read_only: bool = False) -> bool:
-    return declare_spec(node, ParamSpec(name, default, description, read_only=read_only))
 
 
 def refuse(reason: str) -> SetParametersResult:
