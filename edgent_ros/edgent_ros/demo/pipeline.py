@@ -109,14 +109,32 @@ def start_on_testbed(bed: testbed.Testbed, overrides: list[str], quota: float | 
     """
     bringup = tool('edgent-bringup')
     device_cmd = [bringup, '--role', 'device'] + [a for o in overrides for a in ('--set', o)]
+    edge = bed.spawn('edge', edge_command(edge_overrides), stdout=edge_log,
+                     stderr=subprocess.STDOUT)
+    # The device side starts once the edge serves: the camera starts in a
+    # second, the edge loads torch first, and frames taken before it serves
+    # would all be answered on the device.
+    wait_for_line(getattr(edge_log, 'name', None), 'serving model', timeout_s=60.0)
     return {
-        'edge': bed.spawn('edge', edge_command(edge_overrides), stdout=edge_log,
-                          stderr=subprocess.STDOUT),
+        'edge': edge,
         'device_support': bed.spawn('device', [*device_cmd, '--skip', 'device'],
                                     stdout=device_log, stderr=subprocess.STDOUT),
         'device': bed.spawn('device', [*device_cmd, '--only', 'device'], cpu_quota=quota,
                             stdout=device_log, stderr=subprocess.STDOUT),
     }
+
+
+def wait_for_line(path: str | None, text: str, *, timeout_s: float) -> bool:
+    """Wait until a log file holds ``text`` (False after ``timeout_s``, or at
+    once when there is no file to read)."""
+    if not path or not Path(path).is_file():
+        return False
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if text in Path(path).read_text(errors='replace'):
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def edge_command(edge_overrides: Sequence[str] = ()) -> list[str]:
