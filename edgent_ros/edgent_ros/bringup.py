@@ -152,17 +152,22 @@ def run_processes(nodes: list[NodeSpec], params: list[Path], overrides: list[str
                 del waiting[name]
                 running[name] = (spec, start(spec))
         time.sleep(0.2)
-    procs = [proc for _, proc in running.values()]
+    stop_processes([proc for _, proc in running.values()])
+    return code
+
+
+def stop_processes(procs: list[subprocess.Popen], timeout_s: float = 10.0) -> None:
+    """SIGINT every process still running, then wait for each (SIGKILL after
+    ``timeout_s``)."""
     for proc in procs:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
     for proc in procs:
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    return code
 
 
 def run_single_process(nodes: list[NodeSpec], params: list[Path], overrides: list[str],

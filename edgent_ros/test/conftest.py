@@ -94,7 +94,6 @@ def spin_until(executor: object, predicate: object, timeout: float) -> bool:
 @pytest.fixture
 def processes() -> Iterator[object]:
     """Start executables as real processes; all are stopped after the test."""
-    import signal
     import subprocess
 
     started: list[subprocess.Popen] = []
@@ -106,15 +105,8 @@ def processes() -> Iterator[object]:
         return proc
 
     yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-    for proc in started:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    from edgent_ros.bringup import stop_processes
+    stop_processes(started)
 
 
 def start_session(cmd: list[str]) -> object:

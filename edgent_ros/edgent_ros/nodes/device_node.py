@@ -29,7 +29,7 @@ from edgent_ros import diagnostics, image_codec
 from edgent_ros import model as m
 from edgent_ros.inference import CoInferenceModel, TopK, preprocess, top_k
 from edgent_ros.nodes import device_messages as msgs
-from edgent_ros.nodes.params import ParamSchema, ParamSpec
+from edgent_ros.nodes.params import MODEL, THREADS, ParamSchema, ParamSpec
 from edgent_ros.nodes.runner import GuardedNode, run_node
 from edgent_ros.qos import IMAGE_QOS, LATCHED_QOS, TENSOR_QOS
 from edgent_ros_interfaces.msg import (
@@ -47,9 +47,8 @@ RESULT_DEPTH = 50
 # Ranges, types and read-only are checked from these; a change that passes
 # them applies from the next frame.
 PARAMS = ParamSchema(
-    ParamSpec('model', m.DEFAULT_MODEL,
-              'Model name (in the package models/) or path to its YAML.', read_only=True),
-    ParamSpec('threads', 1, 'torch CPU threads.', 1, 256, read_only=True),
+    MODEL,
+    THREADS,
     ParamSpec('top_k', 3, 'Classes reported per frame.', 1, 1000),
     ParamSpec('reply_timeout_s', 5.0,
               'Longest wait for an edge reply before the device answers the frame alone, s '

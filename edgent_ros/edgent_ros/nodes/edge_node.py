@@ -20,7 +20,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from edgent_ros import diagnostics, tensor_codec
 from edgent_ros import model as m
 from edgent_ros.inference import ActivationError, CoInferenceModel, top_k
-from edgent_ros.nodes.params import ParamSchema, ParamSpec
+from edgent_ros.nodes.params import MODEL, THREADS, ParamSchema, ParamSpec
 from edgent_ros.nodes.runner import GuardedNode, run_node
 from edgent_ros.qos import TENSOR_QOS
 from edgent_ros_interfaces.msg import EdgeReply, Tensor
@@ -32,9 +32,8 @@ MAX_ID_CHARS = 128
 
 
 PARAMS = ParamSchema(
-    ParamSpec('model', m.DEFAULT_MODEL,
-              'Model name (in the package models/) or path to its YAML.', read_only=True),
-    ParamSpec('threads', 1, 'torch CPU threads.', 1, 256, read_only=True),
+    MODEL,
+    THREADS,
     ParamSpec('top_k', 3, 'Classes sent back per tensor (from the next tensor).', 1, 1000),
 )
 

@@ -27,6 +27,8 @@ from rcl_interfaces.msg import (
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from edgent_ros.card import DEFAULT_MODEL
+
 Value = bool | int | float | str
 
 
@@ -135,6 +137,12 @@ class ParamSchema:
         node.add_on_set_parameters_callback(validate)
         node.add_post_set_parameters_callback(apply)
         return values
+
+
+# Shared by the nodes that load the model.
+MODEL = ParamSpec('model', DEFAULT_MODEL,
+                  'Model name (in the package models/) or path to its YAML.', read_only=True)
+THREADS = ParamSpec('threads', 1, 'torch CPU threads.', 1, 256, read_only=True)
 
 
 def declare_spec(node: Node, spec: ParamSpec) -> Value:

@@ -25,15 +25,14 @@ from edgent_ros import card as m
 from edgent_ros import diagnostics
 from edgent_ros import latency as lat
 from edgent_ros.calibration import Calibrator, FrameResult
-from edgent_ros.nodes.params import ParamSchema, ParamSpec, Value
+from edgent_ros.nodes.params import MODEL, ParamSchema, ParamSpec, Value
 from edgent_ros.nodes.runner import GuardedNode, run_node
 from edgent_ros.planner import MODES, Decision, Planner, should_switch
 from edgent_ros.qos import LATCHED_QOS
 from edgent_ros_interfaces.msg import BandwidthEstimate, InferenceResult, Plan
 
 PARAMS = ParamSchema(
-    ParamSpec('model', m.DEFAULT_MODEL,
-              'Model name (in the package models/) or path to its YAML.', read_only=True),
+    MODEL,
     ParamSpec('device_profile', 'paper_pi3_device',
               'Latency profile of the device (name or YAML path); may be changed at run '
               'time (checked before use).'),
