@@ -48,7 +48,7 @@ REPORT_PERIOD_S = 0.1
 REPORT_FOR_S = 10.0
 KEEP_GIVEN_UP = 64
 
-COUNTERS = ('frames', 'results', 'sent', 'replies', 'malformed_images', 'malformed_replies',
+COUNTERS = ('received', 'frames', 'results', 'sent', 'replies', 'malformed_images', 'malformed_replies',
             'bad_plans', 'edge_timeouts', 'late_replies', 'fallback', 'trials',
             'edge_recoveries', 'correct', 'labelled', 'skipped_late', 'dropped_behind',
             'compute_errors', 'unanswerable', 'bad_labels')

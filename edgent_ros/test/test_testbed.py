@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgent_ros import testbed
-from edgent_ros.demo.pipeline import start_on_testbed
+from edgent_ros.demo.pipeline import start_on_testbed, wait_for_line
 
 from .conftest import TESTBED_RATE_KBIT as RATE_KBIT
 from .conftest import executable
@@ -33,6 +33,10 @@ def test_frames_cross_the_shaped_link_and_everything_is_cleaned_up(
                  f'planner.initial_bandwidth_kbps:={RATE_KBIT}']
     logs = {k: open(tmp_path / f'{k}.log', 'w') for k in ('device', 'edge')}
     start_on_testbed(bed, overrides, 0.5, logs['device'], logs['edge'])
+    # Frames before the device discovers the edge across the shaped link are
+    # (rightly) answered on the device; count those after it.
+    assert wait_for_line(logs['device'].name, 'edge matched', timeout_s=60.0), \
+        (tmp_path / 'device.log').read_text()[-3000:]
     out = tmp_path / 'frames.json'
     monitor = bed.spawn('device', [executable('edgent-monitor'), '--frames', '12', '--quiet',
                                    '--timeout', '150', '--json', str(out),

@@ -97,6 +97,7 @@ class DeviceNode(GuardedNode):
                          partition_point=self.best.num_layers,
                          num_layers=self.best.num_layers, expected_accuracy=self.best.accuracy)
         self.seq = 0
+        self.edge_matched = False
         self.labels = dp.Labels()
         self.bandwidth_kbps = 0.0
         self.tensor_pub = self.create_publisher(Tensor, 'tensor', TENSOR_QOS)
@@ -171,6 +172,7 @@ class DeviceNode(GuardedNode):
         self.bandwidth_kbps = float(msg.bandwidth_kbps)
 
     def on_image(self, msg: Image) -> None:
+        self.stats.inc('received')
         if not self.work.frame(msg):
             self.stats.inc('dropped_behind')
 
@@ -186,6 +188,12 @@ class DeviceNode(GuardedNode):
         p = dp.Pending(self.seq, msg.header, plan, self.labels.take(key(msg.header)), 0.0, 0,
                        plan.partition_point)
         connected = self.tensor_pub.get_subscription_count() > 0
+        if connected != self.edge_matched:
+            self.edge_matched = connected
+            if connected:
+                self.get_logger().info('edge matched: co-inference on')
+            else:
+                self.get_logger().warn('edge gone (no subscriber to the activations)')
         take = self.policy.take(plan, self.age_ms(p.header), self.now_s(), connected=connected)
         if take is dp.Take.SKIP:
             self.get_logger().warn('skipping frames already older than the deadline (the '
