@@ -247,6 +247,7 @@ class ProbeScheduler:
         self.last_passive_s = -math.inf
         self.last_measured_s = -math.inf  # a transfer or probe last measured the rate
         self.frame_sends: deque[float] = deque(maxlen=8)
+        self.urgent = False  # an echo appeared: probe at once
 
     def passive(self, now_s: float, sent_s: float | None = None, *,
                 measured: bool = True) -> None:
@@ -274,6 +275,12 @@ class ProbeScheduler:
                        took_s < self.HURRY * nbytes * 8.0 / kbps / 1000.0):
             self.last_probe_s = -math.inf
 
+    def edge_appeared(self) -> None:
+        """An echo (re)appeared: the next probe goes at once, whatever the
+        last probe or transfer was (they measured an edge that is gone, and
+        reports of frames sent to it still come in)."""
+        self.urgent = True
+
     def next_frame_s(self, now_s: float) -> float | None:
         """When the next frame transfer is due, if frames keep a steady pace
         (None: too few, or they stopped: a device-only plan)."""
@@ -295,6 +302,9 @@ class ProbeScheduler:
 
     def probe_now(self, now_s: float, kbps: float | None = None) -> int:
         """The bytes of the probe to send now; 0: none now."""
+        if self.urgent:
+            self.urgent, self.last_probe_s, self.last_bytes = False, now_s, self.probe_bytes
+            return self.probe_bytes
         if now_s - self.last_passive_s < self.idle_s:
             return 0
         if now_s - self.last_probe_s < self.interval_s(kbps):

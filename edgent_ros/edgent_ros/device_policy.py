@@ -48,10 +48,10 @@ REPORT_PERIOD_S = 0.1
 REPORT_FOR_S = 10.0
 KEEP_GIVEN_UP = 64
 
-COUNTERS = ('received', 'frames', 'results', 'sent', 'replies', 'malformed_images', 'malformed_replies',
-            'bad_plans', 'edge_timeouts', 'late_replies', 'fallback', 'trials',
+COUNTERS = ('received', 'frames', 'results', 'sent', 'replies', 'malformed_images',
+            'malformed_replies', 'bad_plans', 'edge_timeouts', 'late_replies', 'fallback', 'trials',
             'edge_recoveries', 'correct', 'labelled', 'skipped_late', 'dropped_behind',
-            'compute_errors', 'unanswerable', 'bad_labels')
+            'compute_errors', 'unanswerable', 'bad_labels', 'late_unrun')
 # A label's frame id longer than this is refused (labels are kept by it).
 MAX_FRAME_ID_CHARS = 256
 
@@ -104,6 +104,17 @@ class Route(enum.Enum):
     FINISH = 'finish'  # the plan's exit, finished from the activation
     FALLBACK = 'fallback'  # the plan's fallback exit, whole, from the input
     NONE = 'none'  # neither is kept: answered as a failure
+    LATE = 'late'  # no route meets the deadline and frames wait: answered at once, not run
+
+
+@dataclass(frozen=True)
+class Alone:
+    """How a frame is answered on the device alone: the route, and for
+    ``FALLBACK`` the exit run whole from the input, with its prediction."""
+
+    route: Route
+    exit_point: int = 0
+    predicted_ms: float = 0.0
 
 
 class Take(enum.Enum):
@@ -159,6 +170,47 @@ def local_route(plan: object, age_ms: float, *, head_done: bool, have_activation
     return Route.FALLBACK
 
 
+def exit_ms(plan: object, exit_point: int) -> float:
+    """Predicted time of an exit run whole on the device alone (0: unknown)."""
+    known = list(plan.predicted_device_exit_ms)
+    if 1 <= exit_point <= len(known) and known[exit_point - 1] > 0:
+        return float(known[exit_point - 1])
+    return float(plan.predicted_fallback_ms) if exit_point == plan.fallback_exit_point else 0.0
+
+
+def bounded(plan: object, route: Route, age_ms: float, *, fallback_exit: int, head_done: bool,
+            have_input: bool, behind: int) -> Alone:
+    """Bounded lateness, the second step of answering alone: ``route`` (what
+    :func:`local_route` chose) if it still meets the deadline from the frame's
+    age; else the most accurate exit that does, run whole from the input (a
+    cheaper one than the fallback, for a frame that waited); else, with
+    ``behind`` frames waiting for the device, none is run: the frame is
+    answered at once as late (computing it would only make them late too);
+    with none waiting, the quickest answer, late."""
+    if route is Route.NONE:
+        return Alone(Route.NONE)
+    if route is Route.FINISH:
+        left = plan.predicted_device_tail_ms if head_done else finish_ms(plan)
+        chosen = Alone(Route.FINISH, plan.exit_point, finish_ms(plan))
+    else:
+        left = exit_ms(plan, fallback_exit) or plan.predicted_fallback_ms
+        chosen = Alone(Route.FALLBACK, fallback_exit, left)
+    deadline_ms = plan.latency_requirement_ms
+    if deadline_ms <= 0 or left <= 0 or age_ms + left <= deadline_ms:
+        return chosen
+    known = {e: exit_ms(plan, e) for e in range(plan.num_exits, 0, -1)} if have_input else {}
+    known = {e: ms for e, ms in known.items() if ms > 0}
+    for e, ms in known.items():  # the most accurate first
+        if age_ms + ms <= deadline_ms:
+            return Alone(Route.FALLBACK, e, ms)
+    if behind > 0:
+        return Alone(Route.LATE)
+    if known and min(known.values()) < left:
+        e = min(known, key=known.__getitem__)
+        return Alone(Route.FALLBACK, e, known[e])
+    return chosen
+
+
 def local_ms(plan: object) -> float:
     """Predicted time left to the quicker local answer once the head has run:
     finishing the exit (the tail) or the fallback exit (whole; part of its
@@ -212,6 +264,13 @@ def plan_problem(plan: object, num_exits: int, layers: dict[int, int]) -> str | 
         return None
 
     why = within(plan.exit_point, plan.partition_point)
+    if why is None and plan.num_exits != num_exits:
+        why = f'plan is for {plan.num_exits} exits; the model has {num_exits}'
+    exit_ms = list(plan.predicted_device_exit_ms)
+    if why is None and len(exit_ms) not in (0, num_exits):
+        why = f'{len(exit_ms)} per-exit predictions for {num_exits} exits'
+    if why is None and not all(math.isfinite(v) and v >= 0 for v in exit_ms):
+        why = 'per-exit predictions are not all finite, non-negative times'
     if why is None and plan.num_layers != layers[plan.exit_point]:
         why = (f'plan says exit {plan.exit_point} has {plan.num_layers} layers; the model '
                f'has {layers[plan.exit_point]} (another model?)')
@@ -300,6 +359,7 @@ class DevicePolicy:
         self.stats = Counters()
         self.edge_ok = True
         self.last_trial_s = -math.inf
+        self._new_edge = False
         self._lock = threading.Lock()
         self._pending: OrderedDict[int, Pending] = OrderedDict()
         self._gave_up: OrderedDict[int, Pending] = OrderedDict()
@@ -331,10 +391,18 @@ class DevicePolicy:
             return Take.SEND
         with self._lock:
             trial_out = any(p.trial for p in self._pending.values())
-            if connected and not trial_out and now_s - self.last_trial_s >= self.edge_retry_s:
-                self.last_trial_s = now_s
+            if connected and (self._new_edge or not trial_out) and \
+                    now_s - self.last_trial_s >= self.edge_retry_s:
+                self.last_trial_s, self._new_edge = now_s, False
                 return Take.TRIAL
         return Take.ALONE
+
+    def edge_appeared(self) -> None:
+        """A (new) edge subscribed: the next frame may go to it as a trial at
+        once, whenever the last one went."""
+        with self._lock:
+            self.last_trial_s = -math.inf
+            self._new_edge = True  # even with a trial still out (to the edge before)
 
     def sent(self, p: Pending, now_s: float, age_ms: float) -> None:
         """``p`` went to the edge at ``now_s``, ``age_ms`` after capture."""
@@ -379,12 +447,14 @@ class DevicePolicy:
         out = Tick()
         with self._lock:
             for p in self._gave_up.values():
+                if p.trial:
+                    continue  # see below
                 if now_s - p.sent_s < REPORT_FOR_S and now_s - p.reported_s >= REPORT_PERIOD_S:
                     p.reported_s = now_s
                     out.facts.append(self._still_out(p, now_s, given_up=True))
             for seq, p in list(self._pending.items()):
                 if now_s < p.give_up_s:
-                    if now_s - max(p.sent_s, p.reported_s) >= REPORT_PERIOD_S:
+                    if not p.trial and now_s - max(p.sent_s, p.reported_s) >= REPORT_PERIOD_S:
                         p.reported_s = now_s
                         out.facts.append(self._still_out(p, now_s, given_up=False))
                     continue
@@ -392,10 +462,14 @@ class DevicePolicy:
                 self._gave_up[seq] = p
                 while len(self._gave_up) > KEEP_GIVEN_UP:
                     self._gave_up.popitem(last=False)
+                if p.trial:
+                    # A trial goes while the edge does not answer: that it is
+                    # still out says the edge is not back (or was restarted and
+                    # a killed one's subscription lingers), not that the link
+                    # is slow. Only its reply, if one comes, measures the link.
+                    continue
                 p.reported_s = now_s
                 out.facts.append(self._still_out(p, now_s, given_up=True))
-                if p.trial:
-                    continue
                 out.expired.append(p)
                 if self.edge_ok:
                     self.edge_ok = False
@@ -419,22 +493,32 @@ class DevicePolicy:
             return False, f'{bad} malformed inputs dropped or frames unanswerable'
         return True, 'co-inference running'
 
-    def route_now(self, take: Take, plan: object, age_ms: float) -> Route:
+    def route_now(self, take: Take, plan: object, age_ms: float, *, fallback_exit: int,
+                  behind: int = 0) -> Alone:
         """How to answer on the device a frame just taken alone (``Take.ALONE``:
         the fallback) or as a trial (:func:`local_route`, the head not run yet;
-        finishing means the trial carries the activation, else the input)."""
+        finishing means the trial carries the activation, else the input),
+        within the deadline if it can be (:func:`bounded`)."""
         route = Route.FALLBACK if take is Take.ALONE else local_route(
             plan, age_ms, head_done=False, have_activation=False, have_input=True)
-        self.stats.inc('fallback')
-        return route
+        return self._count(bounded(plan, route, age_ms, fallback_exit=fallback_exit,
+                                   head_done=False, have_input=True, behind=behind))
 
-    def route(self, p: Pending, age_ms: float) -> Route:
+    def route(self, p: Pending, age_ms: float, *, fallback_exit: int,
+              behind: int = 0) -> Alone:
         """How to answer alone a frame given up on (or sent back malformed),
-        ``age_ms`` after capture now. Counts it (fallback, or unanswerable)."""
+        ``age_ms`` after capture now, with ``behind`` frames waiting for the
+        device. Counts it (fallback, late, or unanswerable)."""
         route = local_route(p.plan, age_ms, head_done=True, have_activation=p.h is not None,
                             have_input=p.x is not None)
-        self.stats.inc('unanswerable' if route is Route.NONE else 'fallback')
-        return route
+        return self._count(bounded(p.plan, route, age_ms, fallback_exit=fallback_exit,
+                                   head_done=True, have_input=p.x is not None,
+                                   behind=behind))
+
+    def _count(self, alone: Alone) -> Alone:
+        self.stats.inc({Route.NONE: 'unanswerable', Route.LATE: 'late_unrun'}.get(
+            alone.route, 'fallback'))
+        return alone
 
 
 class WorkQueue:
@@ -456,6 +540,11 @@ class WorkQueue:
             self._frames.append(item)
             self._wake.notify()
         return not dropped
+
+    def waiting(self) -> int:
+        """Items waiting for the compute thread."""
+        with self._wake:
+            return len(self._frames) + len(self._urgent)
 
     def urgent(self, item: object) -> None:
         with self._wake:

@@ -301,6 +301,14 @@ class Planner:
         fastest = min(totals, key=totals.__getitem__)
         return self._decision(ends[fastest], False, 1.0, deadline_ms, 1.0)
 
+    def device_exit_ms(self) -> list[float]:
+        """Each exit run whole on the device alone, predicted ms, in exit order
+        (the fallback's prediction is one of them)."""
+        by_exit = {e.exit_point: self._total_at(int(self._offsets[seg]) +
+                                                len(e.device_layers_ms), 1.0, 1.0)
+                   for seg, e in enumerate(self.exits)}
+        return [by_exit.get(i, 0.0) for i in range(1, max(by_exit) + 1)]  # 0: no such exit
+
     def evaluate(self, exit_point: int, partition: int, bandwidth_kbps: float,
                  deadline_ms: float, download_kbps: float | None = None) -> Decision:
         """The prediction for a given (exit, partition), e.g. a plan in force."""

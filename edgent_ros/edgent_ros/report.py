@@ -21,6 +21,7 @@ class FrameRecord:
     received_s: float = 0.0  # wall clock (s since the epoch) when the result came
     remote: bool = False  # the edge ran part of it
     skipped: bool = False  # not run: already late when the device took it
+    device_ms: float = 0.0  # the device's compute time for it
 
 
 @dataclass

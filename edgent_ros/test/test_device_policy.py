@@ -18,12 +18,13 @@ from edgent_ros_interfaces.msg import Plan
 
 def plan(*, device_ms: float = 30.0, tail_ms: float = 10.0, fallback_ms: float = 35.0,
          deadline_ms: float = 1000.0, latency_ms: float = 200.0, partition: int = 8,
-         num_layers: int = 22) -> Plan:
+         num_layers: int = 22, exit_ms: tuple[float, ...] = ()) -> Plan:
     return Plan(plan_id=3, exit_point=5, num_exits=5, partition_point=partition,
                 num_layers=num_layers, predicted_latency_ms=latency_ms,
                 predicted_device_ms=device_ms, latency_requirement_ms=deadline_ms,
                 fallback_exit_point=2, fallback_num_layers=16,
-                predicted_fallback_ms=fallback_ms, predicted_device_tail_ms=tail_ms)
+                predicted_fallback_ms=fallback_ms, predicted_device_tail_ms=tail_ms,
+                predicted_device_exit_ms=list(exit_ms))
 
 
 def policy(**kwargs: object) -> dp.DevicePolicy:
@@ -71,6 +72,67 @@ def test_finishing_that_meets_the_deadline_keeps_the_plans_accuracy() -> None:
                           have_input=True) is dp.Route.FINISH
 
 
+# --- bounded lateness (issue 15, item 7) ------------------------------------------
+# Exits 1..5 run whole on the device: 5, 35 (exit 2, the fallback), 50, 70 and
+# 90 ms. Deadline 100 ms.
+EXIT_MS = (5.0, 35.0, 50.0, 70.0, 90.0)
+
+
+def test_a_frame_that_waited_takes_a_cheaper_exit_that_still_fits() -> None:
+    pol, p = policy(), plan(deadline_ms=100.0, fallback_ms=35.0, exit_ms=EXIT_MS)
+    # Young enough: the fallback (exit 2, 35 ms) fits.
+    how = pol.route_now(dp.Take.ALONE, p, 60.0, fallback_exit=2, behind=3)
+    assert (how.route, how.exit_point, how.predicted_ms) == (dp.Route.FALLBACK, 2, 35.0)
+    # 70 ms old: 70 + 35 > 100; exit 1 (5 ms) still meets it.
+    how = pol.route_now(dp.Take.ALONE, p, 70.0, fallback_exit=2, behind=3)
+    assert (how.route, how.exit_point) == (dp.Route.FALLBACK, 1)
+    # A frame given up on with its activation: the tail (10 ms) fits at 85 ms.
+    assert pol.route(pending(1, p), 85.0, fallback_exit=2).route is dp.Route.FINISH
+    # At 92 ms the tail does not; exit 1 from the input does.
+    how = pol.route(pending(2, p), 92.0, fallback_exit=2, behind=1)
+    assert (how.route, how.exit_point) == (dp.Route.FALLBACK, 1)
+
+
+def test_a_hopeless_frame_is_answered_late_at_once_when_frames_wait() -> None:
+    # The old device computed every fallback at full cost, one after the
+    # other, each delaying the next (2.6 s answers at a 1 s deadline).
+    pol, p = policy(), plan(deadline_ms=100.0, fallback_ms=35.0, exit_ms=EXIT_MS)
+    how = pol.route(pending(1, p), 99.0, fallback_exit=2, behind=2)
+    assert how.route is dp.Route.LATE and pol.stats['late_unrun'] == 1
+    # Nothing waits behind it: the quickest answer (exit 1), late but with classes.
+    how = pol.route(pending(2, p), 99.0, fallback_exit=2, behind=0)
+    assert (how.route, how.exit_point) == (dp.Route.FALLBACK, 1)
+    # Neither the activation nor the input: unanswerable, whatever waits.
+    gone = pending(3, p, x=None, h=None)
+    assert pol.route(gone, 99.0, fallback_exit=2, behind=2).route is dp.Route.NONE
+    # Only the activation: the tail, or late.
+    assert pol.route(pending(4, p, x=None), 99.0, fallback_exit=2,
+                     behind=2).route is dp.Route.LATE
+    assert pol.route(pending(5, p, x=None), 99.0, fallback_exit=2,
+                     behind=0).route is dp.Route.FINISH
+
+
+def test_without_per_exit_predictions_only_the_fallback_is_known() -> None:
+    pol, p = policy(), plan(deadline_ms=100.0, fallback_ms=35.0)  # an older planner
+    assert dp.exit_ms(p, 2) == 35.0 and dp.exit_ms(p, 1) == 0.0
+    assert pol.route_now(dp.Take.ALONE, p, 70.0, fallback_exit=2, behind=1).route \
+        is dp.Route.LATE
+    assert pol.route_now(dp.Take.ALONE, p, 70.0, fallback_exit=2).exit_point == 2
+    # No deadline: never late.
+    assert pol.route_now(dp.Take.ALONE, plan(deadline_ms=0.0), 1e6, fallback_exit=2,
+                         behind=5).route is dp.Route.FALLBACK
+
+
+def test_plans_with_bad_per_exit_predictions_are_refused() -> None:
+    layers = {1: 4, 2: 16, 3: 18, 4: 20, 5: 22}
+    assert dp.plan_problem(plan(exit_ms=EXIT_MS), 5, layers) is None
+    assert 'per-exit' in dp.plan_problem(plan(exit_ms=(1.0, 2.0)), 5, layers)
+    assert 'finite' in dp.plan_problem(plan(exit_ms=(1.0, 2.0, float('nan'), 4.0, 5.0)), 5,
+                                       layers)
+    assert '6 exits' in dp.plan_problem(
+        Plan(exit_point=5, num_exits=6, num_layers=22, partition_point=0), 5, layers)
+
+
 def test_what_is_kept_decides_when_only_one_route_is_left() -> None:
     p = plan(fallback_ms=1.0, deadline_ms=10.0)  # the fallback would be chosen
     assert dp.local_route(p, 500.0, head_done=True, have_activation=True,
@@ -89,9 +151,9 @@ def test_a_frame_whose_tensor_and_input_are_both_gone_is_answered_as_failed() ->
     frame = pending(1, x=None, h=None)
     assert dp.local_route(frame.plan, 0.0, head_done=True, have_activation=False,
                           have_input=False) is dp.Route.NONE
-    assert pol.route(frame, 10.0) is dp.Route.NONE
+    assert pol.route(frame, 10.0, fallback_exit=2).route is dp.Route.NONE
     assert pol.stats['unanswerable'] == 1 and pol.stats['fallback'] == 0
-    assert pol.route(pending(2), 10.0) is dp.Route.FINISH
+    assert pol.route(pending(2), 10.0, fallback_exit=2).route is dp.Route.FINISH
     assert pol.stats['fallback'] == 1
 
 
@@ -110,7 +172,8 @@ def test_device_only_plans_and_a_missing_edge_are_answered_on_the_device() -> No
     assert pol.take(plan(partition=22), 0.0, 0.0, connected=True) is dp.Take.DEVICE_ONLY
     assert pol.take(plan(), 0.0, 0.0, connected=False) is dp.Take.ALONE
     assert pol.take(plan(), 0.0, 0.0, connected=True) is dp.Take.SEND
-    assert pol.route_now(dp.Take.ALONE, plan(fallback_ms=999.0), 0.0) is dp.Route.FALLBACK
+    assert pol.route_now(dp.Take.ALONE, plan(fallback_ms=999.0), 0.0,
+                         fallback_exit=2).route is dp.Route.FALLBACK
 
 
 def test_a_reply_in_time_answers_the_frame_and_measures_the_transfer() -> None:
@@ -132,7 +195,8 @@ def test_a_malformed_reply_has_the_device_answer_instead() -> None:
     pol.sent(pending(1), 0.0, 0.0)
     r = pol.reply(1, 0.1, 5.0, well_formed=False)
     assert r.kind is dp.ReplyKind.MALFORMED and r.fact is None
-    assert pol.stats['malformed_replies'] == 1 and pol.route(r.pending, 100.0) is dp.Route.FINISH
+    assert pol.stats['malformed_replies'] == 1
+    assert pol.route(r.pending, 100.0, fallback_exit=2).route is dp.Route.FINISH
 
 
 def test_the_reply_wait_lasts_until_a_local_answer_would_be_late() -> None:
@@ -162,7 +226,7 @@ def test_the_edge_vanishing_mid_frame_then_coming_back() -> None:
     assert [(f.still_out, f.given_up) for f in gone.facts] == [(True, True)]
     assert pol.stats['edge_timeouts'] == 1 and pol.in_flight == 0
     # The frame is answered on the device: its activation is kept, the tail fits.
-    assert pol.route(frame, 460.0) is dp.Route.FINISH
+    assert pol.route(frame, 460.0, fallback_exit=2).route is dp.Route.FINISH
     # The edge taken as down: the next frame is a trial, the ones after it alone.
     assert pol.take(p, 0.0, 10.5, connected=True) is dp.Take.TRIAL
     trial = pending(2, p, trial=True)
@@ -217,14 +281,39 @@ def test_the_policy_is_idle_only_when_nothing_is_out_or_still_reported() -> None
     assert pol.idle(20.1)
 
 
+def test_a_new_edge_gets_a_trial_at_once() -> None:
+    # The edge was killed: its last trial is still waited for (a killed
+    # process's subscription lingers until its DDS lease ends), and the retry
+    # period has not passed. An edge that subscribes now (restarted) gets the
+    # next frame as a trial at once, not after edge_retry_s (issue 15, item 6).
+    pol, p = policy(edge_retry_s=5.0), plan()
+    pol.edge_ok = False
+    assert pol.take(p, 0.0, 10.0, connected=True) is dp.Take.TRIAL
+    pol.sent(pending(1, p, trial=True), 10.0, 0.0)
+    assert pol.take(p, 0.0, 10.2, connected=True) is dp.Take.ALONE
+    pol.edge_appeared()
+    assert pol.take(p, 0.0, 10.4, connected=True) is dp.Take.TRIAL
+    assert pol.take(p, 0.0, 10.6, connected=True) is dp.Take.ALONE  # one at a time again
+    assert pol.reply(1, 10.7, 2.0, well_formed=True).recovered
+    assert pol.take(p, 0.0, 10.8, connected=True) is dp.Take.SEND
+
+
 def test_a_trial_is_never_answered_twice() -> None:
     pol = policy()
     pol.edge_ok = False
     trial = pending(5, trial=True)
     pol.sent(trial, 0.0, 0.0)
     assert trial.x is None and trial.h is None  # answered already: keeps nothing
+    assert pol.tick(0.2).facts == []  # a trial out is no bandwidth sample
     out = pol.tick(100.0)
     assert out.expired == [] and out.edge_down is None and pol.stats['edge_timeouts'] == 0
+    # Nor is one given up on: a trial unanswered says the edge is not back
+    # (a restarted edge's predecessor lingers in DDS for seconds), not that the
+    # link is slow. Reported so, it drove the estimate to nothing while the
+    # edge came back, and device-only plans kept it from being used (item 6).
+    assert out.facts == []
+    late = pol.reply(5, 100.5, 2.0, well_formed=True)  # its reply still measures the link
+    assert late.fact is not None and late.fact.given_up and late.recovered
 
 
 # --- bandwidth: the device reports, bandwidth.py decides --------------------------

@@ -53,6 +53,9 @@ def test_the_edge_is_killed_mid_stream_and_comes_back(bed: testbed.Testbed,
     result = analyse(run, DEADLINE_MS)
     print(result)
     check(result, 1)
+    # When the restarted edge logged that it serves (how soon frames came from
+    # it after that is the fault bench's figure, not a timed assertion here).
+    assert result['faults'][0]['edge_again_after_serving_s'] is not None, result
 
 
 def test_the_link_goes_down_then_starves(bed: testbed.Testbed, tmp_path: Path) -> None:

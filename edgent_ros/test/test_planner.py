@@ -253,6 +253,19 @@ def test_probe_interval_keeps_the_probes_share_of_the_link_under_the_duty() -> N
         bw.ProbeScheduler(duty=0.0)
 
 
+def test_an_echo_that_appears_is_probed_at_once() -> None:
+    # The link measured at 10 kbit/s (the edge was dead): the next 8 KB probe
+    # would wait 8192 * 8 / 10 / duty = 13 s. A restarted edge's echo matching
+    # must not wait for that (issue 15, item 6).
+    s = bw.ProbeScheduler(max_rate_hz=5.0, idle_s=0.25, duty=0.5, probe_bytes=8192)
+    assert s.probe_now(0.0, 10.0) == 8192
+    assert s.probe_now(5.0, 10.0) == 0
+    s.passive(5.1)  # and a report of a frame sent to the dead edge just came
+    s.edge_appeared()
+    assert s.probe_now(5.2, 10.0) == 8192
+    assert s.probe_now(5.3, 10.0) == 0  # once; then the usual pace
+
+
 def test_probes_keep_clear_of_the_next_frame() -> None:
     s = bw.ProbeScheduler(max_rate_hz=5.0, idle_s=0.5, duty=0.5, probe_bytes=8192)
     # Frames leave every second and land 0.2 s later.
@@ -480,6 +493,12 @@ def test_device_alone_is_algorithm_one_without_the_edge(paper_planner: Planner) 
         else:
             assert not d.feasible and d.total_ms == min(x.total_ms for x in alone.values())
     assert not paper_planner.device_alone(1.0).feasible
+    # Every exit's device-alone prediction goes with the plan; the fallback's is one.
+    per_exit = paper_planner.device_exit_ms()
+    assert len(per_exit) == len(paper_planner.exits)
+    for deadline in (50.0, 1000.0):
+        d = paper_planner.device_alone(deadline)
+        assert per_exit[d.exit_point - 1] == pytest.approx(d.total_ms)
 
 
 def test_a_plan_factor_corrects_one_plans_device_part_only(paper_planner: Planner) -> None:

@@ -37,6 +37,8 @@ from edgent_ros.demo.pipeline import edge_command, start_on_testbed, tool
 FRAME_LINE = re.compile(r'^frame\s+(\d+)\s')
 FAULTS = ('kill_edge', 'link_down', 'rate_low')
 RECOVERIES = ('start_edge', 'link_up', 'rate_high')
+SERVING = 'serving model'  # what the edge node logs once it answers
+LOG_STAMP = re.compile(r'^\[\w+\] \[(\d+\.\d+)\]')
 
 
 @dataclass
@@ -72,6 +74,24 @@ class _Lines(threading.Thread):
             return self.changed.wait_for(predicate, timeout)
 
 
+def _count(path: Path, text: str) -> int:
+    return path.read_text(errors='replace').count(text) if path.is_file() else 0
+
+
+def _note_serving(path: Path, before: int, events: list[tuple[float, str]],
+                  timeout_s: float = 120.0) -> None:
+    """Add an ``edge_serving`` event when the restarted edge logs that it
+    serves (its log had ``before`` such lines)."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        lines = [ln for ln in path.read_text(errors='replace').splitlines() if SERVING in ln]
+        if len(lines) > before:  # when it logged it ([INFO] [<seconds>] ...), else now
+            stamp = LOG_STAMP.search(lines[before])
+            events.append((float(stamp.group(1)) if stamp else time.time(), 'edge_serving'))
+            return
+        time.sleep(0.02)
+
+
 def run_scenario(bed: testbed.Testbed, steps: list[tuple], *, overrides: list[str],
                  log_dir: Path, cpu_quota: float | None = None,
                  step_timeout_s: float = 60.0) -> ScenarioRun:
@@ -105,9 +125,12 @@ def run_scenario(bed: testbed.Testbed, steps: list[tuple], *, overrides: list[st
                 bed.kill(edge)
                 events.append((now, 'kill_edge'))
             elif kind == 'start_edge':
+                served = _count(log_dir / 'edge.log', SERVING)
                 edge = bed.spawn('edge', edge_command(), stdout=logs['edge'],
                                  stderr=subprocess.STDOUT)
                 events.append((now, 'start_edge'))
+                threading.Thread(target=_note_serving, daemon=True,
+                                 args=(log_dir / 'edge.log', served, events)).start()
             elif kind == 'link':
                 bed.set_link(bool(step[1]))
                 events.append((now, 'link_up' if step[1] else 'link_down'))
@@ -126,6 +149,7 @@ def run_scenario(bed: testbed.Testbed, steps: list[tuple], *, overrides: list[st
         for f in logs.values():
             f.close()
     frames = json.loads(out.read_text())['frames'] if out.is_file() else []
+    events.sort()
     return ScenarioRun(frames=frames, events=events, log_dir=log_dir)
 
 
@@ -144,6 +168,7 @@ def analyse(run: ScenarioRun, deadline_ms: float) -> dict[str, object]:
         first_alone = next((f for f in during if f['fallback']), None)
         first_remote = next((f for f in by_time if f['received_s'] >= end and f['remote']),
                             None)
+        serving = next((t for t, w in run.events if w == 'edge_serving' and t >= end), None)
         faults.append({
             'fault': what,
             'frames_during': len(during),
@@ -154,11 +179,29 @@ def analyse(run: ScenarioRun, deadline_ms: float) -> dict[str, object]:
             'worst_latency_ms': max((f['latency_ms'] for f in during), default=0.0),
             'edge_again_after_recovery_s': None if first_remote is None or end == float('inf')
             else first_remote['received_s'] - end,
+            'edge_again_after_serving_s': None if first_remote is None or serving is None
+            else first_remote['received_s'] - serving,
         })
     return {
+        **lateness(frames, deadline_ms),
         'frames': len(frames), 'missing_seqs': missing,
         'skipped': sum(bool(f.get('skipped')) for f in frames),
         'answered_alone': sum(f['fallback'] for f in frames),
         'late': sum(not f['deadline_met'] for f in frames),
         'deadline_ms': deadline_ms, 'faults': faults,
     }
+
+
+def lateness(frames: list[dict[str, object]], deadline_ms: float) -> dict[str, float]:
+    """How late the latest answer was, against the issue's bound (issue 15,
+    item 7): the deadline plus one fallback run (the median device time of the
+    frames answered alone, run whole)."""
+    ran = [f for f in frames if not f.get('skipped')]
+    runs = sorted(float(f.get('device_ms', 0.0)) for f in ran
+                  if f['fallback'] and f.get('device_ms', 0.0) > 0)
+    worst = max((float(f['latency_ms']) for f in frames), default=0.0)
+    fallback_ms = runs[len(runs) // 2] if runs else 0.0
+    return {'worst_latency_ms': worst, 'fallback_run_ms': fallback_ms,
+            'beyond_bound_ms': max(0.0, worst - deadline_ms - fallback_ms),
+            'met_share': sum(bool(f['deadline_met']) for f in frames) / max(1, len(frames)),
+            'late_unrun': sum(bool(f.get('skipped')) and bool(f['fallback']) for f in frames)}

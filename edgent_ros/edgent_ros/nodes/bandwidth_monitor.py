@@ -25,8 +25,11 @@ the one the device stamps its reports with. Publishes the smoothed estimate on `
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 
 from edgent_ros import diagnostics, tensor_codec
 from edgent_ros.bandwidth import (
@@ -45,6 +48,10 @@ from edgent_ros.qos import LATCHED_QOS, TENSOR_QOS
 from edgent_ros_interfaces.msg import BandwidthEstimate, EdgeReply, Tensor, TransferReport
 
 PROBE_NAME = 'probe'
+# After an echo matched: a probe unanswered for HURRY_PROBE_S is replaced by a
+# new one, for at most HURRY_FOR_S or until one is answered.
+HURRY_FOR_S = 5.0
+HURRY_PROBE_S = 0.25
 
 
 # All read-only: the estimator and the probe schedule are made from them at start.
@@ -88,14 +95,21 @@ class BandwidthMonitor(GuardedNode):
         self.overlapped = 0
         self.bound_samples = 0
         self.probes_sent = self.probes_answered = self.probes_lost = 0
+        self.hurry_until = -math.inf  # after an echo matched: until it answers a probe
+        self.echo_since = -math.inf  # when an echo last matched
+        self.stale_reports = 0
         self.passive_samples = self.dropped_samples = 0
         self.seq = 0
         self.payload = np.random.default_rng(0).integers(0, 256, self.probe_bytes,
                                                          dtype=np.uint8)
         self.estimate_pub = self.create_publisher(BandwidthEstimate, 'bandwidth', LATCHED_QOS)
-        self.probe_pub = self.create_publisher(Tensor, 'probe', TENSOR_QOS)
+        self.probe_pub = self.create_publisher(
+            Tensor, 'probe', TENSOR_QOS,
+            event_callbacks=PublisherEventCallbacks(matched=self.on_echo_matched))
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.create_subscription(EdgeReply, 'probe/reply', self.on_reply, TENSOR_QOS)
+        self.create_subscription(
+            EdgeReply, 'probe/reply', self.on_reply, TENSOR_QOS,
+            event_callbacks=SubscriptionEventCallbacks(matched=self.on_echo_matched))
         self.create_subscription(TransferReport, 'link/transfers', self.on_transfer, 50)
         self.create_timer(min(0.05, 1.0 / rate), self.maybe_probe)
         self.create_timer(period, self.publish_estimate)
@@ -133,6 +147,12 @@ class BandwidthMonitor(GuardedNode):
                                                f'{bound:.0f} kbps)', throttle_duration_sec=10.0)
         if moved:
             self.publish_estimate()  # a bound that moved goes out now, not next period
+        if now < self.hurry_until and any(now - sent > HURRY_PROBE_S
+                                          for sent, _ in self.outstanding.values()):
+            # An echo just matched, but DDS matches the two sides of each
+            # topic at slightly different times, and a probe (or its reply)
+            # sent in between is not resent for seconds: send a new one.
+            self.drop_outstanding()
         nbytes = 0 if self.outstanding else self.scheduler.probe_now(now, kbps)
         if nbytes == 0:
             return
@@ -146,10 +166,31 @@ class BandwidthMonitor(GuardedNode):
         self.probe_pub.publish(probe)
         self.probes_sent += 1
 
+    def on_echo_matched(self, info: object) -> None:
+        """A probe echo (the edge side) matched, either way: one that was
+        (re)started or found again. Probes out before went to an edge that is
+        gone or could not answer yet, and one sent at the estimate of a dead
+        link would wait for many seconds: a new probe goes at once."""
+        if info.current_count_change > 0:
+            self.drop_outstanding()
+            self.echo_since = self.now_s()
+            self.hurry_until = self.echo_since + HURRY_FOR_S
+
+    def drop_outstanding(self) -> None:
+        """Take the probes out as lost (their bounds stay as samples), and
+        probe again at the next chance."""
+        for seq in list(self.outstanding):
+            del self.outstanding[seq]
+            self.bounded.pop(seq, None)
+            self.ledger.lost(seq)
+            self.probes_lost += 1
+        self.scheduler.edge_appeared()
+
     def on_reply(self, reply: EdgeReply) -> None:
         out = self.outstanding.pop(reply.frame_seq, None)
         if out is None:
             return
+        self.hurry_until = -math.inf  # the echo answers
         sent, nbytes = out
         provisional = self.bounded.pop(reply.frame_seq, None)
         self.probes_answered += 1
@@ -181,6 +222,11 @@ class BandwidthMonitor(GuardedNode):
         now = self.now_s()
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9  # sent, same clock
         transfer = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        if msg.still_out and stamp < self.echo_since:
+            # Sent before the edge side (re)appeared: to an edge that is gone.
+            # That it never came back says nothing of the link to the new one.
+            self.stale_reports += 1
+            return
         kbps = transfer_report_kbps(
             int(msg.bytes), float(msg.round_trip_ms), float(msg.edge_held_ms),
             still_out=bool(msg.still_out), given_up=bool(msg.given_up),
@@ -258,7 +304,8 @@ class BandwidthMonitor(GuardedNode):
         values: dict[str, object] = {
             'callback_errors': self.callback_errors,
             'probes_sent': self.probes_sent, 'probes_answered': self.probes_answered,
-            'probes_lost': self.probes_lost, 'passive_samples': self.passive_samples,
+            'probes_lost': self.probes_lost, 'stale_reports': self.stale_reports,
+            'passive_samples': self.passive_samples,
             'dropped_samples': self.dropped_samples, 'overdue_bounds': self.bound_samples,
             'overlapped_samples': self.overlapped,
             'regime_changes': self.estimator.changes,

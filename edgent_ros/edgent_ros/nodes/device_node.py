@@ -21,6 +21,7 @@ import time
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.event_handler import PublisherEventCallbacks, QoSPublisherMatchedInfo
 from rclpy.time import Time
 from sensor_msgs.msg import Image
 
@@ -100,7 +101,9 @@ class DeviceNode(GuardedNode):
         self.edge_matched = False
         self.labels = dp.Labels()
         self.bandwidth_kbps = 0.0
-        self.tensor_pub = self.create_publisher(Tensor, 'tensor', TENSOR_QOS)
+        self.tensor_pub = self.create_publisher(
+            Tensor, 'tensor', TENSOR_QOS,
+            event_callbacks=PublisherEventCallbacks(matched=self.on_edge_matched))
         self.result_pub = self.create_publisher(InferenceResult, 'result', RESULT_DEPTH)
         self.transfer_pub = self.create_publisher(TransferReport, 'link/transfers', 50)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
@@ -143,8 +146,10 @@ class DeviceNode(GuardedNode):
             given_up, item = work
             try:
                 if given_up:
-                    self.answer_alone(item, self.policy.route(item, self.age_ms(item.header)),
-                                      time.perf_counter())
+                    how = self.policy.route(item, self.age_ms(item.header),
+                                            fallback_exit=self.fallback_exit(item.plan),
+                                            behind=self.work.waiting())
+                    self.answer_alone(item, how, time.perf_counter())
                 else:
                     self.process_image(item)
             except Exception as exc:  # one bad frame must not stop the robot seeing
@@ -168,6 +173,23 @@ class DeviceNode(GuardedNode):
             return
         self.labels.put(key(msg.header), int(msg.label))
 
+    def on_edge_matched(self, info: QoSPublisherMatchedInfo) -> None:
+        """An edge subscribed to the activations (started, restarted, or
+        discovered again), or one went away. A new one gets the next frame as
+        a trial at once, not after ``edge_retry_s``: an edge back from a
+        restart answers again within a frame."""
+        if info.current_count_change > 0:
+            self.policy.edge_appeared()
+        if info.current_count_change > 0 or info.current_count == 0:
+            self.matched_log(info.current_count > 0, info.current_count)
+
+    def matched_log(self, matched: bool, count: int) -> None:
+        self.edge_matched = matched
+        if matched:
+            self.get_logger().info(f'edge matched ({count} subscribing to the activations)')
+        else:
+            self.get_logger().warn('edge gone: none subscribes to the activations')
+
     def on_bandwidth(self, msg: BandwidthEstimate) -> None:
         self.bandwidth_kbps = float(msg.bandwidth_kbps)
 
@@ -188,12 +210,8 @@ class DeviceNode(GuardedNode):
         p = dp.Pending(self.seq, msg.header, plan, self.labels.take(key(msg.header)), 0.0, 0,
                        plan.partition_point)
         connected = self.tensor_pub.get_subscription_count() > 0
-        if connected != self.edge_matched:
-            self.edge_matched = connected
-            if connected:
-                self.get_logger().info('edge matched: co-inference on')
-            else:
-                self.get_logger().warn('edge gone (no subscriber to the activations)')
+        if connected != self.edge_matched:  # also if a match event came before its handler
+            self.matched_log(connected, int(connected))
         take = self.policy.take(plan, self.age_ms(p.header), self.now_s(), connected=connected)
         if take is dp.Take.SKIP:
             self.get_logger().warn('skipping frames already older than the deadline (the '
@@ -204,10 +222,14 @@ class DeviceNode(GuardedNode):
             self.get_logger().warn('no edge connected: answering frames on the device',
                                    throttle_duration_sec=5.0)
         start, p.x, p.trial = time.perf_counter(), preprocess(rgb), take is dp.Take.TRIAL
-        if take in (dp.Take.ALONE, dp.Take.TRIAL) and self.policy.route_now(
-                take, plan, self.age_ms(p.header)) is dp.Route.FALLBACK:
+        how = None
+        if take in (dp.Take.ALONE, dp.Take.TRIAL):
+            how = self.policy.route_now(take, plan, self.age_ms(p.header),
+                                        fallback_exit=self.fallback_exit(plan),
+                                        behind=self.work.waiting())
+        if how is not None and how.route is not dp.Route.FINISH:
             x = p.x
-            self.answer_alone(p, dp.Route.FALLBACK, start)
+            self.answer_alone(p, how, start)
             if p.trial:  # the trial carries the input
                 p.partition = 0
                 self.send(p, x)
@@ -220,7 +242,7 @@ class DeviceNode(GuardedNode):
         p.h = h if take is dp.Take.SEND else None
         self.send(p, h)
         if p.trial:  # it carries the activation; the device finishes the exit from it
-            self.answer_alone(p, dp.Route.FINISH, time.perf_counter(), h=h)
+            self.answer_alone(p, how, time.perf_counter(), h=h)
 
     def send(self, p: dp.Pending, h: torch.Tensor) -> None:
         """Send an activation to the edge; the policy waits for its reply."""
@@ -273,22 +295,28 @@ class DeviceNode(GuardedNode):
     def report(self, fact: dp.TransferFact) -> None:
         self.transfer_pub.publish(msgs.transfer_msg(fact))
 
-    def answer_alone(self, p: dp.Pending, route: dp.Route, start: float, *,
+    def fallback_exit(self, plan: Plan) -> int:
+        return plan.fallback_exit_point or self.best.exit_point
+
+    def answer_alone(self, p: dp.Pending, how: dp.Alone, start: float, *,
                      h: torch.Tensor | None = None) -> None:
-        """Answer a frame on the device by the route the policy chose (``h``:
-        the activation, when the frame does not keep it)."""
-        plan = p.plan
+        """Answer a frame on the device as the policy chose (``h``: the
+        activation, when the frame does not keep it)."""
+        plan, route = p.plan, how.route
         if route is dp.Route.FINISH:  # the head's time is in p.device_ms already
             logits = self.model.tail(plan.exit_point, p.partition, p.h if h is None else h)
-            exit_point, n, predicted_ms = plan.exit_point, plan.num_layers, dp.finish_ms(plan)
+            exit_point, n = plan.exit_point, plan.num_layers
         elif route is dp.Route.FALLBACK:
-            exit_point = plan.fallback_exit_point or self.best.exit_point
-            n, predicted_ms = self.layers[exit_point], plan.predicted_fallback_ms
+            exit_point, n = how.exit_point, self.layers[how.exit_point]
             logits, p.device_ms = self.model.head(exit_point, n, p.x), 0.0
-        if route is not dp.Route.NONE:
+        if route in (dp.Route.FINISH, dp.Route.FALLBACK):
             p.device_ms += (time.perf_counter() - start) * 1e3
             self.answer(p, top_k(logits, self.top_k), fallback=True, exit_point=exit_point,
-                        partition=n, predicted_ms=predicted_ms)
+                        partition=n, predicted_ms=how.predicted_ms)
+        elif route is dp.Route.LATE:
+            self.get_logger().warn(f'frame {p.seq}: no time left for any exit and frames are '
+                                   'waiting: answered at once as late', throttle_duration_sec=5.0)
+            self.answer(p, TopK([], []), fallback=True, failed=True, skipped=True)
         else:
             self.get_logger().error(f'frame {p.seq}: neither its activation nor its input is '
                                     'kept; answering it as failed', throttle_duration_sec=5.0)

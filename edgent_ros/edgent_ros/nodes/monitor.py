@@ -43,7 +43,7 @@ class Monitor(GuardedNode):
             latency_ms=msg.latency_ms, deadline_met=msg.deadline_met,
             correct=None if msg.label < 0 else msg.label == msg.class_id,
             bandwidth_kbps=self.bandwidth_kbps, fallback=msg.fallback, received_s=time.time(),
-            remote=msg.edge_ms > 0, skipped=msg.skipped)
+            remote=msg.edge_ms > 0, skipped=msg.skipped, device_ms=msg.device_ms)
         self.summary.add(record)
         if not self.quiet:
             print(frame_line(record), flush=True)

@@ -241,7 +241,8 @@ class PlannerNode(GuardedNode):
             deadline_met=d.feasible, expected_accuracy=d.accuracy,
             fallback_exit_point=fallback.exit_point, fallback_num_layers=fallback.num_layers,
             predicted_fallback_ms=fallback.total_ms,
-            predicted_device_tail_ms=self.planner.device_tail_ms(d.exit_point, d.partition)))
+            predicted_device_tail_ms=self.planner.device_tail_ms(d.exit_point, d.partition),
+            predicted_device_exit_ms=self.planner.device_exit_ms()))
         verdict = 'meets' if d.feasible else 'CANNOT meet (best effort: fastest plan)'
         self.get_logger().info(
             f'plan {self.plan_id}: exit {d.exit_point}, partition {d.partition}/{d.num_layers}, '

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
+import threading
 from collections.abc import Callable
 
 import rclpy
@@ -70,11 +72,21 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, *,
         print(f'{name}: error: {exc}', flush=True)
         return 2
     finally:
+        _quiet_teardown()
         executor.shutdown()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def _quiet_teardown() -> None:
+    """A second SIGINT while the node is torn down (a launcher that signals
+    the process group and each child) would end it with a traceback from
+    inside rclpy: teardown is short, so SIGINT is ignored from here on
+    (SIGTERM and SIGKILL still end it)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class GuardedNode(Node):
