@@ -51,7 +51,8 @@ KEEP_GIVEN_UP = 64
 COUNTERS = ('received', 'frames', 'results', 'sent', 'replies', 'malformed_images',
             'malformed_replies', 'bad_plans', 'edge_timeouts', 'late_replies', 'fallback', 'trials',
             'edge_recoveries', 'correct', 'labelled', 'skipped_late', 'dropped_behind',
-            'compute_errors', 'unanswerable', 'bad_labels', 'late_unrun')
+            'compute_errors', 'unanswerable', 'bad_labels', 'late_unrun', 'frames_lost',
+            'oversized_images')
 # A label's frame id longer than this is refused (labels are kept by it).
 MAX_FRAME_ID_CHARS = 256
 
@@ -486,7 +487,7 @@ class DevicePolicy:
     def health(self, values: dict[str, float]) -> tuple[bool, str]:
         """Whether all is well, and what to say, from a Counters snapshot."""
         bad = sum(int(values[k]) for k in ('malformed_images', 'malformed_replies', 'bad_plans',
-                                           'unanswerable'))
+                                           'unanswerable', 'oversized_images'))
         if not self.edge_ok:
             return False, 'the edge does not answer: answering frames on the device'
         if bad:
@@ -569,21 +570,51 @@ class WorkQueue:
 
 
 class Labels:
-    """Ground truth that came with frames, by (stamp s, stamp ns, frame id),
-    the most recent ``keep``; the executor adds, the compute thread takes."""
+    """What came with frames (label and camera frame number), by (stamp s,
+    stamp ns, frame id), the most recent ``keep``; the executor adds, the
+    compute thread takes."""
 
     def __init__(self, keep: int = 512) -> None:
-        self._labels: OrderedDict[tuple[int, int, str], int] = OrderedDict()
+        self._labels: OrderedDict[tuple[int, int, str], tuple[int, int]] = OrderedDict()
         self._keep = keep
         self._lock = threading.Lock()
 
-    def put(self, key: tuple[int, int, str], label: int) -> None:
+    def put(self, key: tuple[int, int, str], label: int, seq: int = 0) -> None:
         with self._lock:
-            self._labels[key] = label
+            self._labels[key] = (label, seq)
             while len(self._labels) > self._keep:
                 self._labels.popitem(last=False)
+
+    def seq(self, key: tuple[int, int, str]) -> int:
+        """The frame's number from its camera, or 0 if none came (yet)."""
+        with self._lock:
+            return self._labels.get(key, (-1, 0))[1]
 
     def take(self, key: tuple[int, int, str]) -> int:
         """The frame's label, or -1 if none came (yet)."""
         with self._lock:
-            return self._labels.pop(key, -1)
+            return self._labels.pop(key, (-1, 0))[0]
+
+
+class FrameGaps:
+    """Images lost on their way from a camera that numbers its frames: a
+    gap between the numbers of two images received from one source (frame
+    id) is that many frames lost. A number that goes back is a camera that
+    started again. At most ``sources`` frame ids are followed (the oldest
+    forgotten), so spoofed ids cannot grow it."""
+
+    def __init__(self, sources: int = 32) -> None:
+        self._last: OrderedDict[str, int] = OrderedDict()
+        self._sources = sources
+        self.lost = 0
+
+    def image(self, source: str, seq: int) -> int:
+        """An image numbered ``seq`` (> 0) arrived from ``source``: how many
+        were lost just before it."""
+        last = self._last.pop(source, None)
+        self._last[source] = seq
+        while len(self._last) > self._sources:
+            self._last.popitem(last=False)
+        lost = seq - last - 1 if last is not None and seq > last + 1 else 0
+        self.lost += lost
+        return lost

@@ -18,11 +18,12 @@ class ImageError(ValueError):
     """An Image that cannot be used; the text says why."""
 
 
-def to_rgb(msg: Image) -> np.ndarray:
-    """An HxWx3 uint8 RGB array of the image (a copy only where needed)."""
+def check(msg: Image) -> None:
+    """Raise ImageError, saying why, unless the image can be converted: its
+    encoding is taken and its sizes add up. Reads no pixel."""
     encoding = msg.encoding.lower()
     if encoding not in CHANNELS:
-        raise ImageError(f'unsupported image encoding {msg.encoding!r} (supported: '
+        raise ImageError(f'unsupported image encoding {msg.encoding[:32]!r} (supported: '
                          f"{', '.join(CHANNELS)})")
     channels = CHANNELS[encoding]
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
@@ -33,6 +34,14 @@ def to_rgb(msg: Image) -> np.ndarray:
     if len(msg.data) != step * height:
         raise ImageError(f'{msg.encoding} image of {width}x{height} with step {step} needs '
                          f'{step * height} bytes, data holds {len(msg.data)}')
+
+
+def to_rgb(msg: Image) -> np.ndarray:
+    """An HxWx3 uint8 RGB array of the image (a copy only where needed)."""
+    check(msg)
+    encoding = msg.encoding.lower()
+    channels = CHANNELS[encoding]
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
     rows = np.frombuffer(msg.data, dtype=np.uint8).reshape(height, step)
     pixels = rows[:, :width * channels].reshape(height, width, channels)
     if encoding == 'rgb8':

@@ -378,3 +378,26 @@ def test_plans_the_model_cannot_run_are_refused_with_the_reason() -> None:
     bad = plan()
     bad.fallback_num_layers = 3
     assert dp.plan_problem(bad, 5, layers).startswith('fallback')
+
+
+# --- images lost in transport (issue 15, item 1) -----------------------------------
+def test_gaps_in_a_cameras_frame_numbers_count_lost_images() -> None:
+    gaps = dp.FrameGaps(sources=2)
+    assert [gaps.image('cam', s) for s in (1, 2, 5, 6, 10)] == [0, 0, 2, 0, 3]
+    assert gaps.image('cam', 1) == 0  # the camera started again
+    assert gaps.image('cam', 3) == 1
+    assert gaps.image('other', 7) == 0  # a second camera: its own numbers
+    assert gaps.lost == 6
+    for i in range(100):  # spoofed frame ids: at most two followed
+        gaps.image(f'spoof{i}', 1)
+    assert len(gaps._last) == 2
+
+
+def test_labels_carry_the_frame_number_until_the_frame_is_taken() -> None:
+    labels = dp.Labels(keep=2)
+    labels.put((1, 0, 'cam'), 4, seq=11)
+    assert labels.seq((1, 0, 'cam')) == 11 and labels.seq((2, 0, 'cam')) == 0
+    assert labels.take((1, 0, 'cam')) == 4 and labels.take((1, 0, 'cam')) == -1
+    for i in range(5):
+        labels.put((i, 1, 'cam'), -1, seq=i + 1)
+    assert labels.seq((0, 1, 'cam')) == 0 and labels.seq((4, 1, 'cam')) == 5  # 0: forgotten

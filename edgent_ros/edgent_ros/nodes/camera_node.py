@@ -111,9 +111,10 @@ class CameraNode(GuardedNode):
         msg = image_codec.from_rgb(rgb, self.encoding)
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = self.frame_id
-        if label >= 0:  # the label goes first, so it is there when the image is
-            name = self.class_names[label] if label < len(self.class_names) else ''
-            self.label_pub.publish(FrameLabel(header=msg.header, label=label, class_name=name))
+        # The frame's number and label go first, so they are there when the image is.
+        name = self.class_names[label] if 0 <= label < len(self.class_names) else ''
+        self.label_pub.publish(FrameLabel(header=msg.header, seq=self.sent + 1,
+                                          label=max(label, -1), class_name=name))
         self.image_pub.publish(msg)
         self.sent += 1
 

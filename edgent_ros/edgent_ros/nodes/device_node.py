@@ -44,6 +44,12 @@ from edgent_ros_interfaces.msg import (
 )
 
 RESULT_DEPTH = 50
+MAX_IMAGE_BYTES = 3840 * 2160 * 4
+# Camera frames waiting for the compute thread: the newest only. A frame that
+# comes while one waits replaces it (counted as dropped_behind), so the device
+# answers at its own pace under any input rate and holds at most this many
+# frames beside the one it computes.
+FRAMES_WAITING = 1
 
 # Ranges, types and read-only are checked from these; a change that passes
 # them applies from the next frame.
@@ -61,6 +67,10 @@ PARAMS = ParamSchema(
               'Skip a frame that is already older than the deadline when the device takes it '
               '(it has fallen behind): computing it would make the frames queued behind it '
               'late too. Skipped frames are counted in diagnostics (skipped_late).'),
+    ParamSpec('max_image_bytes', MAX_IMAGE_BYTES,
+              'Largest image taken, bytes of pixel data; a larger one is dropped before it is '
+              'converted, logged and counted (oversized_images). Default: a 4K RGBA frame.',
+              1, 2**31 - 1),
     ParamSpec('source_id', '', 'This device\'s id in tensors (default: its namespace).',
               read_only=True),
     ParamSpec('emulated_slowdown', 1.0,
@@ -74,14 +84,16 @@ class DeviceNode(GuardedNode):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__('device', **kwargs)
-        self.work = dp.WorkQueue(IMAGE_QOS.depth)
+        self.work = dp.WorkQueue(FRAMES_WAITING)
         self.worker: threading.Thread | None = None
         p = PARAMS.attach(self, {
             'top_k': lambda v: setattr(self, 'top_k', v),
             'reply_timeout_s': lambda v: setattr(self.policy, 'reply_timeout_s', v),
             'edge_retry_s': lambda v: setattr(self.policy, 'edge_retry_s', v),
-            'skip_late_frames': lambda v: setattr(self.policy, 'skip_late', v)})
+            'skip_late_frames': lambda v: setattr(self.policy, 'skip_late', v),
+            'max_image_bytes': lambda v: setattr(self, 'max_image_bytes', v)})
         self.top_k, threads = p['top_k'], p['threads']
+        self.max_image_bytes = p['max_image_bytes']
         self.policy = dp.DevicePolicy(reply_timeout_s=p['reply_timeout_s'],
                                       edge_retry_s=p['edge_retry_s'],
                                       skip_late=p['skip_late_frames'])
@@ -100,6 +112,7 @@ class DeviceNode(GuardedNode):
         self.seq = 0
         self.edge_matched = False
         self.labels = dp.Labels()
+        self.gaps = dp.FrameGaps()
         self.bandwidth_kbps = 0.0
         self.tensor_pub = self.create_publisher(
             Tensor, 'tensor', TENSOR_QOS,
@@ -171,7 +184,7 @@ class DeviceNode(GuardedNode):
         if len(msg.header.frame_id) > dp.MAX_FRAME_ID_CHARS:
             self.stats.inc('bad_labels')
             return
-        self.labels.put(key(msg.header), int(msg.label))
+        self.labels.put(key(msg.header), int(msg.label), int(msg.seq))
 
     def on_edge_matched(self, info: QoSPublisherMatchedInfo) -> None:
         """An edge subscribed to the activations (started, restarted, or
@@ -195,6 +208,22 @@ class DeviceNode(GuardedNode):
 
     def on_image(self, msg: Image) -> None:
         self.stats.inc('received')
+        seq = self.labels.seq(key(msg.header))
+        if seq > 0:  # numbered by its camera: were frames lost before it?
+            self.stats.inc('frames_lost', self.gaps.image(msg.header.frame_id, seq))
+        if len(msg.data) > self.max_image_bytes:  # before any copy or conversion
+            self.stats.inc('oversized_images')
+            self.get_logger().error(
+                f'dropping a {msg.width}x{msg.height} {msg.encoding[:32]!r} image of '
+                f'{len(msg.data)} bytes: over max_image_bytes ({self.max_image_bytes})',
+                throttle_duration_sec=5.0)
+            return
+        try:
+            image_codec.check(msg)  # counted here: a malformed one must not displace a frame
+        except image_codec.ImageError as exc:
+            self.stats.inc('malformed_images')
+            self.get_logger().error(f'dropping image: {exc}', throttle_duration_sec=5.0)
+            return
         if not self.work.frame(msg):
             self.stats.inc('dropped_behind')
 
