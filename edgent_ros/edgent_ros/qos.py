@@ -17,6 +17,18 @@ from rclpy.qos import (
 
 IMAGE_QOS = qos_profile_sensor_data
 
+# What the device node subscribes to images with: the sensor-data profile kept
+# one deep (best effort matches any camera's publisher). Its DDS reader holds
+# one frame (a copy of each sample it keeps: five 12-megapixel frames at the
+# default depth of 5 are 180 MB) and a newer frame replaces one the node has not
+# taken yet: the newest frame only, as the device's own queue does.
+NEWEST_IMAGE_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=qos_profile_sensor_data.reliability,
+    durability=qos_profile_sensor_data.durability,
+)
+
 TENSOR_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
     depth=4,
