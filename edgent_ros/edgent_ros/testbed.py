@@ -61,10 +61,11 @@ def dds_env(base: dict[str, str] | None = None) -> dict[str, str]:
 
     edgent_ros's DDS profile (dds_profile), for every process there, plain
     rclpy ones included. It has shared memory, yet device<->edge traffic
-    still crosses the link: Fast DDS (2.14 and 3.2 measured) does not take
-    the two namespaces for one host, and sent 640x480 frames between them at
-    the link's rate (docs/delivery.md); the first test of test_testbed.py
-    checks that a frame's upload takes at least its time on the link.
+    still crosses the link: Fast DDS (2.14 and 3.2 measured) did not use
+    shared memory between the two namespaces, and sent 640x480 frames
+    between them at the link's rate (docs/design.md, "DDS profile"); the
+    first test of test_testbed.py checks that an upload takes about its
+    time on the link.
     Inside one namespace (camera to device node) shared memory carries the
     frames. FASTDDS_BUILTIN_TRANSPORTS=UDPv4 acts only where no profile
     defines transports (EDGENT_DDS_PROFILE=none): Fast DDS 2.14 and 3.2
