@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from edgent_ros import dds_profile
 from edgent_ros.node_table import (
     NODES,
     REFUSED,
@@ -238,6 +239,13 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f'--set {override!r}: expected NODE.PARAM:=VALUE')
     if not nodes:
         parser.error('no node left to start (check --skip and --only)')
+    # Before the nodes' processes inherit the environment, and before
+    # rclpy.init in --single-process: Fast DDS reads the profile then.
+    try:
+        profile = dds_profile.apply()
+    except ValueError as exc:
+        parser.error(str(exc))
+    print(f'[edgent-bringup] DDS profile: {profile or "Fast DDS defaults"}', flush=True)
     run = run_single_process if args.single_process else run_processes
     return run(nodes, params, args.set, args.remap, args.duration, given)
 

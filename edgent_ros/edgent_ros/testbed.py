@@ -6,8 +6,10 @@ else), shapes both directions with ``tc tbf`` (burst of one MTU, long queue,
 as ``../shared/notes/ros2-from-pypi.md`` found DDS needs), changes the rate
 on demand, starts processes inside either namespace (the device's under a
 cgroup CPU quota if asked), and tears everything down on exit, on Ctrl-C and
-at interpreter exit. DDS inside the namespaces is forced onto UDPv4 (shared
-memory would bypass the shaped link) with subnet discovery.
+at interpreter exit. Processes inside the namespaces run with subnet
+discovery and edgent_ros's DDS profile (shared memory and UDPv4, see
+dds_env): measured, shared memory does not carry traffic between the two
+namespaces, so everything between device and edge crosses the shaped link.
 
 Needs root (``ip netns``, ``tc``, cgroups); ``available()`` says whether it
 can run here and, if not, why.
@@ -26,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgent_ros import dds_profile
 from edgent_ros.cpu_quota import CpuGroup, QuotaError, run_under_quota
 
 PREFIX = 'edgent'
@@ -54,10 +57,24 @@ def _run(*cmd: str) -> None:
 
 
 def dds_env(base: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for ROS 2 processes inside the namespaces."""
+    """Environment for ROS 2 processes inside the namespaces.
+
+    edgent_ros's DDS profile (dds_profile), for every process there, plain
+    rclpy ones included. It has shared memory, yet device<->edge traffic
+    still crosses the link: Fast DDS (2.14 and 3.2 measured) did not use
+    shared memory between the two namespaces, and sent 640x480 frames
+    between them at the link's rate (docs/design.md, "DDS profile"); the
+    first test of test_testbed.py checks that an upload takes about its
+    time on the link.
+    Inside one namespace (camera to device node) shared memory carries the
+    frames. FASTDDS_BUILTIN_TRANSPORTS=UDPv4 acts only where no profile
+    defines transports (EDGENT_DDS_PROFILE=none): Fast DDS 2.14 and 3.2
+    ignored it when one did.
+    """
     env = dict(os.environ if base is None else base)
     env.update({'FASTDDS_BUILTIN_TRANSPORTS': 'UDPv4', 'ROS_AUTOMATIC_DISCOVERY_RANGE': 'SUBNET',
                 'PYTHONUNBUFFERED': '1', 'PYTHONSAFEPATH': '1'})
+    dds_profile.apply(env)
     return env
 
 

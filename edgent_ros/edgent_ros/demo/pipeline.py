@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from edgent_ros import testbed
+from edgent_ros import dds_profile, testbed
 from edgent_ros.latency import ProfileError, load_profile
 
 
@@ -164,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error('--frames, --rate, --bandwidth-kbps and --deadline-ms must be positive')
     if not args.slowdown >= 1 or (args.cpu_quota is not None and not 0 < args.cpu_quota <= 1):
         parser.error('--slowdown must be >= 1 and --cpu-quota in (0, 1]')
+    try:
+        dds_profile.apply()  # every process the demo starts inherits it
+    except ValueError as exc:
+        parser.error(str(exc))
 
     why = 'asked for with --no-testbed' if args.no_testbed else testbed.available()
     shaped = why is None

@@ -17,6 +17,7 @@ from dataclasses import asdict
 import rclpy
 from rclpy.executors import ExternalShutdownException
 
+from edgent_ros import dds_profile
 from edgent_ros.nodes.runner import GuardedNode
 from edgent_ros.qos import LATCHED_QOS
 from edgent_ros.report import FrameRecord, Summary, frame_line, summary_text
@@ -56,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--json', default='', help='write figures and frames here')
     parser.add_argument('--quiet', action='store_true', help='summary only')
     args, ros = parser.parse_known_args(argv)
+    try:
+        dds_profile.apply()  # before rclpy.init: Fast DDS reads it then
+    except ValueError as exc:
+        parser.error(str(exc))
     rclpy.init(args=[sys.argv[0], *ros] if ros else None)
     node = Monitor(quiet=args.quiet)
     end = time.monotonic() + args.timeout if args.timeout > 0 else float('inf')

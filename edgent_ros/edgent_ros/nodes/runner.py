@@ -14,6 +14,8 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
+from edgent_ros import dds_profile
+
 EXECUTORS = ('events', 'single')
 
 
@@ -49,9 +51,11 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, *,
     until_done), then destroy it and shut rclpy down. An exception of a
     ``refused`` type while starting (a bad model, profile or parameter) or a
     parameter rclpy refuses (out of its declared range, wrong type) ends the
-    process with status 2 and the reason."""
+    process with status 2 and the reason. The DDS profile (dds_profile) is
+    applied first: Fast DDS reads it when rclpy.init creates the participant."""
     try:
         executor_kind()
+        dds_profile.apply()
     except ValueError as exc:
         print(f'error: {exc}', flush=True)
         return 2
