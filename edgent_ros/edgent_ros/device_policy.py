@@ -123,6 +123,10 @@ class Take(enum.Enum):
 
     SKIP = 'skip'  # older than the deadline already: answered as skipped
     DEVICE_ONLY = 'device_only'  # the plan runs every layer on the device
+    # ... and an edge has just (re)appeared: its input also goes to it as a
+    # trial, whose reply measures the link (device-only plans send nothing,
+    # and an estimate left low by a dead edge would keep them in force)
+    DEVICE_ONLY_TRIAL = 'device_only_trial'
     SEND = 'send'  # run the head, send the activation to the edge
     ALONE = 'alone'  # the edge is down or absent: answer on the device
     TRIAL = 'trial'  # answer on the device, and send it to the edge as a trial
@@ -387,6 +391,10 @@ class DevicePolicy:
             self.stats.inc('skipped_late')
             return Take.SKIP
         if plan.partition_point == plan.num_layers:
+            with self._lock:
+                if connected and self._new_edge:
+                    self.last_trial_s, self._new_edge = now_s, False
+                    return Take.DEVICE_ONLY_TRIAL
             return Take.DEVICE_ONLY
         if connected and self.edge_ok:
             return Take.SEND

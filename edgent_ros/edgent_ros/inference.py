@@ -87,6 +87,16 @@ class CoInferenceModel:
             time.sleep(max(0.0, wall - (time.perf_counter() - wall0)))
         return out
 
+    def warm_up(self) -> None:
+        """Run every exit once on a blank input, at this CPU's speed and
+        recording nothing: torch's first run of a layer allocates and plans
+        (220 ms for an exit first run as a fallback, on the testbed), and a
+        frame answered alone must not pay that when it has least time."""
+        x = torch.zeros(1, *self.card.input_shape)
+        with torch.inference_mode():
+            for exit_point in range(1, self.num_exits + 1):
+                self.net.run(exit_point, x, 0, None)
+
     def num_layers(self, exit_point: int) -> int:
         return self.net.num_layers(exit_point)
 

@@ -298,6 +298,23 @@ def test_a_new_edge_gets_a_trial_at_once() -> None:
     assert pol.take(p, 0.0, 10.8, connected=True) is dp.Take.SEND
 
 
+def test_a_new_edge_under_a_device_only_plan_gets_one_trial() -> None:
+    # The dead edge drove the estimate down and the plan to device only: no
+    # frame crosses the link, so without a trial only the monitor's probes
+    # could bring the edge back into use (issue 15, item 6).
+    pol, p = policy(), plan(partition=22)
+    pol.edge_ok = False
+    assert pol.take(p, 0.0, 1.0, connected=True) is dp.Take.DEVICE_ONLY
+    pol.edge_appeared()
+    assert pol.take(p, 0.0, 1.2, connected=False) is dp.Take.DEVICE_ONLY  # not matched yet
+    assert pol.take(p, 0.0, 1.4, connected=True) is dp.Take.DEVICE_ONLY_TRIAL
+    assert pol.take(p, 0.0, 1.6, connected=True) is dp.Take.DEVICE_ONLY  # once
+    trial = pending(1, p, trial=True)
+    pol.sent(trial, 1.4, 0.0)
+    r = pol.reply(1, 1.45, 2.0, well_formed=True)
+    assert r.kind is dp.ReplyKind.TRIAL and r.recovered and r.fact.nbytes == 12_500
+
+
 def test_a_trial_is_never_answered_twice() -> None:
     pol = policy()
     pol.edge_ok = False

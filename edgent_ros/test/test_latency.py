@@ -237,6 +237,17 @@ def test_emulated_slowdown_stretches_the_layers_wall_time(card: m.ModelCard) -> 
         CoInferenceModel(net, card, slowdown=0.5)
 
 
+def test_warm_up_runs_every_exit_at_full_speed_and_records_nothing() -> None:
+    from edgent_ros.inference import CoInferenceModel
+
+    net, card = m.load(m.resolve_model_path(m.DEFAULT_MODEL))
+    slow = CoInferenceModel(net, card, slowdown=100000.0)
+    start = time.perf_counter()
+    slow.warm_up()
+    assert time.perf_counter() - start < 30.0  # slowed 100000x it would take minutes
+    assert slow.cpu_history == {}  # the slowed runs' median is not skewed by it
+
+
 def test_emulated_slowdown_follows_the_median_run_not_one_runs_jitter() -> None:
     import collections
 

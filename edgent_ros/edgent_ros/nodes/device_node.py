@@ -107,6 +107,7 @@ class DeviceNode(GuardedNode):
         torch.set_num_threads(threads)
         net, card = m.load(m.resolve_model_path(model))
         self.model = CoInferenceModel(net, card, slowdown=slowdown)
+        self.model.warm_up()
         self.layers = {e.exit_point: e.num_layers for e in card.exits}
         self.best = max(card.exits, key=lambda e: (e.accuracy, e.exit_point))
         # Until the planner speaks: device only, most accurate exit.
@@ -270,7 +271,7 @@ class DeviceNode(GuardedNode):
                                    'device is behind)', throttle_duration_sec=5.0)
             self.answer(p, TopK([], []), exit_point=0, partition=0, failed=True, skipped=True)
             return
-        if not connected and take is not dp.Take.DEVICE_ONLY:
+        if not connected and take not in (dp.Take.DEVICE_ONLY, dp.Take.DEVICE_ONLY_TRIAL):
             self.get_logger().warn('no edge connected: answering frames on the device',
                                    throttle_duration_sec=5.0)
         start, p.x, p.trial = time.perf_counter(), preprocess(rgb), take is dp.Take.TRIAL
@@ -288,8 +289,11 @@ class DeviceNode(GuardedNode):
             return
         h = self.model.head(plan.exit_point, plan.partition_point, p.x)
         p.device_ms = (time.perf_counter() - start) * 1e3
-        if take is dp.Take.DEVICE_ONLY:
+        if take in (dp.Take.DEVICE_ONLY, dp.Take.DEVICE_ONLY_TRIAL):
             self.answer(p, top_k(h, self.top_k))
+            if take is dp.Take.DEVICE_ONLY_TRIAL:  # its input, to a new edge
+                x, p.trial, p.partition = p.x, True, 0
+                self.send(p, x)
             return
         p.h = h if take is dp.Take.SEND else None
         self.send(p, h)

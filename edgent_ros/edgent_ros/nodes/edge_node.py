@@ -47,6 +47,7 @@ class EdgeNode(GuardedNode):
         torch.set_num_threads(threads)
         net, card = m.load(m.resolve_model_path(model))
         self.model = CoInferenceModel(net, card)
+        self.model.warm_up()
         self.served = diagnostics.BoundedCounts(MAX_SOURCES)
         self.malformed = 0
         self.malformed_why: Counter[str] = Counter()
