@@ -258,6 +258,7 @@ def test_emulated_slowdown_follows_the_median_run_not_one_runs_jitter() -> None:
     net, card = m.load(m.resolve_model_path(m.DEFAULT_MODEL))
     x = torch.zeros(1, 3, 32, 32)
     slow = CoInferenceModel(net, card, slowdown=30.0)
+    slow.warm_up()  # the first run's cost is torch's, not the layers'
     # This run of layers has taken 3 ms of CPU in each of its last runs: one
     # more run, however quick, takes 30 x 3 ms, as the device it emulates would.
     slow.cpu_history[(5, 0, 22)] = collections.deque([0.003] * 14,
@@ -267,4 +268,4 @@ def test_emulated_slowdown_follows_the_median_run_not_one_runs_jitter() -> None:
     wall = time.perf_counter() - wall0
     assert 0.085 <= wall < 0.5
     assert len(slow.cpu_history[(5, 0, 22)]) == CoInferenceModel.SLOW_HISTORY
-    assert slow.cpu_history[(5, 0, 22)][-1] < 0.003  # the real run's CPU time was recorded
+    assert slow.cpu_history[(5, 0, 22)][-1] != 0.003  # the real run's CPU time was recorded
