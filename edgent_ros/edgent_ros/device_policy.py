@@ -184,16 +184,20 @@ def exit_ms(plan: object, exit_point: int) -> float:
 
 
 def bounded(plan: object, route: Route, age_ms: float, *, fallback_exit: int, head_done: bool,
-            have_input: bool, behind: int) -> Alone:
+            have_input: bool, behind: int, skip_late: bool = True) -> Alone:
     """Bounded lateness, the second step of answering alone: ``route`` (what
     :func:`local_route` chose) if it still meets the deadline from the frame's
     age; else the most accurate exit that does, run whole from the input (a
     cheaper one than the fallback, for a frame that waited); else, with
     ``behind`` frames waiting for the device, none is run: the frame is
     answered at once as late (computing it would only make them late too);
-    with none waiting, the quickest answer, late."""
+    with none waiting, the quickest answer, late. A frame already past its
+    deadline is not run at all (``skip_late``, as a camera frame taken that
+    late is skipped): answered at once as late."""
     if route is Route.NONE:
         return Alone(Route.NONE)
+    if skip_late and 0 < plan.latency_requirement_ms <= age_ms:
+        return Alone(Route.LATE)
     if route is Route.FINISH:
         left = plan.predicted_device_tail_ms if head_done else finish_ms(plan)
         chosen = Alone(Route.FINISH, plan.exit_point, finish_ms(plan))
@@ -435,7 +439,11 @@ class DevicePolicy:
             self.stats.inc('edge_recoveries')
         known = p if p is not None else late
         round_trip_ms = (now_s - known.sent_s) * 1e3 if known is not None else 0.0
-        fact = None if known is None else TransferFact(
+        # A trial only tells whether the edge answers: an edge just started
+        # answers its first frame slowly, and as a bandwidth sample that once
+        # read 688 kbps on a 10 Mbit/s link and sent the plan to the device
+        # for 0.3 s. The monitor's probes measure the link meanwhile.
+        fact = None if known is None or known.trial else TransferFact(
             known.seq, known.sent_s, known.nbytes, round_trip_ms, edge_held_ms, False,
             late is not None, _expected_ms(known.plan))
         if p is None or p.trial:
@@ -475,7 +483,7 @@ class DevicePolicy:
                     # A trial goes while the edge does not answer: that it is
                     # still out says the edge is not back (or was restarted and
                     # a killed one's subscription lingers), not that the link
-                    # is slow. Only its reply, if one comes, measures the link.
+                    # is slow. Trials are no bandwidth samples at all (reply).
                     continue
                 p.reported_s = now_s
                 out.facts.append(self._still_out(p, now_s, given_up=True))
@@ -511,7 +519,8 @@ class DevicePolicy:
         route = Route.FALLBACK if take is Take.ALONE else local_route(
             plan, age_ms, head_done=False, have_activation=False, have_input=True)
         return self._count(bounded(plan, route, age_ms, fallback_exit=fallback_exit,
-                                   head_done=False, have_input=True, behind=behind))
+                                   head_done=False, have_input=True, behind=behind,
+                                   skip_late=self.skip_late))
 
     def route(self, p: Pending, age_ms: float, *, fallback_exit: int,
               behind: int = 0) -> Alone:
@@ -522,7 +531,13 @@ class DevicePolicy:
                             have_input=p.x is not None)
         return self._count(bounded(p.plan, route, age_ms, fallback_exit=fallback_exit,
                                    head_done=True, have_input=p.x is not None,
-                                   behind=behind))
+                                   behind=behind, skip_late=self.skip_late))
+
+    def past_deadline(self, p: Pending, age_ms: float) -> bool:
+        """Whether a frame given up on is already past its deadline, so that
+        it is answered at once as late, without waiting for the compute
+        thread (which may be running a frame for hundreds of ms)."""
+        return self.skip_late and 0 < p.plan.latency_requirement_ms <= age_ms
 
     def _count(self, alone: Alone) -> Alone:
         self.stats.inc({Route.NONE: 'unanswerable', Route.LATE: 'late_unrun'}.get(

@@ -342,7 +342,12 @@ class DeviceNode(GuardedNode):
                 f'frame {p.seq}: no edge reply in {1e3 * (p.give_up_s - p.sent_s):.0f} ms; '
                 'answering on the device until the edge answers again', throttle_duration_sec=5.0)
         for p in tick.expired:
-            self.work.urgent(p)  # the compute thread answers it alone
+            age_ms = self.age_ms(p.header)
+            if self.policy.past_deadline(p, age_ms):  # nothing to compute: answered now
+                self.answer_alone(p, self.policy.route(p, age_ms, fallback_exit=0),
+                                  time.perf_counter())
+            else:
+                self.work.urgent(p)  # the compute thread answers it alone
         with self.tick_lock:
             if self.policy.idle(self.now_s()):
                 self.tick_timer.cancel()
