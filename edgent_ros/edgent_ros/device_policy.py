@@ -306,6 +306,7 @@ class Pending:
     nbytes: int
     partition: int
     trial: bool = False
+    measures: bool = True  # its reply is a bandwidth sample (not a new edge's first trial)
     x: object = None
     h: object = None
     sent_s: float = 0.0
@@ -369,6 +370,7 @@ class DevicePolicy:
         self.edge_ok = True
         self.last_trial_s = -math.inf
         self._new_edge = False
+        self._first_trial = False  # the trial being taken is a new edge's first
         self._lock = threading.Lock()
         self._pending: OrderedDict[int, Pending] = OrderedDict()
         self._gave_up: OrderedDict[int, Pending] = OrderedDict()
@@ -398,6 +400,7 @@ class DevicePolicy:
             with self._lock:
                 if connected and self._new_edge:
                     self.last_trial_s, self._new_edge = now_s, False
+                    self._first_trial = True
                     return Take.DEVICE_ONLY_TRIAL
             return Take.DEVICE_ONLY
         if connected and self.edge_ok:
@@ -406,6 +409,7 @@ class DevicePolicy:
             trial_out = any(p.trial for p in self._pending.values())
             if connected and (self._new_edge or not trial_out) and \
                     now_s - self.last_trial_s >= self.edge_retry_s:
+                self._first_trial = self._new_edge
                 self.last_trial_s, self._new_edge = now_s, False
                 return Take.TRIAL
         return Take.ALONE
@@ -421,9 +425,10 @@ class DevicePolicy:
         """``p`` went to the edge at ``now_s``, ``age_ms`` after capture."""
         p.sent_s = now_s
         p.give_up_s = now_s + reply_wait_s(p.plan, age_ms, self.reply_timeout_s)
-        if p.trial:
-            p.h = p.x = None  # answered on the device: it only waits for its reply
         with self._lock:
+            if p.trial:
+                p.h = p.x = None  # answered on the device: it only waits for its reply
+                p.measures, self._first_trial = not self._first_trial, False
             self._pending[p.seq] = p
         self.stats.inc('trials' if p.trial else 'sent')
 
@@ -439,11 +444,12 @@ class DevicePolicy:
             self.stats.inc('edge_recoveries')
         known = p if p is not None else late
         round_trip_ms = (now_s - known.sent_s) * 1e3 if known is not None else 0.0
-        # A trial only tells whether the edge answers: an edge just started
-        # answers its first frame slowly, and as a bandwidth sample that once
-        # read 688 kbps on a 10 Mbit/s link and sent the plan to the device
-        # for 0.3 s. The monitor's probes measure the link meanwhile.
-        fact = None if known is None or known.trial else TransferFact(
+        # A new edge's first trial is no sample: an edge just started answers
+        # its first frame slowly (one read 688 kbps on a 10 Mbit/s link and
+        # put the plan on the device for 0.3 s). Later trials' replies measure
+        # the link, as any late reply does (without them a starved link was
+        # measured by probes alone, which frames then queued behind).
+        fact = None if known is None or not known.measures else TransferFact(
             known.seq, known.sent_s, known.nbytes, round_trip_ms, edge_held_ms, False,
             late is not None, _expected_ms(known.plan))
         if p is None or p.trial:
@@ -483,7 +489,7 @@ class DevicePolicy:
                     # A trial goes while the edge does not answer: that it is
                     # still out says the edge is not back (or was restarted and
                     # a killed one's subscription lingers), not that the link
-                    # is slow. Trials are no bandwidth samples at all (reply).
+                    # is slow. Only its reply, if one comes, measures the link.
                     continue
                 p.reported_s = now_s
                 out.facts.append(self._still_out(p, now_s, given_up=True))

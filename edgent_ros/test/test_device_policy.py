@@ -253,7 +253,7 @@ def test_the_edge_vanishing_mid_frame_then_coming_back() -> None:
     assert pol.take(p, 0.0, 11.8, connected=True) is dp.Take.ALONE
     # The first trial's reply, however late: co-inference again.
     r = pol.reply(2, 11.9, 3.0, well_formed=True)
-    assert r.kind is dp.ReplyKind.LATE and r.recovered and r.fact is None  # a trial: no sample
+    assert r.kind is dp.ReplyKind.LATE and r.recovered and r.fact.given_up
     assert pol.edge_ok and pol.stats['edge_recoveries'] == 1
     assert pol.take(p, 0.0, 12.0, connected=True) is dp.Take.SEND
 
@@ -327,6 +327,8 @@ def test_a_new_edge_under_a_device_only_plan_gets_one_trial() -> None:
     trial = pending(1, p, trial=True)
     pol.sent(trial, 1.4, 0.0)
     r = pol.reply(1, 1.45, 2.0, well_formed=True)
+    # A new edge's first trial is no bandwidth sample: an edge just started
+    # answers slowly (one read 688 kbps on a 10 Mbit/s link).
     assert r.kind is dp.ReplyKind.TRIAL and r.recovered and r.fact is None
 
 
@@ -344,10 +346,8 @@ def test_a_trial_is_never_answered_twice() -> None:
     # link is slow. Reported so, it drove the estimate to nothing while the
     # edge came back, and device-only plans kept it from being used (item 6).
     assert out.facts == []
-    # Its reply brings the edge back but is no sample either: an edge just
-    # started answers slowly, and once read as 688 kbps on a 10 Mbit/s link.
-    late = pol.reply(5, 100.5, 2.0, well_formed=True)
-    assert late.fact is None and late.recovered
+    late = pol.reply(5, 100.5, 2.0, well_formed=True)  # its reply measures the link
+    assert late.fact is not None and late.fact.given_up and late.recovered
 
 
 # --- bandwidth: the device reports, bandwidth.py decides --------------------------

@@ -107,7 +107,6 @@ class DeviceNode(GuardedNode):
         torch.set_num_threads(threads)
         net, card = m.load(m.resolve_model_path(model))
         self.model = CoInferenceModel(net, card, slowdown=slowdown)
-        self.model.warm_up()
         self.layers = {e.exit_point: e.num_layers for e in card.exits}
         self.best = max(card.exits, key=lambda e: (e.accuracy, e.exit_point))
         # Until the planner speaks: device only, most accurate exit.
@@ -164,6 +163,10 @@ class DeviceNode(GuardedNode):
     def compute_loop(self) -> None:
         """The compute thread. An error in one frame is logged and counted, and
         the thread goes on with the next."""
+        # On this thread: torch's first run of each exit on a thread is slow
+        # (measured: exit 1 at 10x its prediction the first time it ran as a
+        # fallback, after a warm-up on the main thread).
+        self.model.warm_up()
         while (work := self.work.next()) is not None:
             given_up, item = work
             try:
