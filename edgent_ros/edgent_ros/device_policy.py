@@ -311,13 +311,7 @@ class Pending:
     nbytes: int
     partition: int
     trial: bool = False
-    # It measures the link (still out, or by its reply): all but the first
-    # trial to an edge that has just appeared. That edge is still starting
-    # (its first answer is slow: one read 688 kbps on a 10 Mbit/s link), or
-    # was matched while a killed edge's subscription lingers in DDS (a trial
-    # to it never comes back, and as a bound drove the estimate to nothing).
-    # The monitor drops reports of transfers sent before an echo matched.
-    measures: bool = True
+    measures: bool = True  # its reply is a bandwidth sample (not a new edge's first trial)
     x: object = None
     h: object = None
     sent_s: float = 0.0
@@ -481,14 +475,14 @@ class DevicePolicy:
         out = Tick()
         with self._lock:
             for p in self._gave_up.values():
-                if not p.measures:
+                if p.trial:
                     continue  # see below
                 if now_s - p.sent_s < REPORT_FOR_S and now_s - p.reported_s >= REPORT_PERIOD_S:
                     p.reported_s = now_s
                     out.facts.append(self._still_out(p, now_s, given_up=True))
             for seq, p in list(self._pending.items()):
                 if now_s < p.give_up_s:
-                    if p.measures and now_s - max(p.sent_s, p.reported_s) >= REPORT_PERIOD_S:
+                    if not p.trial and now_s - max(p.sent_s, p.reported_s) >= REPORT_PERIOD_S:
                         p.reported_s = now_s
                         out.facts.append(self._still_out(p, now_s, given_up=False))
                     continue
@@ -496,11 +490,14 @@ class DevicePolicy:
                 self._gave_up[seq] = p
                 while len(self._gave_up) > KEEP_GIVEN_UP:
                     self._gave_up.popitem(last=False)
-                if p.measures:
-                    p.reported_s = now_s
-                    out.facts.append(self._still_out(p, now_s, given_up=True))
-                if p.trial:  # answered already
+                if p.trial:
+                    # A trial goes while the edge does not answer: that it is
+                    # still out says the edge is not back (or was restarted and
+                    # a killed one's subscription lingers), not that the link
+                    # is slow. Only its reply, if one comes, measures the link.
                     continue
+                p.reported_s = now_s
+                out.facts.append(self._still_out(p, now_s, given_up=True))
                 out.expired.append(p)
                 if self.edge_ok:
                     self.edge_ok = False
