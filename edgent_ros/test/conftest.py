@@ -14,6 +14,12 @@ import pytest
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random(os.getpid()).randint(1, 100)))
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 os.environ['PYTHONSAFEPATH'] = '1'
+# The tests' own nodes use the DDS profile as every edgent_ros process does
+# (Fast DDS reads it once, when this process creates its first participant).
+# The profile tests strip it from the environments they make.
+from edgent_ros import dds_profile
+
+dds_profile.apply()
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ device working on the newest frame only."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
@@ -88,8 +90,9 @@ def test_lost_oversized_and_flooding_images(rclpy_context: object, processes: ob
     # A flood, as fast as this process can publish: the device keeps to its
     # own pace on the newest frame; what it could not take is counted.
     flood = [image(48) for _ in range(300)]
-    for msg in flood:
+    for msg in flood:  # 1 kHz: faster than the device computes
         images.publish(msg)
+        time.sleep(0.001)
     spin_until(executor, lambda: False, 3.0)
     answered = len(results) - 6
     spin_until(executor, lambda: False, 1.5)  # the next diagnostics
