@@ -13,8 +13,9 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
-from edgent_ros import dds_profile, tensor_codec
+from edgent_ros import tensor_codec
 from edgent_ros.demo.payload import demo_tensor
+from edgent_ros.nodes.runner import init
 from edgent_ros.qos import LATCHED_QOS, TENSOR_QOS
 from edgent_ros_interfaces.msg import Plan, Tensor
 
@@ -86,12 +87,8 @@ class TensorTalker(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    try:
-        dds_profile.apply()  # before rclpy.init: Fast DDS reads it then
-    except ValueError as exc:
-        print(f'error: {exc}', flush=True)
+    if not init(args):
         return 2
-    rclpy.init(args=args)
     node = TensorTalker()
     try:
         while rclpy.ok() and not node.done:

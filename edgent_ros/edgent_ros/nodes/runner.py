@@ -45,6 +45,19 @@ def make_executor(context: Context | None = None) -> Executor:
     return SingleThreadedExecutor(context=context)
 
 
+def init(args: list[str] | None = None) -> bool:
+    """rclpy.init with the DDS profile applied first (Fast DDS reads it when
+    the participant is created); False, with the reason printed, when the
+    profile asked for (EDGENT_DDS_PROFILE) does not exist."""
+    try:
+        dds_profile.apply()
+    except ValueError as exc:
+        print(f'error: {exc}', flush=True)
+        return False
+    rclpy.init(args=args)
+    return True
+
+
 def run_node(factory: Callable[[], Node], args: list[str] | None = None, *,
              refused: tuple[type[Exception], ...] = (), until_done: bool = False) -> int:
     """Create the node, spin it until Ctrl-C (or until ``node.done`` with
@@ -55,11 +68,11 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None, *,
     applied first: Fast DDS reads it when rclpy.init creates the participant."""
     try:
         executor_kind()
-        dds_profile.apply()
     except ValueError as exc:
         print(f'error: {exc}', flush=True)
         return 2
-    rclpy.init(args=args)
+    if not init(args):
+        return 2
     executor = make_executor()
     node = None
     try:
