@@ -326,6 +326,21 @@ def test_a_probe_much_faster_than_expected_is_followed_at_once() -> None:
     assert not s.probe_now(11.1, 80.0)
 
 
+def test_a_probe_followed_at_once_still_leaves_the_link_its_share() -> None:
+    # On the testbed at 100 kbit/s with an estimate of 40 kbps, each probe
+    # queued behind the last landed sooner than 40 kbps predicts, was followed
+    # at once, and nothing but probes crossed the link (a backlog of 15-30 KB
+    # for 40 s). Followed at once now means: after duty's share of its time.
+    s = bw.ProbeScheduler(max_rate_hz=5.0, idle_s=0.0, duty=0.6, probe_bytes=8192)
+    assert s.probe_now(10.0, 40.0) == 8192  # 1.64 s expected at 40 kbps
+    s.landed(0.65, 40.0, now_s=10.65)  # much sooner: measure again, but...
+    assert not s.probe_now(10.8, 40.0)  # ...0.65 s x 0.4 / 0.6 = 0.43 s later
+    assert s.probe_now(11.1, 40.0)
+    s.landed(2.0, 40.0, overdue=True, now_s=13.1)  # overdue: the same rule
+    assert not s.probe_now(13.5, 40.0)
+    assert s.probe_now(14.5, 40.0)
+
+
 def test_an_overdue_transfer_bounds_the_bandwidth_until_it_lands() -> None:
     assert bw.overdue_bound(8192, 50.0, 33.0) is None  # not overdue yet
     assert bw.overdue_bound(8192, 99.0, 33.0) is None  # under 3x expected
