@@ -57,7 +57,10 @@ COUNTERS = ('received', 'frames', 'results', 'sent', 'replies', 'malformed_image
             'malformed_replies', 'bad_plans', 'edge_timeouts', 'late_replies', 'fallback', 'trials',
             'edge_recoveries', 'correct', 'labelled', 'skipped_late', 'dropped_behind',
             'compute_errors', 'unanswerable', 'bad_labels', 'late_unrun', 'frames_lost',
-            'oversized_images')
+            'oversized_images', 'trials_withheld')
+# A trial carries a frame's input only if, at the estimated bandwidth, it
+# crosses the link in at most this share of the deadline (input_trial_fits).
+INPUT_TRIAL_SHARE = 0.25
 # A label's frame id longer than this is refused (labels are kept by it).
 MAX_FRAME_ID_CHARS = 256
 
@@ -419,6 +422,15 @@ class DevicePolicy:
                 return Take.TRIAL
         return Take.ALONE
 
+    def trial_withheld(self) -> None:
+        """A frame taken as a trial did not go (its input is too large for
+        the link, ``input_trial_fits``): the next frame may be the trial."""
+        with self._lock:
+            self.last_trial_s = -math.inf
+            # a new edge's first trial stays the first (it measures nothing)
+            self._new_edge, self._first_trial = self._new_edge or self._first_trial, False
+        self.stats.inc('trials_withheld')
+
     def edge_appeared(self) -> None:
         """A (new) edge subscribed: the next frame may go to it as a trial at
         once, whenever the last one went."""
@@ -554,6 +566,21 @@ class DevicePolicy:
         self.stats.inc({Route.NONE: 'unanswerable', Route.LATE: 'late_unrun'}.get(
             alone.route, 'fallback'))
         return alone
+
+
+def input_trial_fits(input_bytes: int, bandwidth_kbps: float, deadline_ms: float) -> bool:
+    """Whether a trial may carry a frame's input (its route on the device ran
+    no head, so it has no activation to send): only if, at the estimated
+    bandwidth, the input crosses in at most INPUT_TRIAL_SHARE of the
+    deadline. On a slow link it would hold the link for seconds (a 12 KB
+    input: a second at 100 kbit/s), and the frames sent after it would wait
+    behind it, miss their replies and make the device try again: measured on
+    the testbed, the link then carried little but such trials. A frame whose
+    route carries the activation takes the trial instead. Unknown bandwidth
+    (0, not finite) or no deadline: the trial goes."""
+    if not (math.isfinite(bandwidth_kbps) and bandwidth_kbps > 0 and deadline_ms > 0):
+        return True
+    return input_bytes * 8.0 / bandwidth_kbps <= INPUT_TRIAL_SHARE * deadline_ms
 
 
 class WorkQueue:

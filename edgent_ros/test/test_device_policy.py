@@ -436,3 +436,24 @@ def test_labels_carry_the_frame_number_until_the_frame_is_taken() -> None:
     for i in range(5):
         labels.put((i, 1, 'cam'), -1, seq=i + 1)
     assert labels.seq((0, 1, 'cam')) == 0 and labels.seq((4, 1, 'cam')) == 5  # 0: forgotten
+
+
+def test_a_trial_carries_the_input_only_where_the_link_carries_it_quickly() -> None:
+    # A 32x32x3 float32 input is 12,288 bytes: at 100 kbit/s a second on the
+    # link, in which the frames after it wait (measured on the testbed: the
+    # link carried little but such trials). At 2 Mbit/s it takes 49 ms. It
+    # goes if it crosses within a quarter of the deadline.
+    assert not dp.input_trial_fits(12_288, 100.0, 1000.0)
+    assert dp.input_trial_fits(12_288, 2000.0, 1000.0)
+    assert dp.input_trial_fits(12_288, 100.0, 20_000.0)  # a lax deadline
+    assert dp.input_trial_fits(12_288, 0.0, 1000.0)  # nothing known yet: it goes
+    assert dp.input_trial_fits(12_288, float('nan'), 1000.0)
+    assert dp.input_trial_fits(12_288, 100.0, 0.0)  # no deadline
+    # Withheld, the trial passes to the next frame (whose route may carry
+    # the activation), not edge_retry_s later; and it is counted.
+    pol, p = policy(edge_retry_s=5.0), plan()
+    pol.edge_ok = False
+    assert pol.take(p, 0.0, 10.0, connected=True) is dp.Take.TRIAL
+    pol.trial_withheld()
+    assert pol.take(p, 0.0, 10.1, connected=True) is dp.Take.TRIAL
+    assert pol.stats.snapshot()['trials_withheld'] == 1

@@ -285,6 +285,11 @@ class DeviceNode(GuardedNode):
                                         behind=self.work.waiting())
         if how is not None and how.route is not dp.Route.FINISH:
             x = p.x
+            if p.trial and not dp.input_trial_fits(x.numel() * x.element_size(),
+                                                   self.bandwidth_kbps,
+                                                   plan.latency_requirement_ms):
+                p.trial = False  # the input would hold the link for long
+                self.policy.trial_withheld()
             self.answer_alone(p, how, start)
             if p.trial:  # the trial carries the input
                 p.partition = 0
