@@ -213,7 +213,7 @@ class DeviceNode(GuardedNode):
         if matched:
             self.get_logger().info(f'edge matched ({count} subscribing to the activations)')
         else:
-            self.get_logger().warn('edge gone: none subscribes to the activations')
+            self.get_logger().warning('edge gone: none subscribes to the activations')
 
     def on_bandwidth(self, msg: BandwidthEstimate) -> None:
         self.bandwidth_kbps = float(msg.bandwidth_kbps)
@@ -270,12 +270,12 @@ class DeviceNode(GuardedNode):
             self.matched_log(connected, int(connected))
         take = self.policy.take(plan, self.age_ms(p.header), self.now_s(), connected=connected)
         if take is dp.Take.SKIP:
-            self.get_logger().warn('skipping frames already older than the deadline (the '
+            self.get_logger().warning('skipping frames already older than the deadline (the '
                                    'device is behind)', throttle_duration_sec=5.0)
             self.answer(p, TopK([], []), exit_point=0, partition=0, failed=True, skipped=True)
             return
         if not connected and take not in (dp.Take.DEVICE_ONLY, dp.Take.DEVICE_ONLY_TRIAL):
-            self.get_logger().warn('no edge connected: answering frames on the device',
+            self.get_logger().warning('no edge connected: answering frames on the device',
                                    throttle_duration_sec=5.0)
         start, p.x, p.trial = time.perf_counter(), preprocess(rgb), take is dp.Take.TRIAL
         how = None
@@ -346,7 +346,7 @@ class DeviceNode(GuardedNode):
             self.report(fact)
         if tick.edge_down is not None:
             p = tick.edge_down
-            self.get_logger().warn(
+            self.get_logger().warning(
                 f'frame {p.seq}: no edge reply in {1e3 * (p.give_up_s - p.sent_s):.0f} ms; '
                 'answering on the device until the edge answers again', throttle_duration_sec=5.0)
         for p in tick.expired:
@@ -383,7 +383,7 @@ class DeviceNode(GuardedNode):
             self.answer(p, top_k(logits, self.top_k), fallback=True, exit_point=exit_point,
                         partition=n, predicted_ms=how.predicted_ms)
         elif route is dp.Route.LATE:
-            self.get_logger().warn(f'frame {p.seq}: no time left for any exit and frames are '
+            self.get_logger().warning(f'frame {p.seq}: no time left for any exit and frames are '
                                    'waiting: answered at once as late', throttle_duration_sec=5.0)
             self.answer(p, TopK([], []), fallback=True, failed=True, skipped=True)
         else:

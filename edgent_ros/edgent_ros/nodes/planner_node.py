@@ -94,7 +94,7 @@ class PlannerNode(GuardedNode):
         self.card = m.load_card(m.resolve_model_path(str(p['model'])))
         self.latency = self.load_latency(str(p['device_profile']), str(p['edge_profile']))
         for warning in self.latency.warnings:
-            self.get_logger().warn(f'outside the profiled range: {warning}')
+            self.get_logger().warning(f'outside the profiled range: {warning}')
         self.calibrator = Calibrator(
             Planner.from_latency(self.latency, message_ms=self.message_ms),
             margin_quantile=p['margin_quantile'], enabled=p['online_calibration'],
@@ -175,7 +175,7 @@ class PlannerNode(GuardedNode):
     # --- decisions -----------------------------------------------------------------
     def on_bandwidth(self, msg: BandwidthEstimate) -> None:
         if not (math.isfinite(msg.bandwidth_kbps) and msg.bandwidth_kbps > 0):
-            self.get_logger().warn(
+            self.get_logger().warning(
                 f'ignoring a bandwidth estimate of {msg.bandwidth_kbps} kbps',
                 throttle_duration_sec=5.0)
             return
