@@ -11,17 +11,26 @@ p95, worst) and the device node's resident memory (VmRSS, sampled 5 times a
 second), plus the device's own counts (dropped on arrival as oversized,
 dropped behind).
 
-Two cases: the flood refused by size (the default max_image_bytes, a 4K RGBA
-frame, is less than 36 MB) and the flood under the limit (max_image_bytes
-raised above it, so every flood frame is converted and competes with the
-normal ones for the newest-frame slot). Frames this large only arrive with
+Three cases (case_limits): the flood filtered out by DDS (its frames are
+wider and taller than the default max_image_width x max_image_height,
+3840x2160: the device's reader has a content filter), refused by the node
+(width and height raised: it takes each frame and drops it by its bytes, over
+max_image_bytes, a 4K RGBA frame), and accepted (every limit raised: each
+flood frame is converted and competes with the camera's for the
+newest-frame slot). Frames this large only arrive with
 a shared-memory segment that holds several, so every process here loads a
-Fast DDS profile written for the bench: shared memory only, a 256 MB segment
+Fast DDS profile made for the bench from config/fastdds.xml: shared memory
+only, a 256 MB segment
 (with UDPv4 beside it, as in config/fastdds.xml, Fast DDS cut every frame into
 64 KB fragments and the device node's own memory grew by about 380 MB during
 the flood instead of about 140 MB: measured once, 5 s phases).
 
     scripts/run.sh python bench/bench_flood.py [--phase 10] [--label after]
+        [--cases filtered,refused,accepted] [--unbounded-reader]
+
+``--unbounded-reader`` leaves the profile's image reader block out (Fast DDS
+then keeps up to thousands of sample buffers, each grown to the largest
+frame it held).
 
 Writes bench/results/flood.json (one entry per --label) and docs/flood.md.
 """
@@ -32,6 +41,7 @@ import argparse
 import itertools
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -49,27 +59,19 @@ NS = '/flood'
 CAMERA_HZ = 5.0
 SEGMENT_BYTES = 256 * 1024 * 1024
 
-PROFILE = f"""<?xml version="1.0" encoding="UTF-8"?>
-<dds xmlns="http://www.eprosima.com">
-  <profiles>
-    <transport_descriptors>
-      <transport_descriptor>
-        <transport_id>bench_shm</transport_id>
-        <type>SHM</type>
-        <segment_size>{SEGMENT_BYTES}</segment_size>
-      </transport_descriptor>
-    </transport_descriptors>
-    <participant profile_name="bench_flood" is_default_profile="true">
-      <rtps>
-        <userTransports>
-          <transport_id>bench_shm</transport_id>
-        </userTransports>
-        <useBuiltinTransports>false</useBuiltinTransports>
-      </rtps>
-    </participant>
-  </profiles>
-</dds>
-"""
+def bench_profile(bounded: bool = True) -> str:
+    """config/fastdds.xml with shared memory only and a SEGMENT_BYTES segment
+    (everything else as shipped, the image reader's block given for NS; none
+    at all with ``bounded`` false)."""
+    from edgent_ros import dds_profile
+    text = dds_profile.shipped_profile().read_text()
+    text = dds_profile.with_image_topics(text, [f'{NS}/image']) if bounded else \
+        re.sub(r'[ \t]*<data_reader profile_name=.*?</data_reader>\n', '', text, flags=re.S)
+    text = re.sub(r'<segment_size>\d+</segment_size>',
+                  f'<segment_size>{SEGMENT_BYTES}</segment_size>', text)
+    users = re.search(r'<userTransports>.*?</userTransports>', text, re.S)
+    kept = users.group(0).replace('<transport_id>edgent_udp</transport_id>', '')
+    return text[:users.start()] + kept + text[users.end():]
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
@@ -119,7 +121,31 @@ def publish_flood(side: int, hz: float, seconds: float, start_at: float) -> int:
     return 0
 
 
-def run_case(max_image_bytes: int, args: argparse.Namespace, env: dict[str, str]) -> dict:
+CASES = ('filtered', 'refused', 'accepted')
+
+
+def case_limits(case: str, side: int) -> dict[str, int]:
+    """The device's image limits in each case, for a flood ``side`` wide:
+    ``filtered``, the defaults (a 4000x3000 flood is wider and taller than
+    3840x2160: the DDS content filter drops it); ``refused``, width and height
+    raised to the flood's (it reaches the node, which drops it by its bytes);
+    ``accepted``, all raised (every flood frame is converted and competes with
+    the camera's for the newest-frame slot)."""
+    default = {'max_image_bytes': 3840 * 2160 * 4, 'max_image_width': 3840,
+               'max_image_height': 2160}
+    wide = {'max_image_width': max(3840, side), 'max_image_height': max(2160, side * 3 // 4)}
+    flood_bytes = side * (side * 3 // 4) * 3
+    return {'filtered': default, 'refused': default | wide,
+            'accepted': default | wide | {'max_image_bytes': 2 * flood_bytes}}[case]
+
+
+def case_name(case: dict) -> str:
+    limits = case.get('limits', {'max_image_bytes': case.get('max_image_bytes')})
+    text = ', '.join(f'{k.removeprefix("max_image_")} {v:,}' for k, v in limits.items())
+    return f"{case.get('case', 'max_image_bytes')} ({text})"
+
+
+def run_case(case: str, args: argparse.Namespace, env: dict[str, str]) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
@@ -128,9 +154,10 @@ def run_case(max_image_bytes: int, args: argparse.Namespace, env: dict[str, str]
     from edgent_ros.bringup import stop_processes
     from edgent_ros_interfaces.msg import FrameLabel, InferenceResult
 
+    limits = case_limits(case, args.flood_side)
     device = subprocess.Popen(
         ['device_node', '--ros-args', '-r', f'__ns:={NS}', '-r', '__node:=device',
-         '-p', f'max_image_bytes:={max_image_bytes}'],
+         *[a for k, v in limits.items() for a in ('-p', f'{k}:={v}')]],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     camera = subprocess.Popen(
         ['camera_node', '--ros-args', '-r', f'__ns:={NS}', '-p', f'rate_hz:={CAMERA_HZ}'],
@@ -186,7 +213,7 @@ def run_case(max_image_bytes: int, args: argparse.Namespace, env: dict[str, str]
              '--start-at', str(bounds[1])],
             env=env, stdout=subprocess.PIPE, text=True)
         with tqdm(total=round(bounds[3] + 3.0 - time.time()), unit='s',
-                  desc=f'max_image_bytes {max_image_bytes}') as bar:
+                  desc=case) as bar:
             while (now := time.time()) < bounds[3] + 3.0:  # and answers still coming
                 executor.spin_once(timeout_sec=0.05)
                 if now - bar.start_t >= bar.n + 1:
@@ -215,7 +242,7 @@ def run_case(max_image_bytes: int, args: argparse.Namespace, env: dict[str, str]
             'flood_answered': sum(a <= t < b for t in flood_answers)}
     sent = flood_sent.split()[-1] if flood_sent.strip() else '0'
     each_s = [(round(t - t0, 1), round(anon)) for t, _, anon in rss[::5]]  # about 1 s apart
-    return {'max_image_bytes': max_image_bytes, 'phases': phases, 'flood_sent': int(sent),
+    return {'case': case, 'limits': limits, 'phases': phases, 'flood_sent': int(sent),
             'anon_mb_by_s': each_s,
             'normal_latency': [(round(t - t0, 2), round(ms, 1)) for t, ms in answers
                                if t >= bounds[0]],
@@ -234,8 +261,9 @@ def report(data: dict) -> None:
         lines += [f"## {label}", '',
                   f"{entry['date']} on {m['cpu']} ({m['cpus']} cores), commit {entry['commit']}; "
                   f"flood {entry['flood']}.", '',
-                  '| max_image_bytes | phase | normal answered / sent | median | p95 | worst | '
-                  'RSS max | RSS at end | own (anon) max | own at end | flood frames answered |',
+                  '| case (device limits) | phase | normal answered / sent | median | p95 | '
+                  'worst | RSS max | RSS at end | own (anon) max | own at end | '
+                  'flood frames answered |',
                   '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
 
         def ms(v: float | None) -> str:
@@ -246,14 +274,14 @@ def report(data: dict) -> None:
 
         for case in entry['cases']:
             for name, p in case['phases'].items():
-                lines.append(f"| {case['max_image_bytes']:,} | {name} | {p['answered']} / "
+                lines.append(f"| {case_name(case)} | {name} | {p['answered']} / "
                              f"{p['sent']} | {ms(p['median_ms'])} | {ms(p['p95_ms'])} | "
                              f"{ms(p['worst_ms'])} | {mb(p['rss_max_mb'])} | "
                              f"{mb(p['rss_end_mb'])} | {mb(p.get('anon_max_mb'))} | "
                              f"{mb(p.get('anon_end_mb'))} | {p['flood_answered']} |")
         lines += ['', 'Device counts at the end (received, computed, oversized, dropped '
                   'behind): ' + '; '.join(
-                      f"max_image_bytes {c['max_image_bytes']:,}: {c['device_counts']}, "
+                      f"{c.get('case', c.get('max_image_bytes'))}: {c['device_counts']}, "
                       f"flood frames sent {c['flood_sent']}" for c in entry['cases']), '']
     plot(data)
     lines += ['![flood](flood.png) (the newest label)', '']
@@ -268,8 +296,8 @@ def plot(data: dict) -> None:
 
     entry = list(data.values())[-1]
     fig, (ax, bx) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
-    for case, style in zip(entry['cases'], ('b', 'r'), strict=False):
-        label = f"max_image_bytes {case['max_image_bytes']:,}"
+    for case, style in zip(entry['cases'], ('b', 'r', 'g'), strict=False):
+        label = case_name(case)
         lat = case.get('normal_latency', [])
         ax.plot([t for t, _ in lat], [ms for _, ms in lat], style + '.', ms=4, label=label)
         mem = case.get('anon_mb_by_s', [])
@@ -292,8 +320,11 @@ def main() -> int:
     parser.add_argument('--flood-side', type=int, default=4000, help='flood frame width')
     parser.add_argument('--flood-hz', type=float, default=30.0)
     parser.add_argument('--label', default='after')
-    parser.add_argument('--cases', choices=('refused', 'accepted', 'both'), default='both',
-                        help='the flood over max_image_bytes, under it, or both (default)')
+    parser.add_argument('--cases', default=','.join(CASES),
+                        help='comma-separated, of: ' + ', '.join(CASES) +
+                             ' (see case_limits; default: all)')
+    parser.add_argument('--unbounded-reader', action='store_true',
+                        help="without the profile's image reader block (as before it)")
     parser.add_argument('--publish', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--start-at', type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -301,13 +332,14 @@ def main() -> int:
         return publish_flood(args.flood_side, args.flood_hz, args.phase, args.start_at)
     flood_bytes = args.flood_side * (args.flood_side * 3 // 4) * 3
     with tempfile.NamedTemporaryFile('w', suffix='.xml', delete=False) as f:
-        f.write(PROFILE)
+        f.write(bench_profile(not args.unbounded_reader))
     env = dict(os.environ, FASTDDS_DEFAULT_PROFILES_FILE=f.name, PYTHONUNBUFFERED='1')
     os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = f.name
     try:
-        limits = {'refused': [3840 * 2160 * 4], 'accepted': [2 * flood_bytes],
-                  'both': [3840 * 2160 * 4, 2 * flood_bytes]}[args.cases]
-        cases = [run_case(limit, args, env) for limit in limits]
+        chosen = [c for c in args.cases.split(',') if c]
+        if not chosen or set(chosen) - set(CASES):
+            parser.error(f'--cases: choose from {", ".join(CASES)}')
+        cases = [run_case(c, args, env) for c in chosen]
     finally:
         os.unlink(f.name)
     commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True,
@@ -318,6 +350,7 @@ def main() -> int:
     data[args.label] = {'machine': machine(), 'date': time.strftime('%Y-%m-%d %H:%M UTC',
                                                                     time.gmtime()),
                         'commit': commit, 'cases': cases,
+                        'image_reader_bounded': not args.unbounded_reader,
                         'flood': f'{args.flood_side}x{args.flood_side * 3 // 4} bgr8 '
                                  f'({flood_bytes:,} bytes) at {args.flood_hz:g} Hz for '
                                  f'{args.phase:g} s'}

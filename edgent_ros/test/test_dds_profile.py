@@ -136,3 +136,51 @@ def test_camera_sized_images_cross_between_processes_with_the_profile() -> None:
             counter.wait()
     got = json.loads(output.strip().splitlines()[-1])
     assert got['distinct'] >= frames - 1, (f'profile: {profile}; {got}', output[-2000:])
+
+
+def test_the_image_reader_block_goes_to_the_device_image_topic_given() -> None:
+    base = dds_profile.shipped_profile().read_text()
+    text = dds_profile.with_image_topics(base, ['/camera/image_raw', '/device/image'])
+    ns = {'e': 'http://www.eprosima.com'}
+    readers = {r.get('profile_name'): r for r in ET.fromstring(text).iterfind('.//e:data_reader',
+                                                                             ns)}
+    assert set(readers) == {'/device/image', '/camera/image_raw'}
+    for r in readers.values():
+        r.tail = None
+    assert ET.tostring(readers['/device/image']).replace(b'/device/image', b'X') == \
+        ET.tostring(readers['/camera/image_raw']).replace(b'/camera/image_raw', b'X')
+    assert dds_profile.with_image_topics(base, ['/device/image']) == base
+    for bad in ('image', '/cam/"x"', '/cam/<x>', '/cam/'):
+        with pytest.raises(ValueError, match='fully qualified'):
+            dds_profile.with_image_topics(base, [bad])
+
+
+def test_a_remapped_image_topic_gets_a_profile_of_its_own(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv('XDG_RUNTIME_DIR', str(tmp_path))
+    env = clean()
+    assert dds_profile.settings(env, ['/device/image'])[FASTDDS_VAR] == \
+        str(dds_profile.shipped_profile())
+    path = Path(dds_profile.settings(env, ['/cam/image_raw'])[FASTDDS_VAR])
+    assert path.parent == tmp_path / 'edgent_ros' and path.is_file()
+    assert '<data_reader profile_name="/cam/image_raw">' in path.read_text()
+    assert dds_profile.image_reader_bounded({FASTDDS_VAR: str(path)}, '/cam/image_raw')
+    assert dds_profile.image_reader_bounded({FASTDDS_VAR: str(path)}, '/device/image')
+    assert dds_profile.image_reader_bounded({FASTDDS_VAR: str(path)}, '/x/image') is False
+    assert dds_profile.image_reader_bounded({}, '/x/image') is None  # Fast DDS's defaults
+    # A profile of the user's own is theirs: no block added, none asked for.
+    mine = tmp_path / 'mine.xml'
+    mine.write_text('<dds/>')
+    assert dds_profile.settings(clean(EDGENT_DDS_PROFILE=str(mine)), ['/cam/image_raw']) == \
+        {FASTDDS_VAR: str(mine)} | ({} if dds_profile.fastdds_majors(os.environ) == {3}
+                                    else {FASTRTPS_VAR: str(mine)})
+    assert dds_profile.image_reader_bounded({FASTDDS_VAR: str(mine)}, '/cam/image_raw') is None
+
+
+def test_the_image_reader_holds_two_samples_at_most() -> None:
+    ns = {'e': 'http://www.eprosima.com'}
+    root = ET.parse(dds_profile.shipped_profile()).getroot()
+    reader = root.find(".//e:data_reader[@profile_name='/device/image']", ns)
+    limits = reader.find('e:topic/e:resourceLimitsQos', ns)
+    assert int(limits.findtext('e:max_samples', namespaces=ns)) <= 2
+    assert int(limits.findtext('e:allocated_samples', namespaces=ns)) <= 2

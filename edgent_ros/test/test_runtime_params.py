@@ -75,8 +75,9 @@ def test_each_parameter_applies_at_run_time_or_is_refused(rclpy_context: object,
     assert spin_until(executor, lambda: len(results) >= seen + 3, 20)
     assert [len(r.top_k_class_ids) for r in results[seen + 1:]] == [5] * len(results[seen + 1:])
 
-    # skip_late_frames: a 1 ms deadline, which every frame has passed when taken.
-    plans.publish(plan(2, CARD.exit(5).num_layers, 1.0))
+    # skip_late_frames: a 1 us deadline, which every frame has passed when taken
+    # (1 ms was not always: a frame can be taken within a millisecond of capture).
+    plans.publish(plan(2, CARD.exit(5).num_layers, 0.001))
     assert spin_until(executor, lambda: sum(r.plan_id == 2 and r.skipped for r in results) >= 3,
                       20)
     assert set_one(device, 'skip_late_frames', False).successful

@@ -15,6 +15,7 @@ plans and the timer that gives frames up while a frame is computed.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -23,11 +24,12 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import PublisherEventCallbacks, QoSPublisherMatchedInfo
 from rclpy.serialization import deserialize_message
+from rclpy.subscription_content_filter_options import ContentFilterOptions
 from rclpy.time import Time
 from sensor_msgs.msg import Image
 
+from edgent_ros import dds_profile, diagnostics, image_codec
 from edgent_ros import device_policy as dp
-from edgent_ros import diagnostics, image_codec
 from edgent_ros import model as m
 from edgent_ros.inference import CoInferenceModel, TopK, preprocess, top_k
 from edgent_ros.nodes import device_messages as msgs
@@ -75,6 +77,12 @@ PARAMS = ParamSchema(
               'Largest image taken, bytes of pixel data; a larger one is dropped before it is '
               'converted, logged and counted (oversized_images). Default: a 4K RGBA frame.',
               1, 2**31 - 1),
+    ParamSpec('max_image_width', 3840,
+              'Widest image taken, pixels. With Fast DDS the reader filters wider ones out '
+              '(a content filter): they are never copied into this node, so a flood of them '
+              'costs it nothing; they are not counted.', 1, 65535),
+    ParamSpec('max_image_height', 2160, 'Tallest image taken, pixels (as max_image_width).',
+              1, 65535),
     ParamSpec('source_id', '', 'This device\'s id in tensors (default: its namespace).',
               read_only=True),
     ParamSpec('emulated_slowdown', 1.0,
@@ -82,6 +90,8 @@ PARAMS = ParamSchema(
               'a slower device; 1 = off.', 1.0, 100000.0, read_only=True),
 )
 TICK_S = 0.02  # how often frames out at the edge are checked
+# The image reader's content filter (DDS SQL; %0, %1: max_image_width, _height).
+IMAGE_FILTER = 'width <= %0 AND height <= %1'
 
 
 class DeviceNode(GuardedNode):
@@ -95,9 +105,12 @@ class DeviceNode(GuardedNode):
             'reply_timeout_s': lambda v: setattr(self.policy, 'reply_timeout_s', v),
             'edge_retry_s': lambda v: setattr(self.policy, 'edge_retry_s', v),
             'skip_late_frames': lambda v: setattr(self.policy, 'skip_late', v),
-            'max_image_bytes': lambda v: setattr(self, 'max_image_bytes', v)})
+            'max_image_bytes': lambda v: setattr(self, 'max_image_bytes', v),
+            'max_image_width': lambda v: self.filter_images(width=v),
+            'max_image_height': lambda v: self.filter_images(height=v)})
         self.top_k, threads = p['top_k'], p['threads']
         self.max_image_bytes = p['max_image_bytes']
+        self.max_image_size = (p['max_image_width'], p['max_image_height'])
         self.policy = dp.DevicePolicy(reply_timeout_s=p['reply_timeout_s'],
                                       edge_retry_s=p['edge_retry_s'],
                                       skip_late=p['skip_late_frames'])
@@ -131,8 +144,23 @@ class DeviceNode(GuardedNode):
         # Serialized: an image's size is checked before rclpy spends time
         # deserializing it (60 ms for a 12-megapixel frame on the machine
         # measured, which a flood of them at 30 Hz would spend every second of).
-        self.create_subscription(Image, 'image', self.on_image_raw, NEWEST_IMAGE_QOS,
-                                 raw=True)
+        # Images larger than max_image_width x max_image_height are filtered out
+        # by DDS (a content filter), before this node copies them: a flood of
+        # 12-megapixel frames otherwise costs it a copy of each (36 MB) and
+        # takes the place of camera frames in the reader (docs/flood.md).
+        self.image_sub = self.create_subscription(
+            Image, 'image', self.on_image_raw, NEWEST_IMAGE_QOS, raw=True,
+            content_filter_options=ContentFilterOptions(IMAGE_FILTER, self.image_filter_args()))
+        if not self.image_sub.is_cft_enabled:
+            self.get_logger().warning('this RMW has no content filters: images over '
+                                   'max_image_width x max_image_height are dropped here, after '
+                                   'they were received')
+        image_topic = self.resolve_topic_name('image')
+        if dds_profile.image_reader_bounded(os.environ, image_topic) is False:
+            self.get_logger().warning(
+                f'the DDS profile has no image reader block for {image_topic}: a flood of '
+                'large images can leave this node holding their buffers. Start it with '
+                'edgent-bringup or the launch files (image:=...), which add the block')
         self.create_subscription(Plan, 'plan', self.on_plan, LATCHED_QOS)
         self.create_subscription(EdgeReply, 'reply', self.on_reply, TENSOR_QOS)
         self.create_subscription(BandwidthEstimate, 'bandwidth', self.on_bandwidth, LATCHED_QOS)
@@ -232,16 +260,29 @@ class DeviceNode(GuardedNode):
             return
         self.on_image(msg)
 
+    def image_filter_args(self) -> list[str]:
+        return [str(int(v)) for v in self.max_image_size]
+
+    def filter_images(self, *, width: int | None = None, height: int | None = None) -> None:
+        """A new max_image_width or max_image_height: the DDS filter follows."""
+        w, h = self.max_image_size
+        self.max_image_size = (w if width is None else width, h if height is None else height)
+        if self.image_sub.is_cft_enabled:
+            self.image_sub.set_content_filter(IMAGE_FILTER, self.image_filter_args())
+
     def oversized(self, what: str) -> None:
         self.stats.inc('oversized_images')
+        w, h = self.max_image_size
         self.get_logger().error(f'dropping an image of {what}: over max_image_bytes '
-                                f'({self.max_image_bytes})', throttle_duration_sec=5.0)
+                                f'({self.max_image_bytes}) or {w}x{h} (max_image_width, '
+                                'max_image_height)', throttle_duration_sec=5.0)
 
     def on_image(self, msg: Image) -> None:
         seq = self.labels.seq(key(msg.header))
         if seq > 0:  # numbered by its camera: were frames lost before it?
             self.stats.inc('frames_lost', self.gaps.image(msg.header.frame_id, seq))
-        if len(msg.data) > self.max_image_bytes:
+        w, h = self.max_image_size
+        if len(msg.data) > self.max_image_bytes or msg.width > w or msg.height > h:
             self.oversized(f'{msg.width}x{msg.height} {msg.encoding[:32]!r}, {len(msg.data)} '
                           'bytes')
             return
