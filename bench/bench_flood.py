@@ -26,11 +26,7 @@ only, a 256 MB segment
 the flood instead of about 140 MB: measured once, 5 s phases).
 
     scripts/run.sh python bench/bench_flood.py [--phase 10] [--label after]
-        [--cases filtered,refused,accepted] [--unbounded-reader]
-
-``--unbounded-reader`` leaves the profile's image reader block out (Fast DDS
-then keeps up to thousands of sample buffers, each grown to the largest
-frame it held).
+        [--cases filtered,refused,accepted]
 
 Writes bench/results/flood.json (one entry per --label) and docs/flood.md.
 """
@@ -59,14 +55,11 @@ NS = '/flood'
 CAMERA_HZ = 5.0
 SEGMENT_BYTES = 256 * 1024 * 1024
 
-def bench_profile(bounded: bool = True) -> str:
+def bench_profile() -> str:
     """config/fastdds.xml with shared memory only and a SEGMENT_BYTES segment
-    (everything else as shipped, the image reader's block given for NS; none
-    at all with ``bounded`` false)."""
+    (everything else as shipped)."""
     from edgent_ros import dds_profile
     text = dds_profile.shipped_profile().read_text()
-    text = dds_profile.with_image_topics(text, [f'{NS}/image']) if bounded else \
-        re.sub(r'[ \t]*<data_reader profile_name=.*?</data_reader>\n', '', text, flags=re.S)
     text = re.sub(r'<segment_size>\d+</segment_size>',
                   f'<segment_size>{SEGMENT_BYTES}</segment_size>', text)
     users = re.search(r'<userTransports>.*?</userTransports>', text, re.S)
@@ -323,8 +316,6 @@ def main() -> int:
     parser.add_argument('--cases', default=','.join(CASES),
                         help='comma-separated, of: ' + ', '.join(CASES) +
                              ' (see case_limits; default: all)')
-    parser.add_argument('--unbounded-reader', action='store_true',
-                        help="without the profile's image reader block (as before it)")
     parser.add_argument('--publish', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--start-at', type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -332,7 +323,7 @@ def main() -> int:
         return publish_flood(args.flood_side, args.flood_hz, args.phase, args.start_at)
     flood_bytes = args.flood_side * (args.flood_side * 3 // 4) * 3
     with tempfile.NamedTemporaryFile('w', suffix='.xml', delete=False) as f:
-        f.write(bench_profile(not args.unbounded_reader))
+        f.write(bench_profile())
     env = dict(os.environ, FASTDDS_DEFAULT_PROFILES_FILE=f.name, PYTHONUNBUFFERED='1')
     os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = f.name
     try:
@@ -350,7 +341,6 @@ def main() -> int:
     data[args.label] = {'machine': machine(), 'date': time.strftime('%Y-%m-%d %H:%M UTC',
                                                                     time.gmtime()),
                         'commit': commit, 'cases': cases,
-                        'image_reader_bounded': not args.unbounded_reader,
                         'flood': f'{args.flood_side}x{args.flood_side * 3 // 4} bgr8 '
                                  f'({flood_bytes:,} bytes) at {args.flood_hz:g} Hz for '
                                  f'{args.phase:g} s'}

@@ -27,7 +27,6 @@ from edgent_ros.node_table import (
     REFUSED,
     NodeSpec,
     Respawner,
-    device_image_topic,
     node_settings,
     parse_arguments,
 )
@@ -83,17 +82,6 @@ def ros_args(spec: NodeSpec, params_files: list[Path], overrides: list[str],
         if node == spec.name:
             args += ['-p', assignment]
     return args
-
-
-def device_remaps(remaps: list[str]) -> list[tuple[str, str]]:
-    """The --remap rules that apply to the device node, as (from, to)."""
-    out = []
-    for remap in remaps:
-        node, rule = split_remap(remap)
-        if node in ('', 'device') and ':=' in rule:
-            src, dst = rule.split(':=', 1)
-            out.append((src, dst))
-    return out
 
 
 def split_remap(remap: str) -> tuple[str, str]:
@@ -254,10 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     # Before the nodes' processes inherit the environment, and before
     # rclpy.init in --single-process: Fast DDS reads the profile then.
     try:
-        images = []
-        if any(spec.name == 'device' for spec in nodes):
-            images.append(device_image_topic(given, device_remaps(args.remap)))
-        profile = dds_profile.apply(image_topics=images)
+        profile = dds_profile.apply()
     except ValueError as exc:
         parser.error(str(exc))
     print(f'[edgent-bringup] DDS profile: {profile or "Fast DDS defaults"}', flush=True)

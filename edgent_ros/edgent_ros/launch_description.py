@@ -26,7 +26,6 @@ from edgent_ros.node_table import (
     NODES,
     RESPAWN_DELAY_S,
     RESPAWN_MAX_RETRIES,
-    device_image_topic,
     node_settings,
 )
 
@@ -35,7 +34,8 @@ SHARE = get_package_share_directory('edgent_ros')
 
 def role_nodes(role: str) -> list:
     """Launch arguments and the nodes of one role ('device' or 'edge')."""
-    actions: list = [DeclareLaunchArgument(
+    actions: list = dds_profile_actions()
+    actions += [DeclareLaunchArgument(
         f'{role}_params', default_value=os.path.join(SHARE, 'config', f'{role}.yaml'),
         description=f'parameter file of the {role} side')]
     actions += [DeclareLaunchArgument(a.name, default_value=a.default,
@@ -44,23 +44,20 @@ def role_nodes(role: str) -> list:
     return actions
 
 
-def dds_profile_actions(role: str, given: dict[str, str]) -> list:
+def dds_profile_actions() -> list:
     """SetEnvironmentVariable for the DDS profile, only for variables the user
     has not set (none at all when FASTDDS_DEFAULT_PROFILES_FILE or
-    FASTRTPS_DEFAULT_PROFILES_FILE is set, or EDGENT_DDS_PROFILE=none), with
-    the image reader block for the device's image topic (``given``: the
-    launch arguments). edgent_ros's nodes apply the profile themselves too;
-    these reach any process the launch starts after them, a camera driver's
-    included."""
-    images = [device_image_topic(given)] if role == 'device' else []
+    FASTRTPS_DEFAULT_PROFILES_FILE is set, or EDGENT_DDS_PROFILE=none).
+    edgent_ros's nodes apply it themselves too; these reach any process the
+    launch starts after them, a camera driver's included."""
     return [SetEnvironmentVariable(name, value)
-            for name, value in dds_profile.settings(os.environ, images).items()]
+            for name, value in dds_profile.settings(os.environ).items()]
 
 
 def _nodes(context: LaunchContext, role: str) -> list:
     given = {a.name: LaunchConfiguration(a.name).perform(context) for a in ARGUMENTS[role]}
     params = LaunchConfiguration(f'{role}_params').perform(context)
-    nodes: list = dds_profile_actions(role, given)
+    nodes = []
     for spec in NODES[role]:
         settings = node_settings(spec, given)
         if not settings.enabled:

@@ -15,7 +15,7 @@ Pure: imports neither rclpy nor launch.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 ROLES = ('device', 'edge')
@@ -149,25 +149,6 @@ def node_settings(spec: NodeSpec, given: Mapping[str, str]) -> NodeSettings:
             except ValueError:
                 raise ValueError(f'{argument} must be a number, got {text!r}') from None
     return settings
-
-
-def device_image_topic(given: Mapping[str, str],
-                       remaps: Iterable[tuple[str, str]] = ()) -> str:
-    """The full name of the topic the device node reads images from: its
-    relative ``image`` in its namespace, unless the ``image`` argument
-    (``given``) or a remap rule (``remaps``: (from, to) for the device node,
-    given after the table's) names another; as in rcl, the first rule that
-    matches wins. For the DDS profile's image reader block (dds_profile),
-    which rmw_fastrtps finds by this name."""
-    spec = next(s for s in NODES['device'] if s.name == 'device')
-    own = f'{spec.namespace}/image'
-    target = next((dst for src, dst in [*node_settings(spec, given).remappings, *remaps]
-                   if src in ('image', own)), 'image')
-    if target.startswith('/'):
-        return target
-    if target.startswith('~/'):
-        return f'{spec.namespace}/{spec.name}/{target[2:]}'
-    return f'{spec.namespace}/{target}'
 
 
 # A node that dies is started again after RESPAWN_DELAY_S, at most

@@ -6,8 +6,8 @@ import signal
 
 import pytest
 
-from edgent_ros.bringup import device_remaps, ros_args, specs
-from edgent_ros.node_table import NODES, device_image_topic
+from edgent_ros.bringup import ros_args, specs
+from edgent_ros.node_table import NODES
 
 from .conftest import executable, spin_until, start_session, stop_session
 
@@ -26,19 +26,6 @@ def test_ros_args_carry_name_namespace_remaps_params_and_overrides(tmp_path: obj
     assert '-p top_k:=5' in joined and 'x:=1' not in joined
     assert [s.name for s in specs('all', ('camera',))] == [
         'device', 'bandwidth_monitor', 'planner', 'edge', 'probe_echo']
-
-
-def test_the_device_image_topic_is_resolved_as_rcl_would() -> None:
-    assert device_image_topic({}) == '/device/image'
-    assert device_image_topic({'image': '/camera/image_raw'}) == '/camera/image_raw'
-    assert device_image_topic({'image': 'cam'}) == '/device/cam'
-    assert device_image_topic({}, [('image', '~/in')]) == '/device/device/in'
-    assert device_image_topic({}, [('/device/image', '/x')]) == '/x'
-    assert device_image_topic({}, [('tensor', '/x')]) == '/device/image'
-    # The first rule that matches wins (the image argument's comes first).
-    assert device_image_topic({'image': '/a'}, [('image', '/b')]) == '/a'
-    assert device_remaps(['device:image:=/cam', 'camera:image:=/x', 'image:=/y']) == \
-        [('image', '/cam'), ('image', '/y')]
 
 
 @pytest.mark.parametrize('mode', ['processes', 'single-process'])

@@ -15,7 +15,6 @@ plans and the timer that gives frames up while a frame is computed.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -28,8 +27,8 @@ from rclpy.subscription_content_filter_options import ContentFilterOptions
 from rclpy.time import Time
 from sensor_msgs.msg import Image
 
-from edgent_ros import dds_profile, diagnostics, image_codec
 from edgent_ros import device_policy as dp
+from edgent_ros import diagnostics, image_codec
 from edgent_ros import model as m
 from edgent_ros.inference import CoInferenceModel, TopK, preprocess, top_k
 from edgent_ros.nodes import device_messages as msgs
@@ -155,12 +154,6 @@ class DeviceNode(GuardedNode):
             self.get_logger().warning('this RMW has no content filters: images over '
                                    'max_image_width x max_image_height are dropped here, after '
                                    'they were received')
-        image_topic = self.resolve_topic_name('image')
-        if dds_profile.image_reader_bounded(os.environ, image_topic) is False:
-            self.get_logger().warning(
-                f'the DDS profile has no image reader block for {image_topic}: a flood of '
-                'large images can leave this node holding their buffers. Start it with '
-                'edgent-bringup or the launch files (image:=...), which add the block')
         self.create_subscription(Plan, 'plan', self.on_plan, LATCHED_QOS)
         self.create_subscription(EdgeReply, 'reply', self.on_reply, TENSOR_QOS)
         self.create_subscription(BandwidthEstimate, 'bandwidth', self.on_bandwidth, LATCHED_QOS)
