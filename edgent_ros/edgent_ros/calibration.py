@@ -16,7 +16,17 @@ the ``Calibrator`` learns, and sets on its ``Planner``:
    latency (moved when off by more than both 2 ms and a fifth);
 5. the planning margin: how much slower than predicted the frames at
    ``margin_quantile`` ran (0..0.5); the deadline planned against is
-   shrunk by it.
+   shrunk by it;
+6. a delay per remote (exit, partition): a frame of that plan that the
+   device answered alone after waiting for the edge in vain (a fallback
+   with ``transfer_ms``, the wait, above 0; a frame answered alone at once,
+   the edge taken as down, teaches nothing) took at least its latency by
+   that route; the plan is predicted to take as long until
+   one of its frames is answered by the edge, or the bandwidth estimate
+   moves by more than DELAY_KBPS_FACTOR from the one it was learnt at. The
+   other items learn only from frames the edge answered, so without it a
+   plan whose every frame falls back (a link that carries its estimated
+   rate but queues) was chosen again and again.
 
 Items 1 and 3-5 are looked at every 10 frames; item 2 on every frame. Each
 plan's prediction is recorded when it is published (``record``), so a frame
@@ -36,6 +46,8 @@ from edgent_ros.bandwidth import MIN_SAMPLE_BYTES
 from edgent_ros.planner import Decision, PlanBasis, Planner
 
 RECORDED_PLANS = 64
+DELAY_KBPS_FACTOR = 1.5  # a plan's learnt delay holds while the estimate stays within this
+DELAY_STEP_MS = 5.0  # a learnt delay moves by more than this, or not at all
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,10 @@ class Calibrator:
         # (exit, partition) -> its frames' device time over the scaled prediction
         self.plan_ratios: dict[tuple[int, int], deque[float]] = {}
         self.fresh_residuals = 0
+        # plan id -> (exit, partition, remote); (exit, partition) -> the bandwidth
+        # estimate its delay (item 6) was learnt at
+        self.keys: dict[int, tuple[int, int, bool]] = {}
+        self.delay_kbps: dict[tuple[int, int], float] = {}
 
     # --- what the planner said ---------------------------------------------------
     def record(self, plan_id: int, d: Decision) -> None:
@@ -95,8 +111,11 @@ class Calibrator:
             upload_bytes=d.upload_bytes, transfer_scale=p.transfer_scale,
             bandwidth_kbps=d.bandwidth_kbps)
         self.plans[plan_id] = (basis, d.total_ms)
+        self.keys[plan_id] = (d.exit_point, d.partition, remote)
         while len(self.plans) > RECORDED_PLANS:
-            self.plans.pop(min(self.plans))
+            oldest = min(self.plans)
+            self.plans.pop(oldest)
+            self.keys.pop(oldest, None)
 
     def planning_deadline_ms(self, deadline_ms: float) -> float:
         """The deadline to plan against: shrunk by the margin."""
@@ -113,17 +132,20 @@ class Calibrator:
         key = (frame.exit_point, frame.partition)
         scale_now = self.planner.device_scale
         if frame.fallback:
-            # Answered alone after waiting for the edge: its latency says nothing
-            # of the plan, but its device time calibrates the fallback exit.
+            # Answered alone after waiting for the edge: a lower bound on the
+            # plan's latency by the edge, and its device time calibrates the
+            # fallback exit.
+            delayed = self._learn_delay(frame, bandwidth_kbps)
             try:
                 base = self.planner.device_compute_ms(*key)
             except ValueError:
-                return False
+                return delayed
             if base * scale_now < 1.0:
-                return False
+                return delayed
             self.plan_ratios.setdefault(key, deque(maxlen=10)).append(
                 frame.device_ms / (base * scale_now))
-            return self._update_plan_factor(key)
+            return self._update_plan_factor(key) or delayed
+        cleared = self._clear_delay(frame.plan_id)
         basis, predicted_ms = self.plans[frame.plan_id]
         # What bytes / bandwidth said at the estimate now (the frame ran now,
         # under a plan perhaps made at another bandwidth), without the scale.
@@ -148,10 +170,60 @@ class Calibrator:
             # One slow frame in a bandwidth step is not the spread: clip at 1.5x.
             self.ratios.append(min(1.5, frame.latency_ms / predicted_now))
         self.fresh_residuals += 1
+        changed = changed or cleared
         if self.fresh_residuals < 10:
             return changed
         self.fresh_residuals = 0
         return self._update_scales() or changed
+
+    def _learn_delay(self, frame: FrameResult, bandwidth_kbps: float) -> bool:
+        """Item 6: a frame of a remote plan answered on the device after
+        waiting for the edge took ``latency_ms``; the plan's route by the edge
+        would have taken at least as long. True if the plan's delay moved."""
+        got = self.keys.get(frame.plan_id)
+        if got is None or not got[2] or not (math.isfinite(bandwidth_kbps) and
+                                              bandwidth_kbps > 0):
+            return False
+        if not (math.isfinite(frame.transfer_ms) and frame.transfer_ms > 0):
+            return False  # answered alone at once (the edge taken as down): no wait measured
+        exit_point, partition, _ = got
+        p = self.planner
+        try:
+            held = p.plan_delay(exit_point, partition)
+            predicted = p.evaluate(exit_point, partition, bandwidth_kbps, 1.0).total_ms - held
+        except ValueError:
+            return False
+        delay = frame.latency_ms - predicted
+        if delay <= held + DELAY_STEP_MS:
+            return False
+        p.set_plan_delay(exit_point, partition, delay)
+        self.delay_kbps[(exit_point, partition)] = bandwidth_kbps
+        self.log('plan_delay', f'exit {exit_point}, partition {partition}: a frame waited for '
+                 f'the edge in vain and was answered on the device at {frame.latency_ms:.0f} '
+                 f'ms; planning it {delay:.0f} ms slower than predicted')
+        return True
+
+    def _clear_delay(self, plan_id: int) -> bool:
+        """A frame of a plan came back from the edge: its delay, if any, goes."""
+        got = self.keys.get(plan_id)
+        if got is None or (got[0], got[1]) not in self.delay_kbps:
+            return False
+        del self.delay_kbps[(got[0], got[1])]
+        self.planner.set_plan_delay(got[0], got[1], 0.0)
+        return True
+
+    def bandwidth(self, kbps: float) -> bool:
+        """A new bandwidth estimate: the delays learnt at one more than
+        DELAY_KBPS_FACTOR away go (the link they measured has changed); True
+        if any went."""
+        if not (math.isfinite(kbps) and kbps > 0):
+            return False
+        gone = [k for k, at in self.delay_kbps.items()
+                if abs(math.log(kbps / at)) > math.log(DELAY_KBPS_FACTOR)]
+        for key in gone:
+            del self.delay_kbps[key]
+            self.planner.set_plan_delay(*key, 0.0)
+        return bool(gone)
 
     def _update_scales(self) -> bool:
         p, changed = self.planner, False
@@ -216,6 +288,10 @@ class Calibrator:
         self.plan_ratios.clear()
         self.planner.clear_plan_factors()
 
+    def _forget_delays(self) -> None:
+        self.delay_kbps.clear()
+        self.planner.clear_plan_delays()
+
     # --- changes from outside ------------------------------------------------------------
     def set_margin_quantile(self, quantile: float) -> None:
         """Plan for another share of frames; the margin follows from the frames
@@ -236,6 +312,7 @@ class Calibrator:
         self.device_ratios.clear()
         self.transfer_ratios.clear()
         self._forget_relative()
+        self._forget_delays()
         self.fresh_residuals = 0
         self.margin = 0.0
 
@@ -244,6 +321,7 @@ class Calibrator:
         self.planner = planner
         self.device_ratios.clear()
         self._forget_relative()
+        self._forget_delays()
         self.margin = 0.0
 
     def new_message_latency(self, planner: Planner) -> None:
@@ -254,3 +332,4 @@ class Calibrator:
         planner.set_device_scale(old.device_scale)
         planner.set_transfer_scale(old.transfer_scale)
         self._forget_relative(residuals=False)
+        self._forget_delays()

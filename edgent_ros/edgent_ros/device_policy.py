@@ -568,6 +568,15 @@ class DevicePolicy:
         return alone
 
 
+def waited_ms(p: Pending) -> float:
+    """How long a frame given up on waited for the edge's reply, ms: from
+    when its tensor went to when the device gave up on it. 0 for a frame
+    never sent (answered alone at once) or a trial (answered before it went)."""
+    if p.trial or p.sent_s <= 0 or not math.isfinite(p.give_up_s):
+        return 0.0
+    return max(0.0, (p.give_up_s - p.sent_s) * 1e3)
+
+
 def input_trial_fits(input_bytes: int, bandwidth_kbps: float, deadline_ms: float) -> bool:
     """Whether a trial may carry a frame's input (its route on the device ran
     no head, so it has no activation to send): only if, at the estimated

@@ -132,11 +132,13 @@ def test_fallback_frames_calibrate_the_exit_they_ran_only() -> None:
     cal = Calibrator(small_planner())
     d = published(cal, 1, 2, 1)  # the plan: layer 0 of exit 2 on the device
     alone = FrameResult(plan_id=1, exit_point=1, partition=3, latency_ms=5000.0,
-                        device_ms=45.0, transfer_ms=0.0, fallback=True)
-    assert feed(cal, [alone] * 3) == [False, False, True]
+                        device_ms=45.0, transfer_ms=4900.0, fallback=True)  # waited 4.9 s
+    # The first moves the plan's delay (item 6), the third the fallback exit's factor.
+    assert feed(cal, [alone] * 3) == [True, False, True]
     assert cal.planner.plan_factor(1, 3) == pytest.approx(1.5)  # 45 ms over 30
     assert cal.planner.plan_factor(*d.key) == 1.0
-    assert not cal.residuals and not cal.ratios  # its latency says nothing of a plan
+    assert cal.planner.evaluate(*d.key, 1000.0, 1e9).total_ms == pytest.approx(5000.0)
+    assert not cal.residuals and not cal.ratios  # nor is it a residual of the figures
 
 
 def test_skipped_and_unmeasured_frames_are_ignored() -> None:
@@ -194,3 +196,77 @@ def test_the_recorded_basis_is_what_the_plan_was_made_with() -> None:
     for plan_id in range(4, 4 + RECORDED_PLANS):
         published(cal, plan_id, 2, 2)
     assert len(cal.plans) == RECORDED_PLANS and 3 not in cal.plans
+
+
+# --- item 6: a remote plan whose frames fall back -----------------------------------------
+def fell_back(plan_id: int, d: Decision, latency_ms: float) -> FrameResult:
+    """A frame of remote plan ``d`` the device answered alone (finishing the
+    exit itself, so reported at p = N) at ``latency_ms``, after waiting for
+    the edge in vain."""
+    return FrameResult(plan_id=plan_id, exit_point=d.exit_point, partition=d.num_layers,
+                       latency_ms=latency_ms, device_ms=d.device_ms,
+                       transfer_ms=latency_ms - d.device_ms, fallback=True)
+
+
+def test_a_remote_plan_whose_frame_fell_back_is_planned_as_slow_as_that_frame() -> None:
+    cal = Calibrator(small_planner())
+    p = cal.planner
+    d = published(cal, 1, 2, 3)  # exit 2, three layers here, the last on the edge
+    assert p.plan(1000.0, 100.0).partition == 3  # the best plan at a 100 ms deadline
+    assert cal.observe(fell_back(1, d, 104.0), 1000.0)  # it moved: plan again
+    assert p.evaluate(2, 3, 1000.0, 100.0).total_ms == pytest.approx(104.0)
+    # Algorithm 1 now takes another partition of exit 2 that meets 100 ms.
+    best = p.plan(1000.0, 100.0)
+    assert best.exit_point == 2 and best.partition != 3 and best.feasible
+    # The same again moves nothing (no re-plan per frame); a later one does.
+    assert not cal.observe(fell_back(1, d, 104.0), 1000.0)
+    assert cal.observe(fell_back(1, d, 150.0), 1000.0)
+    assert p.evaluate(2, 3, 1000.0, 100.0).total_ms == pytest.approx(150.0)
+
+
+def test_a_plan_delay_goes_when_the_edge_answers_one_of_its_frames() -> None:
+    cal = Calibrator(small_planner())
+    d = published(cal, 1, 2, 3)
+    before = d.total_ms
+    cal.observe(fell_back(1, d, 150.0), 1000.0)
+    d2 = published(cal, 2, 2, 3)  # the plan again (the estimate, say, rose)
+    assert cal.observe(frame(2, d2), 1000.0)  # answered by the edge: plan again
+    assert cal.planner.evaluate(2, 3, 1000.0, 100.0).total_ms == pytest.approx(before)
+
+
+def test_a_plan_delay_holds_on_the_same_link_and_goes_when_the_estimate_moves() -> None:
+    cal = Calibrator(small_planner())
+    d = published(cal, 1, 2, 3)
+    cal.observe(fell_back(1, d, 150.0), 1000.0)
+    assert not cal.bandwidth(1200.0)  # within 1.5x: the same link
+    assert cal.planner.plan_delay(2, 3) > 0
+    assert cal.bandwidth(400.0)  # another link: measure it again
+    assert cal.planner.plan_delay(2, 3) == 0.0
+
+
+def test_device_only_frames_and_frames_faster_than_predicted_learn_no_delay() -> None:
+    cal = Calibrator(small_planner())
+    alone = published(cal, 1, 2, 4)  # device only: nothing to wait for
+    assert not cal.observe(fell_back(1, alone, 500.0), 1000.0)
+    # A frame of a remote plan answered alone at once (the edge was taken as
+    # down: it never waited, transfer_ms 0) says nothing of the plan's route.
+    d = published(cal, 3, 2, 3)
+    at_once = FrameResult(plan_id=3, exit_point=2, partition=4, latency_ms=500.0,
+                          device_ms=80.0, transfer_ms=0.0, fallback=True)
+    cal.observe(at_once, 1000.0)
+    assert cal.planner.plan_delay(2, 3) == 0.0
+    d = published(cal, 2, 2, 3)
+    cal.observe(fell_back(2, d, d.total_ms - 1.0), 1000.0)  # fell back, yet early
+    assert cal.planner.plan_delay(2, 3) == 0.0
+    with pytest.raises(ValueError):
+        cal.planner.set_plan_delay(2, 4, 10.0)  # device only
+    with pytest.raises(ValueError):
+        cal.planner.set_plan_delay(2, 3, math.nan)
+
+
+def test_switching_calibration_off_forgets_the_delays() -> None:
+    cal = Calibrator(small_planner())
+    d = published(cal, 1, 2, 3)
+    cal.observe(fell_back(1, d, 150.0), 1000.0)
+    cal.set_enabled(False)
+    assert cal.planner.plan_delay(2, 3) == 0.0

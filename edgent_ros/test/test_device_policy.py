@@ -457,3 +457,16 @@ def test_a_trial_carries_the_input_only_where_the_link_carries_it_quickly() -> N
     pol.trial_withheld()
     assert pol.take(p, 0.0, 10.1, connected=True) is dp.Take.TRIAL
     assert pol.stats.snapshot()['trials_withheld'] == 1
+
+
+def test_a_frame_given_up_on_says_how_long_it_waited() -> None:
+    # What the planner learns a remote plan's delay from (calibration item 6).
+    p = plan()
+    pol = policy()
+    out = pending(1, p)
+    pol.sent(out, 10.0, 0.0)
+    assert dp.waited_ms(out) == pytest.approx(1e3 * (out.give_up_s - 10.0))
+    assert dp.waited_ms(pending(2, p)) == 0.0  # never sent: answered alone at once
+    trial = pending(3, p, trial=True)
+    pol.sent(trial, 10.0, 0.0)
+    assert dp.waited_ms(trial) == 0.0  # answered before it went

@@ -412,14 +412,19 @@ class DeviceNode(GuardedNode):
         elif route is dp.Route.FALLBACK:
             exit_point, n = how.exit_point, self.layers[how.exit_point]
             logits, p.device_ms = self.model.head(exit_point, n, p.x), 0.0
+        # A frame given up on waited this long for the edge (the planner learns
+        # from it, calibration item 6); one never sent, 0.
+        waited_ms = dp.waited_ms(p)
         if route in (dp.Route.FINISH, dp.Route.FALLBACK):
             p.device_ms += (time.perf_counter() - start) * 1e3
             self.answer(p, top_k(logits, self.top_k), fallback=True, exit_point=exit_point,
-                        partition=n, predicted_ms=how.predicted_ms)
+                        partition=n, predicted_ms=how.predicted_ms, transfer_ms=waited_ms)
         elif route is dp.Route.LATE:
             self.get_logger().warning(f'frame {p.seq}: no time left for any exit and frames are '
-                                   'waiting: answered at once as late', throttle_duration_sec=5.0)
-            self.answer(p, TopK([], []), fallback=True, failed=True, skipped=True)
+                                      'waiting: answered at once as late',
+                                      throttle_duration_sec=5.0)
+            self.answer(p, TopK([], []), fallback=True, failed=True, skipped=True,
+                        transfer_ms=waited_ms)
         else:
             self.get_logger().error(f'frame {p.seq}: neither its activation nor its input is '
                                     'kept; answering it as failed', throttle_duration_sec=5.0)

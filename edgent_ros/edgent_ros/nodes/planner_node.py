@@ -183,6 +183,7 @@ class PlannerNode(GuardedNode):
         self.bandwidth_source = SOURCES.get(msg.source, 'none')
         self.bandwidth_stamp = self.now_s()
         self.estimates += 1
+        self.calibrator.bandwidth(self.bandwidth_kbps)  # delays learnt on another link go
         self.replan()
 
     def on_result(self, msg: InferenceResult) -> None:
