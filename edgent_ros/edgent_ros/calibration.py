@@ -17,16 +17,20 @@ the ``Calibrator`` learns, and sets on its ``Planner``:
 5. the planning margin: how much slower than predicted the frames at
    ``margin_quantile`` ran (0..0.5); the deadline planned against is
    shrunk by it;
-6. a delay per remote (exit, partition): a frame of that plan that the
-   device answered alone after waiting for the edge in vain (a fallback
-   with ``transfer_ms``, the wait, above 0; a frame answered alone at once,
-   the edge taken as down, teaches nothing) took at least its latency by
-   that route; the plan is predicted to take as long until
-   one of its frames is answered by the edge, or the bandwidth estimate
-   moves by more than DELAY_KBPS_FACTOR from the one it was learnt at. The
-   other items learn only from frames the edge answered, so without it a
-   plan whose every frame falls back (a link that carries its estimated
-   rate but queues) was chosen again and again.
+6. a delay for every remote configuration: a frame that the device
+   answered alone after waiting for the edge in vain (a fallback with
+   ``transfer_ms``, the wait, above 0; a frame answered alone at once, the
+   edge taken as down, teaches nothing) took at least its latency by its
+   plan's route, that much more than predicted. The link (or the edge)
+   answered that much later than modelled, so every remote plan is
+   predicted that much slower (one plan at a time, the planner went through
+   partitions 17, 18 and 19 of the same exit, a missed frame each) until a
+   frame comes back from the edge, or the bandwidth estimate rises above
+   DELAY_KBPS_FACTOR times the one it was learnt at (a better link; a
+   falling estimate only confirms it). The other items learn only from
+   frames the edge answered, so without it a plan whose every frame falls
+   back (a link that carries its estimated rate but queues) was chosen
+   again and again.
 
 Items 1 and 3-5 are looked at every 10 frames; item 2 on every frame. Each
 plan's prediction is recorded when it is published (``record``), so a frame
@@ -46,7 +50,7 @@ from edgent_ros.bandwidth import MIN_SAMPLE_BYTES
 from edgent_ros.planner import Decision, PlanBasis, Planner
 
 RECORDED_PLANS = 64
-DELAY_KBPS_FACTOR = 1.5  # a plan's learnt delay holds while the estimate stays within this
+DELAY_KBPS_FACTOR = 1.5  # the learnt delay holds until the estimate rises this much
 DELAY_STEP_MS = 5.0  # a learnt delay moves by more than this, or not at all
 
 
@@ -93,10 +97,10 @@ class Calibrator:
         # (exit, partition) -> its frames' device time over the scaled prediction
         self.plan_ratios: dict[tuple[int, int], deque[float]] = {}
         self.fresh_residuals = 0
-        # plan id -> (exit, partition, remote); (exit, partition) -> the bandwidth
-        # estimate its delay (item 6) was learnt at
+        # plan id -> (exit, partition, remote); the bandwidth estimate the remote
+        # delay (item 6) was learnt at (None: no delay)
         self.keys: dict[int, tuple[int, int, bool]] = {}
-        self.delay_kbps: dict[tuple[int, int], float] = {}
+        self.delay_kbps: float | None = None
 
     # --- what the planner said ---------------------------------------------------
     def record(self, plan_id: int, d: Decision) -> None:
@@ -178,8 +182,8 @@ class Calibrator:
 
     def _learn_delay(self, frame: FrameResult, bandwidth_kbps: float) -> bool:
         """Item 6: a frame of a remote plan answered on the device after
-        waiting for the edge took ``latency_ms``; the plan's route by the edge
-        would have taken at least as long. True if the plan's delay moved."""
+        waiting for the edge took ``latency_ms``; its plan's route by the edge
+        would have taken at least as long. True if the remote delay moved."""
         got = self.keys.get(frame.plan_id)
         if got is None or not got[2] or not (math.isfinite(bandwidth_kbps) and
                                               bandwidth_kbps > 0):
@@ -188,42 +192,40 @@ class Calibrator:
             return False  # answered alone at once (the edge taken as down): no wait measured
         exit_point, partition, _ = got
         p = self.planner
+        held = p.remote_delay_ms
         try:
-            held = p.plan_delay(exit_point, partition)
             predicted = p.evaluate(exit_point, partition, bandwidth_kbps, 1.0).total_ms - held
         except ValueError:
             return False
         delay = frame.latency_ms - predicted
         if delay <= held + DELAY_STEP_MS:
             return False
-        p.set_plan_delay(exit_point, partition, delay)
-        self.delay_kbps[(exit_point, partition)] = bandwidth_kbps
-        self.log('plan_delay', f'exit {exit_point}, partition {partition}: a frame waited for '
-                 f'the edge in vain and was answered on the device at {frame.latency_ms:.0f} '
-                 f'ms; planning it {delay:.0f} ms slower than predicted')
+        p.set_remote_delay(delay)
+        self.delay_kbps = bandwidth_kbps
+        self.log('remote_delay', f'a frame of exit {exit_point}, partition {partition} waited '
+                 f'for the edge in vain and was answered on the device at '
+                 f'{frame.latency_ms:.0f} ms: planning every remote plan {delay:.0f} ms slower '
+                 'than the link and the edge predict')
         return True
 
     def _clear_delay(self, plan_id: int) -> bool:
-        """A frame of a plan came back from the edge: its delay, if any, goes."""
+        """A frame of a remote plan came back from the edge: the delay goes."""
         got = self.keys.get(plan_id)
-        if got is None or (got[0], got[1]) not in self.delay_kbps:
+        if got is None or not got[2] or self.delay_kbps is None:
             return False
-        del self.delay_kbps[(got[0], got[1])]
-        self.planner.set_plan_delay(got[0], got[1], 0.0)
+        self._forget_delays()
         return True
 
     def bandwidth(self, kbps: float) -> bool:
-        """A new bandwidth estimate: the delays learnt at one more than
-        DELAY_KBPS_FACTOR away go (the link they measured has changed); True
-        if any went."""
-        if not (math.isfinite(kbps) and kbps > 0):
+        """A new bandwidth estimate: the remote delay goes if it rose above
+        DELAY_KBPS_FACTOR times the estimate the delay was learnt at (a
+        better link: try it); True if it went."""
+        if self.delay_kbps is None or not (math.isfinite(kbps) and kbps > 0):
             return False
-        gone = [k for k, at in self.delay_kbps.items()
-                if abs(math.log(kbps / at)) > math.log(DELAY_KBPS_FACTOR)]
-        for key in gone:
-            del self.delay_kbps[key]
-            self.planner.set_plan_delay(*key, 0.0)
-        return bool(gone)
+        if kbps <= DELAY_KBPS_FACTOR * self.delay_kbps:
+            return False
+        self._forget_delays()
+        return True
 
     def _update_scales(self) -> bool:
         p, changed = self.planner, False
@@ -289,8 +291,8 @@ class Calibrator:
         self.planner.clear_plan_factors()
 
     def _forget_delays(self) -> None:
-        self.delay_kbps.clear()
-        self.planner.clear_plan_delays()
+        self.delay_kbps = None
+        self.planner.set_remote_delay(0.0)
 
     # --- changes from outside ------------------------------------------------------------
     def set_margin_quantile(self, quantile: float) -> None:

@@ -140,7 +140,7 @@ class Planner:
         self._device = self._device_base
         self._compute = self._device + self._edge
         self._factor = np.ones(len(self._device_base))
-        self._delay = np.zeros(len(self._device_base))
+        self.remote_delay_ms = 0.0
         self._upload_bits = np.concatenate(upload) * 8.0
         self.transfer_scale = 1.0
         self._result_bits = np.concatenate(result) * 8.0
@@ -182,7 +182,7 @@ class Planner:
 
     def _rescale(self) -> None:
         self._device = self._device_base * self.device_scale * self._factor
-        self._compute = self._device + self._edge + self._delay
+        self._compute = self._device + self._edge + self._remote * self.remote_delay_ms
 
     def set_transfer_scale(self, scale: float) -> None:
         """Multiply every upload's predicted time by ``scale``: measured transfer
@@ -207,26 +207,16 @@ class Planner:
     def plan_factor(self, exit_point: int, partition: int) -> float:
         return float(self._factor[self._flat(exit_point, partition)])
 
-    def set_plan_delay(self, exit_point: int, partition: int, delay_ms: float) -> None:
-        """Add ``delay_ms`` to one remote (exit, partition)'s predicted latency:
-        what its frames took beyond the prediction when the edge's answer came
-        too late and the device answered alone (a link that carries the
-        estimated rate but queues, an edge that is slow): learnt online, so a
-        plan whose frames all fall back is not chosen again and again."""
+    def set_remote_delay(self, delay_ms: float) -> None:
+        """Add ``delay_ms`` to every remote configuration's predicted latency:
+        what frames sent to the edge took beyond their prediction when its
+        answer came too late and the device answered alone (a link that
+        carries the estimated rate but queues, an edge that is slow); learnt
+        online, so the plans whose frames fall back are not chosen again and
+        again, nor their neighbours one after another."""
         if not (np.isfinite(delay_ms) and delay_ms >= 0):
-            raise ValueError(f'plan delay must be a number >= 0 ms, got {delay_ms}')
-        flat = self._flat(exit_point, partition)
-        if not self._remote[flat]:
-            raise ValueError(f'exit {exit_point}, partition {partition} runs on the device '
-                             'alone: no delay to learn')
-        self._delay[flat] = delay_ms
-        self._rescale()
-
-    def plan_delay(self, exit_point: int, partition: int) -> float:
-        return float(self._delay[self._flat(exit_point, partition)])
-
-    def clear_plan_delays(self) -> None:
-        self._delay[:] = 0.0
+            raise ValueError(f'remote delay must be a number >= 0 ms, got {delay_ms}')
+        self.remote_delay_ms = float(delay_ms)
         self._rescale()
 
     def clear_plan_factors(self) -> None:
