@@ -107,10 +107,9 @@ def split(model: nn.Module, example: torch.Tensor, *,
     cuts = valid_cuts(gm.graph)
     bounds = [(start, end) for start, end in zip([0, *cuts], [*cuts, len(body)], strict=True)
               if end > start]
-    stages = [_stage(gm, body[a:b], i) for i, (a, b) in enumerate(bounds)]
     if merge_elementwise:
-        stages = _merge_elementwise(gm, body, bounds, stages)
-    return stages
+        bounds = _merge_elementwise(gm, body, bounds)
+    return [_stage(gm, body[a:b], i) for i, (a, b) in enumerate(bounds)]
 
 
 def valid_cuts(graph: torch.fx.Graph) -> list[int]:
@@ -166,15 +165,16 @@ def _stage(gm: torch.fx.GraphModule, part: list[torch.fx.Node], index: int) -> S
 
 
 def _merge_elementwise(gm: torch.fx.GraphModule, body: list[torch.fx.Node],
-                       bounds: list[tuple[int, int]], stages: list[Stage]) -> list[Stage]:
-    """Fold each stage made only of elementwise ops into the stage before it."""
+                       bounds: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The stage bounds with each stage made only of elementwise ops folded
+    into the stage before it."""
     merged: list[tuple[int, int]] = []
-    for (a, b), stage in zip(bounds, stages, strict=True):
-        if merged and all(op in ELEMENTWISE_KINDS for op in stage.ops):
+    for a, b in bounds:
+        if merged and all(_kind(gm, n) in ELEMENTWISE_KINDS for n in body[a:b]):
             merged[-1] = (merged[-1][0], b)
         else:
             merged.append((a, b))
-    return [_stage(gm, body[a:b], i) for i, (a, b) in enumerate(merged)]
+    return merged
 
 
 def _module(gm: torch.fx.GraphModule, n: torch.fx.Node) -> nn.Module | None:
@@ -250,8 +250,8 @@ def _flops(gm: torch.fx.GraphModule, n: torch.fx.Node) -> int:
     if isinstance(m, nn.Linear):
         return 2 * out * m.in_features
     if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
-        k = m.kernel_size if isinstance(m.kernel_size, int) else math.prod(m.kernel_size)
-        return out * (k * k if isinstance(m.kernel_size, int) else k)
+        k = m.kernel_size
+        return out * (k * k if isinstance(k, int) else math.prod(k))
     if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
         return sum(_numel(a) for a in n.all_input_nodes)
     if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
