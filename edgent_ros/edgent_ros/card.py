@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 # Architectures edgent_ros.model can build, by the name their cards carry.
-KNOWN_ARCHITECTURES = ('branchy_alexnet',)
+KNOWN_ARCHITECTURES = ('branchy_alexnet', 'resnet18', 'mobilenet_v3_small')
 
 
 class ModelError(ValueError):
@@ -25,7 +25,11 @@ class ModelError(ValueError):
 
 @dataclass
 class LayerInfo:
-    """What the profiler and the planner need to know about one layer.
+    """What the profiler and the planner need to know about one stage.
+
+    A stage is one layer of the paper's types in the branchy AlexNet, and a
+    run of layers cut where one tensor crosses in other networks (a residual
+    block, a convolution with its batch norm and activation).
 
     Sizes are float32 bytes of one frame (batch 1). Table I's independent
     variables: input and output data size, input feature maps (channels),
@@ -47,6 +51,8 @@ class LayerInfo:
     in_features: int = 0
     out_features: int = 0
     param_bytes: int = 0
+    flops: int = 0  # floating-point operations, a multiply-add counting 2
+    ops: list[str] = field(default_factory=list)  # a stage's ops, in order
 
 
 @dataclass
@@ -76,6 +82,11 @@ class ModelCard:
     weights_file: str
     weights_sha256: str
     weights_bytes: int
+    # Preprocessing: the frame is resized to input_shape, scaled to [0, 1],
+    # then (x - mean) / std per RGB channel.
+    mean: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+    class_names: list[str] = field(default_factory=list)
 
     def exit(self, exit_point: int) -> ExitInfo:
         for info in self.exits:
@@ -122,6 +133,18 @@ def load_card(path: Path | str) -> ModelCard:
     if card.architecture not in KNOWN_ARCHITECTURES:
         raise ModelError(f'{path}: unknown architecture {card.architecture!r} '
                          f'(known: {sorted(KNOWN_ARCHITECTURES)})')
+    shape = card.input_shape
+    if not (isinstance(shape, list) and len(shape) == 3
+            and all(isinstance(v, int) and v >= 1 for v in shape)):
+        raise ModelError(f'{path}: input_shape must be [C, H, W] of positive integers, '
+                         f'got {shape!r}')
+    for what, values in (('mean', card.mean), ('std', card.std)):
+        if not (isinstance(values, list) and len(values) == shape[0]
+                and all(isinstance(v, (int, float)) for v in values)):
+            raise ModelError(f'{path}: {what} must list {shape[0]} numbers (one per input '
+                             f'channel), got {values!r}')
+    if not all(v > 0 for v in card.std):
+        raise ModelError(f'{path}: std must be positive, got {card.std}')
     return card
 
 
@@ -143,7 +166,7 @@ def resolve_in_package(name_or_path: str | Path, subdir: str, what: str) -> Path
             from ament_index_python.packages import get_package_share_directory
             share = Path(get_package_share_directory('edgent_ros'))
             candidates.append(share / subdir / f'{stem}.yaml')
-        except (ImportError, LookupError, ValueError):
+        except (ImportError, LookupError, ValueError, OSError):  # OSError: no AMENT_PREFIX_PATH
             pass
         candidates.append(Path(__file__).resolve().parent.parent / subdir / f'{stem}.yaml')
     for candidate in candidates:

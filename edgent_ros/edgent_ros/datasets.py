@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -45,22 +46,40 @@ class Split:
     class_names: tuple[str, ...]
 
 
-def to_model_input(images: np.ndarray) -> torch.Tensor:
-    """uint8 RGB images (NxHxWx3 or HxWx3, already INPUT_SIZE square) -> float NCHW in [0, 1]."""
+def to_model_input(images: np.ndarray, mean: Sequence[float] | None = None,
+                   std: Sequence[float] | None = None) -> torch.Tensor:
+    """uint8 RGB images (NxHxWx3 or HxWx3, already the network's size) -> float
+    NCHW: scaled to [0, 1], then (x - mean) / std per channel when given (the
+    model card's normalisation)."""
     if images.ndim == 3:
         images = images[None]
     array = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
     array /= 255.0
+    if mean is not None and std is not None and (any(mean) or any(v != 1 for v in std)):
+        array -= np.asarray(mean, dtype=np.float32)[None, :, None, None]
+        array /= np.asarray(std, dtype=np.float32)[None, :, None, None]
     import torch  # here: the camera node reads data sets without torch
 
     return torch.from_numpy(array)
 
 
-def resize_rgb(image: np.ndarray) -> np.ndarray:
-    """Resize one uint8 RGB image to the network's INPUT_SIZE square."""
-    if image.shape[:2] == (INPUT_SIZE, INPUT_SIZE):
+def resize_rgb(image: np.ndarray, size: tuple[int, int] = (INPUT_SIZE, INPUT_SIZE)
+               ) -> np.ndarray:
+    """Resize one uint8 RGB image to (height, width): area averaging to shrink
+    (a 640x480 frame to 224x224), linear to enlarge."""
+    height, width = size
+    if image.shape[:2] == (height, width):
         return image
-    return cv2.resize(image, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_AREA)
+    shrink = image.shape[0] >= height and image.shape[1] >= width
+    return cv2.resize(image, (width, height),
+                      interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def resize_all(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """resize_rgb over NxHxWx3 images."""
+    if images.shape[1:3] == tuple(size):
+        return images
+    return np.stack([resize_rgb(im, size) for im in images])
 
 
 def jitter(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Co-inference without ROS: the device's head, the edge's tail, and checks between.
 
-The device runs layers [0, p) of an exit's sub-model on a camera frame; the
+The device runs stages [0, p) of an exit's sub-model on a camera frame; the
 edge checks what arrives against the model (exit and partition in range,
 shape, data type, finite values) and runs [p, N). Both sides use the same
 model file, so the edge knows exactly what activation a (exit, partition)
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from edgent_ros import datasets
-from edgent_ros.model import BranchyAlexNet, ModelCard
+from edgent_ros.model import BranchyNetwork, ModelCard
 
 
 class ActivationError(ValueError):
@@ -31,9 +31,15 @@ class TopK:
     scores: list[float]
 
 
-def preprocess(rgb: np.ndarray) -> torch.Tensor:
-    """An HxWx3 uint8 RGB frame -> the network's 1x3x32x32 float input."""
-    return datasets.to_model_input(datasets.resize_rgb(np.ascontiguousarray(rgb)))
+def preprocess(rgb: np.ndarray, card: ModelCard | None = None) -> torch.Tensor:
+    """An HxWx3 uint8 RGB frame of any size -> the network's 1xCxHxW float
+    input: resized to the card's input size, normalised as the card says (the
+    default model's 32x32 in [0, 1] without a card)."""
+    if card is None:
+        return datasets.to_model_input(datasets.resize_rgb(np.ascontiguousarray(rgb)))
+    size = (card.input_shape[1], card.input_shape[2])
+    return datasets.to_model_input(datasets.resize_rgb(np.ascontiguousarray(rgb), size),
+                                   card.mean, card.std)
 
 
 def top_k(logits: torch.Tensor, k: int) -> TopK:
@@ -52,7 +58,7 @@ class CoInferenceModel:
     """A loaded branchy model and its card, with the checks both sides need.
 
     ``slowdown`` (>= 1) emulates a CPU that many times slower than this one,
-    for testbeds: after each run of layers the calling thread sleeps until the
+    for testbeds: after each run of stages the calling thread sleeps until the
     run's wall time is slowdown x the median CPU time of that same run of
     layers over its last ``SLOW_HISTORY`` runs (this one included). A device
     runs a fixed workload at a steady pace; this host's jitter (preemption by
@@ -65,7 +71,7 @@ class CoInferenceModel:
 
     SLOW_HISTORY = 15
 
-    def __init__(self, net: BranchyAlexNet, card: ModelCard, slowdown: float = 1.0) -> None:
+    def __init__(self, net: BranchyNetwork, card: ModelCard, slowdown: float = 1.0) -> None:
         if not (np.isfinite(slowdown) and slowdown >= 1.0):
             raise ValueError(f'slowdown must be a number >= 1, got {slowdown}')
         self.net = net.eval()

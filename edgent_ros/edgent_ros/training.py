@@ -24,7 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from edgent_ros import datasets
-from edgent_ros.model import BranchyAlexNet, save
+from edgent_ros.model import BranchyAlexNet, BranchyNetwork, save
 
 
 @dataclass
@@ -53,7 +53,7 @@ def joint_loss(outputs: Sequence[torch.Tensor], labels: torch.Tensor,
 
 
 @torch.no_grad()
-def evaluate(model: BranchyAlexNet, images: np.ndarray, labels: np.ndarray,
+def evaluate(model: BranchyNetwork, images: np.ndarray, labels: np.ndarray,
              batch_size: int = 256) -> list[float]:
     """Accuracy of every exit on uint8 RGB images."""
     was_training = model.training
@@ -68,7 +68,7 @@ def evaluate(model: BranchyAlexNet, images: np.ndarray, labels: np.ndarray,
     return [float(c / len(images)) for c in correct]
 
 
-def train_steps(model: BranchyAlexNet, images: np.ndarray, labels: np.ndarray,
+def train_steps(model: BranchyNetwork, images: np.ndarray, labels: np.ndarray,
                 config: TrainConfig, *, max_steps: int | None = None,
                 progress: bool = True) -> list[float]:
     """Train in place; return the mean joint loss of each epoch (or of each step

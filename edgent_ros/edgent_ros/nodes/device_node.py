@@ -311,7 +311,8 @@ class DeviceNode(GuardedNode):
         if not connected and take not in (dp.Take.DEVICE_ONLY, dp.Take.DEVICE_ONLY_TRIAL):
             self.get_logger().warning('no edge connected: answering frames on the device',
                                    throttle_duration_sec=5.0)
-        start, p.x, p.trial = time.perf_counter(), preprocess(rgb), take is dp.Take.TRIAL
+        start, p.trial = time.perf_counter(), take is dp.Take.TRIAL
+        p.x = preprocess(rgb, self.model.card)
         how = None
         if take in (dp.Take.ALONE, dp.Take.TRIAL):
             how = self.policy.route_now(take, plan, self.age_ms(p.header),
