@@ -36,9 +36,10 @@ class NodeSpec:
 
     ``remap_arguments``: (topic, argument): the topic is remapped to the
     argument's value when it is given. ``parameter_arguments``: (parameter,
-    argument): the parameter is set to the argument's value (a double) when it
-    is given. ``enabled_by``: an argument ('true'/'false') that switches the
-    node on or off. ``may_finish``: the node may end by itself (a camera
+    argument, type): the parameter is set to the argument's value, as a
+    'double' or 'string' ('width'/'height': from camera_size's WIDTHxHEIGHT),
+    when it is given. ``enabled_by``: an argument ('true'/'false') that
+    switches the node on or off. ``may_finish``: the node may end by itself (a camera
     replaying a fixed count of frames) without the others stopping.
     """
 
@@ -48,7 +49,7 @@ class NodeSpec:
     namespace: str
     remappings: tuple[tuple[str, str], ...] = ()
     remap_arguments: tuple[tuple[str, str], ...] = ()
-    parameter_arguments: tuple[tuple[str, str], ...] = ()
+    parameter_arguments: tuple[tuple[str, str, str], ...] = ()
     enabled_by: str = ''
     may_finish: bool = False
 
@@ -65,19 +66,26 @@ class NodeSpec:
 NODES: dict[str, tuple[NodeSpec, ...]] = {
     'device': (
         NodeSpec('camera_node', 'edgent_ros.nodes.camera_node:CameraNode', 'camera', '/device',
+                 parameter_arguments=(('image_width', 'camera_size', 'width'),
+                                      ('image_height', 'camera_size', 'height')),
                  enabled_by='use_camera', may_finish=True),
         NodeSpec('device_node', 'edgent_ros.nodes.device_node:DeviceNode', 'device', '/device',
                  (('tensor', '/edge/tensor'), ('reply', '/edge/reply')),
-                 remap_arguments=(('image', 'image'),)),
+                 remap_arguments=(('image', 'image'),),
+                 parameter_arguments=(('model', 'model', 'string'),)),
         NodeSpec('bandwidth_monitor', 'edgent_ros.nodes.bandwidth_monitor:BandwidthMonitor',
                  'bandwidth_monitor', '/device',
                  (('probe', '/edge/probe'), ('probe/reply', '/edge/probe/reply'))),
         NodeSpec('planner_node', 'edgent_ros.nodes.planner_node:PlannerNode', 'planner',
-                 '/device', parameter_arguments=(('latency_requirement_ms',
-                                                  'latency_requirement_ms'),)),
+                 '/device', parameter_arguments=(
+                     ('latency_requirement_ms', 'latency_requirement_ms', 'double'),
+                     ('model', 'model', 'string'),
+                     ('device_profile', 'device_profile', 'string'),
+                     ('edge_profile', 'edge_profile', 'string'))),
     ),
     'edge': (
-        NodeSpec('edge_node', 'edgent_ros.nodes.edge_node:EdgeNode', 'edge', '/edge'),
+        NodeSpec('edge_node', 'edgent_ros.nodes.edge_node:EdgeNode', 'edge', '/edge',
+                 parameter_arguments=(('model', 'model', 'string'),)),
         NodeSpec('probe_echo', 'edgent_ros.nodes.probe_echo:ProbeEcho', 'probe_echo', '/edge'),
     ),
 }
@@ -90,9 +98,26 @@ ARGUMENTS: dict[str, tuple[LaunchArgument, ...]] = {
                        'real camera driver publishes the images)'),
         LaunchArgument('latency_requirement_ms', '', 'the planner\'s deadline, ms (default: '
                        'the parameter file\'s)'),
+        LaunchArgument('model', '', 'model name in the package\'s models/ or path to its '
+                       'YAML, for the device node and the planner (default: the parameter '
+                       'file\'s); the edge must be given the same'),
+        LaunchArgument('device_profile', '', 'the planner\'s latency profile of the device '
+                       '(name in config/profiles/ or path; default: the parameter file\'s)'),
+        LaunchArgument('edge_profile', '', 'the planner\'s latency profile of the edge '
+                       '(default: the parameter file\'s)'),
+        LaunchArgument('camera_size', 'auto', 'WIDTHxHEIGHT of the data-set camera\'s frames; '
+                       'auto: 640x480 when the model given takes more than 32x32 pixels, '
+                       'else the parameter file\'s (0x0: the source\'s own size)'),
     ),
-    'edge': (),
+    'edge': (
+        LaunchArgument('model', '', 'model name or YAML path for the edge node (default: the '
+                       'parameter file\'s); the device must be given the same'),
+    ),
 }
+
+# The camera's frame size when camera_size is auto and the model given takes
+# more than 32x32 pixels: a common camera resolution.
+AUTO_CAMERA_SIZE = (640, 480)
 
 
 @dataclass
@@ -101,7 +126,7 @@ class NodeSettings:
 
     enabled: bool = True
     remappings: list[tuple[str, str]] = field(default_factory=list)
-    parameters: dict[str, float] = field(default_factory=dict)
+    parameters: dict[str, float | int | str] = field(default_factory=dict)
 
 
 TRUE = ('true', '1', 'yes', 'on')
@@ -141,14 +166,40 @@ def node_settings(spec: NodeSpec, given: Mapping[str, str]) -> NodeSettings:
     for topic, argument in spec.remap_arguments:
         if given.get(argument, ''):
             settings.remappings.append((topic, given[argument]))
-    for parameter, argument in spec.parameter_arguments:
-        text = given.get(argument, '')
-        if text:
+    for parameter, argument, kind in spec.parameter_arguments:
+        text = given.get(argument, '').strip()
+        if argument == 'camera_size':
+            size = camera_size(text, given.get('model', '').strip())
+            if size is not None:
+                settings.parameters[parameter] = size[0 if kind == 'width' else 1]
+        elif text and kind == 'string':
+            settings.parameters[parameter] = text
+        elif text:
             try:
                 settings.parameters[parameter] = float(text)
             except ValueError:
                 raise ValueError(f'{argument} must be a number, got {text!r}') from None
     return settings
+
+
+def camera_size(text: str, model: str) -> tuple[int, int] | None:
+    """The camera_size argument as (width, height), or None to leave the
+    parameter file's. 'auto': AUTO_CAMERA_SIZE when ``model`` (the model
+    argument) is given and its card takes more than 32x32 pixels."""
+    if text in ('', 'auto'):
+        if text == '' or not model:
+            return None
+        from edgent_ros.card import ModelError, load_card, resolve_model_path
+        try:
+            shape = load_card(resolve_model_path(model)).input_shape
+        except ModelError:
+            return None  # the nodes refuse the model themselves, saying why
+        return AUTO_CAMERA_SIZE if max(shape[1:]) > 32 else None
+    width, sep, height = text.lower().partition('x')
+    if not (sep and width.isdigit() and height.isdigit()):
+        raise ValueError(f'camera_size must be WIDTHxHEIGHT (e.g. 640x480), auto or 0x0, '
+                         f'got {text!r}')
+    return int(width), int(height)
 
 
 # A node that dies is started again after RESPAWN_DELAY_S, at most

@@ -80,10 +80,16 @@ def split(model: nn.Module, example: torch.Tensor, *,
     """The stages of ``model`` (traced with torch.fx on ``example``, batch 1),
     cut wherever exactly one tensor crosses. StageError if it does not trace
     or takes or returns anything but one tensor."""
+    tracer = _PathTracer()
     try:
-        gm = torch.fx.symbolic_trace(model)
+        graph = tracer.trace(model)
     except Exception as exc:  # torch.fx raises many kinds on untraceable code
-        raise StageError(f'{type(model).__name__} does not trace with torch.fx: {exc}') from exc
+        where = type(model).__name__
+        if tracer.failed_in:
+            path = tracer.failed_in
+            where += f", in its module '{path}' ({type(model.get_submodule(path)).__name__})"
+        raise StageError(f'{where} does not trace with torch.fx: {exc}') from exc
+    gm = torch.fx.GraphModule(tracer.root, graph, type(model).__name__)
     nodes = list(gm.graph.nodes)
     inputs = [n for n in nodes if n.op == 'placeholder']
     outputs = [n for n in nodes if n.op == 'output']
@@ -110,6 +116,28 @@ def split(model: nn.Module, example: torch.Tensor, *,
     if merge_elementwise:
         bounds = _merge_elementwise(gm, body, bounds)
     return [_stage(gm, body[a:b], i) for i, (a, b) in enumerate(bounds)]
+
+
+class _PathTracer(torch.fx.Tracer):
+    """torch.fx's tracer, remembering the innermost module it was in when
+    tracing failed (so the error can name it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.path: list[str] = []
+        self.failed_in = ''
+
+    def call_module(self, m: nn.Module, forward: object, args: tuple, kwargs: dict) -> object:
+        name = self.path_of_module(m)
+        self.path.append(name)
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception:
+            if not self.failed_in:
+                self.failed_in = name
+            raise
+        finally:
+            self.path.pop()
 
 
 def valid_cuts(graph: torch.fx.Graph) -> list[int]:

@@ -159,3 +159,20 @@ def bed() -> Iterator[object]:
     assert bed.device_ns not in testbed.leftovers()
     survivors = [pid for pid in inside if Path(f'/proc/{pid}').exists()]
     assert not survivors, f'processes outlived the testbed: {survivors}'
+
+
+@pytest.fixture(scope='session')
+def vga_model(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """A MobileNetV3-Small with exits at 224x224 (random weights, 10 classes),
+    saved as a model card and state_dict: the YAML's path."""
+    import torch
+
+    from edgent_ros import model as m
+
+    torch.manual_seed(0)
+    net = m.BranchyNetwork('mobilenet_v3_small', 10, (3, 224, 224)).eval()
+    directory = tmp_path_factory.mktemp('models')
+    _, card = m.save(net, directory, 'mobilenet_test224', accuracies=[0.5, 0.6, 0.7, 0.8],
+                     dataset='none (random weights)', seed=0, training={},
+                     class_names=[str(i) for i in range(10)])
+    return card

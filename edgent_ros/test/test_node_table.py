@@ -47,6 +47,24 @@ def test_arguments_given_remap_override_and_switch_nodes() -> None:
     assert '-p latency_requirement_ms:=300.0' in args
 
 
+def test_model_argument_reaches_every_node_that_loads_a_model() -> None:
+    given = parse_arguments(['model:=/models/my_net.yaml', 'camera_size:=1280x720'],
+                            ('device', 'edge'))
+    for name in ('device', 'planner', 'edge'):
+        assert node_settings(spec(name), given).parameters['model'] == '/models/my_net.yaml'
+    camera = node_settings(spec('camera'), given).parameters
+    assert camera == {'image_width': 1280, 'image_height': 720}
+    args = ' '.join(ros_args(spec('device'), [], [], [], given))
+    assert "-p model:='/models/my_net.yaml'" in args
+
+
+def test_camera_size_auto_follows_the_model_given() -> None:
+    # The paper's 32x32 model: the parameter file's size stands.
+    small = parse_arguments(['model:=branchy_alexnet_digits'], ('device',))
+    assert node_settings(spec('camera'), small).parameters == {}
+    assert node_settings(spec('camera'), parse_arguments([], ('device',))).parameters == {}
+
+
 @pytest.mark.parametrize('pairs, message', [
     (['deadline:=3'], 'unknown launch argument'),
     (['latency_requirement_ms'], 'expected NAME:=VALUE'),
@@ -58,6 +76,7 @@ def test_bad_arguments_are_refused_with_the_reason(pairs: list[str], message: st
 
 @pytest.mark.parametrize('pair, message', [
     ('latency_requirement_ms:=fast', 'latency_requirement_ms must be a number'),
+    ('camera_size:=640', 'camera_size must be WIDTHxHEIGHT'),
     ('use_camera:=maybe', 'use_camera must be true or false'),
 ])
 def test_bad_argument_values_are_refused_with_the_reason(pair: str, message: str) -> None:

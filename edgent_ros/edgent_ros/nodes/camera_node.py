@@ -6,7 +6,10 @@ time to replay from a given frame, e.g. 0 to show a benchmark's every
 condition the same frames), ``folder:<dir>`` (every
 image file), ``video:<file>`` or ``camera:<index>`` (OpenCV VideoCapture).
 Images go out on ``image`` with sensor-data QoS, in ``encoding`` (rgb8,
-bgr8 or mono8).
+bgr8 or mono8). Data-set frames (32x32) are published at ``image_width`` x
+``image_height`` when those are set (the launch files set 640x480 for a
+model that takes more than 32x32 pixels), as a camera would give them;
+folder, video and camera sources keep their own size.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 from sensor_msgs.msg import Image
 
 from edgent_ros import image_codec
+from edgent_ros.datasets import resize_rgb
 from edgent_ros.frames import SourceError, capture_frames, dataset_frames, folder_frames
 from edgent_ros.nodes.params import ParamSchema, ParamSpec, Value
 from edgent_ros.nodes.runner import GuardedNode, run_node
@@ -32,6 +36,10 @@ PARAMS = ParamSchema(
     ParamSpec('count', 0, 'Frames to publish, then stop; 0 = all (forever with loop).', 0,
               10**9, read_only=True),
     ParamSpec('loop', True, 'Start again at the end of the source.', read_only=True),
+    ParamSpec('image_width', 0, 'Width of data-set frames, px (0: the data set\'s own); '
+              'folder, video and camera sources keep their size.', 0, 7680, read_only=True),
+    ParamSpec('image_height', 0, 'Height of data-set frames, px (0: the data set\'s own).',
+              0, 4320, read_only=True),
     ParamSpec('encoding', 'rgb8', 'Image encoding.', read_only=True, choices=ENCODINGS),
     ParamSpec('frame_id', 'camera', 'header.frame_id of images.', read_only=True),
     ParamSpec('wait_for_subscribers', False,
@@ -52,13 +60,19 @@ class CameraNode(GuardedNode):
         self.count, self.loop, self.encoding = p['count'], p['loop'], p['encoding']
         self.frame_id, self.wait_for_subscribers = p['frame_id'], p['wait_for_subscribers']
         self.index = p['next_index']
+        self.size = (p['image_width'], p['image_height'])
+        if (self.size[0] == 0) != (self.size[1] == 0):
+            raise ValueError(f'image_width and image_height must be both 0 or both set, got '
+                             f'{self.size[0]}x{self.size[1]}')
         self.class_names: tuple[str, ...] = ()
         self.frames = None
         self.stream = None
         self.target = ''
         self.finished = False
+        self.resize = False
         if source in ('digits', 'cifar10'):
             self.frames, self.class_names = dataset_frames(source, seed, data_dir)
+            self.resize = bool(self.size[0])  # each frame as it goes (360 VGA frames: 330 MB)
         elif source.startswith('folder:'):
             self.frames = folder_frames(source.split(':', 1)[1])
         elif source.startswith(('video:', 'camera:')):
@@ -71,7 +85,8 @@ class CameraNode(GuardedNode):
         self.image_pub = self.create_publisher(Image, 'image', IMAGE_QOS)
         self.label_pub = self.create_publisher(FrameLabel, 'labels', 10)
         self.timer = self.create_timer(1.0 / rate, self.on_timer)
-        self.get_logger().info(f'publishing {source} at {rate:g} Hz as {self.encoding}')
+        size = f' at {self.size[0]}x{self.size[1]}' if self.resize else ''
+        self.get_logger().info(f'publishing {source}{size} at {rate:g} Hz as {self.encoding}')
 
     def check_changes(self, changes: dict[str, Value]) -> str | None:
         if 'next_index' not in changes:
@@ -108,6 +123,8 @@ class CameraNode(GuardedNode):
             self.finished = True
             return
         rgb, label = frame
+        if self.resize:
+            rgb = resize_rgb(rgb, (self.size[1], self.size[0]))
         msg = image_codec.from_rgb(rgb, self.encoding)
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = self.frame_id
