@@ -223,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                         help='stop after this many seconds (0 = until Ctrl-C)')
     parser.add_argument('arguments', nargs='*', metavar='NAME:=VALUE',
                         help='launch arguments, as ros2 launch takes them (device role: '
-                             'image, use_camera, latency_requirement_ms)')
+                             'image, use_camera, latency_requirement_ms, model, camera_size, '
+                             'device_profile, edge_profile; edge role: model)')
     args = parser.parse_args(argv)
     try:
         given = parse_arguments(args.arguments, roles_of(args.role))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
+from edgent_ros.card import ModelCard
+
 
 @dataclass
 class FrameRecord:
@@ -61,6 +63,30 @@ def frame_line(x: FrameRecord) -> str:
             f'measured {x.latency_ms:7.1f} ms  deadline {"met " if x.deadline_met else "MISS"}  '
             f'correct {correct}  by ' + ('edge' if x.remote else 'device') +
             ('  (local fallback)' if x.fallback else ''))
+
+
+def cut_text(card: ModelCard | None, exit_point: int, partition: int) -> str:
+    """Where a plan cuts the network, in words: after which stage, and how
+    many bytes cross the link there against the input's."""
+    if card is None:
+        return f'exit {exit_point}, partition {partition}'
+    try:
+        layers = card.exit(exit_point).layers
+    except ValueError:
+        return f'exit {exit_point} (not in {card.name}), partition {partition}'
+    n = len(layers)
+    where = f'exit {exit_point}/{len(card.exits)}'
+    if partition <= 0:
+        return f'{where}, all {n} stages on the edge: the {_kb(card.input_bytes)} input crosses'
+    if partition >= n:
+        return f'{where}, all {n} stages on the device: nothing crosses'
+    stage = layers[partition - 1]
+    return (f'{where}, cut after {stage.name} (stage {partition} of {n}): '
+            f'{_kb(stage.out_bytes)} cross instead of the {_kb(card.input_bytes)} input')
+
+
+def _kb(nbytes: int) -> str:
+    return f'{nbytes / 1000:.1f} KB' if nbytes < 10**6 else f'{nbytes / 1e6:.2f} MB'
 
 
 def summary_text(figures: dict[str, float]) -> str:

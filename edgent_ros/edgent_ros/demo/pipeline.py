@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO
 
 from edgent_ros import dds_profile, testbed
+from edgent_ros.card import ModelError, load_card, resolve_model_path
 from edgent_ros.latency import ProfileError, load_profile
 
 
@@ -54,11 +55,13 @@ def machine_key() -> str:
 
 
 def ensure_profile(role: str, quota: float | None, refresh: bool,
-                   slowdown: float = 1.0) -> Path:
+                   slowdown: float = 1.0, model: str = '') -> Path:
     """This machine's profile for a role, made with edgent-profile unless cached
-    (``slowdown``: of a device emulated that many times slower than this CPU)."""
+    (``slowdown``: of a device emulated that many times slower than this CPU;
+    ``model``: a model other than the default, whose stages it sweeps around)."""
     suffix = f'-q{quota:g}' if quota else ''
     suffix += f'-x{slowdown:g}' if slowdown > 1 else ''
+    suffix += f'-{Path(model).stem}' if model else ''
     path = cache_dir() / f'{role}{suffix}-{machine_key()}.yaml'
     if path.is_file() and not refresh:
         try:
@@ -71,6 +74,8 @@ def ensure_profile(role: str, quota: float | None, refresh: bool,
         cmd += ['--cpu-quota', str(quota)]
     if slowdown > 1:
         cmd += ['--slowdown', str(slowdown)]
+    if model:
+        cmd += ['--model', model]
     what = f'{role} under a {100 * quota:.0f}% CPU quota' if quota else role
     what += f' slowed {slowdown:g}x' if slowdown > 1 else ''
     print(f'[edgent-demo] profiling this machine as the {what} (once; cached in {path})',
@@ -98,8 +103,8 @@ def emulated_device_overrides(slowdown: float, rate_hz: float, *,
 
 
 def start_on_testbed(bed: testbed.Testbed, overrides: list[str], quota: float | None,
-                     device_log: IO, edge_log: IO,
-                     edge_overrides: Sequence[str] = ()) -> dict[str, subprocess.Popen]:
+                     device_log: IO, edge_log: IO, edge_overrides: Sequence[str] = (),
+                     model: str = '') -> dict[str, subprocess.Popen]:
     """Start the edge side and the device side (with parameter overrides) on a testbed.
 
     Only the inference node runs on the emulated Pi CPU: the quota's stalls
@@ -109,7 +114,8 @@ def start_on_testbed(bed: testbed.Testbed, overrides: list[str], quota: float | 
     """
     bringup = tool('edgent-bringup')
     device_cmd = [bringup, '--role', 'device'] + [a for o in overrides for a in ('--set', o)]
-    edge = bed.spawn('edge', edge_command(edge_overrides), stdout=edge_log,
+    device_cmd += [f'model:={model}'] if model else []
+    edge = bed.spawn('edge', edge_command(edge_overrides, model), stdout=edge_log,
                      stderr=subprocess.STDOUT)
     # The device side starts once the edge serves: the camera starts in a
     # second, the edge loads torch first, and frames taken before it serves
@@ -137,10 +143,10 @@ def wait_for_line(path: str | None, text: str, *, timeout_s: float) -> bool:
     return False
 
 
-def edge_command(edge_overrides: Sequence[str] = ()) -> list[str]:
+def edge_command(edge_overrides: Sequence[str] = (), model: str = '') -> list[str]:
     """The command that starts the edge side (to start it again after a kill)."""
     return [tool('edgent-bringup'), '--role', 'edge'] + \
-        [a for o in edge_overrides for a in ('--set', o)]
+        [a for o in edge_overrides for a in ('--set', o)] + ([f'model:={model}'] if model else [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--cpu-quota', type=float, default=None,
                         help='instead of --slowdown: the device node under a CPU quota, as a '
                              'fraction of one core (e.g. 0.15)')
+    parser.add_argument('--model', default='',
+                        help='model name in the package\'s models/ or path to its YAML '
+                             '(default: the parameter files\', branchy_alexnet_digits); a model '
+                             'over 32x32 gets 640x480 camera frames')
     parser.add_argument('--no-testbed', action='store_true', help='unshaped, on loopback')
     parser.add_argument('--reprofile', action='store_true', help='profile this machine again')
     parser.add_argument('--log-dir', type=Path, default=Path('/tmp/edgent_demo'))
@@ -176,8 +186,16 @@ def main(argv: list[str] | None = None) -> int:
     if not shaped:
         print(f'[edgent-demo] NOT shaped: {why}; running on loopback without a link limit '
               'or a slowed device', flush=True)
-    device_profile = ensure_profile('device', quota, args.reprofile, slowdown=slowdown)
-    edge_profile = ensure_profile('edge', None, args.reprofile)
+    if args.model:
+        try:
+            card = load_card(resolve_model_path(args.model))
+        except ModelError as exc:
+            parser.error(str(exc))
+        print(f'[edgent-demo] model {card.name}: {card.architecture}, input '
+              f'{"x".join(map(str, card.input_shape))}, {len(card.exits)} exits', flush=True)
+    device_profile = ensure_profile('device', quota, args.reprofile, slowdown=slowdown,
+                                    model=args.model)
+    edge_profile = ensure_profile('edge', None, args.reprofile, model=args.model)
     overrides = [f'planner.device_profile:={device_profile}',
                  f'planner.edge_profile:={edge_profile}',
                  f'planner.latency_requirement_ms:={args.deadline_ms}',
@@ -185,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
                  f'camera.rate_hz:={args.rate}', f'device.emulated_slowdown:={slowdown}']
     bringup = tool('edgent-bringup')
     device_cmd = [bringup, '--role', 'device'] + [a for o in overrides for a in ('--set', o)]
+    device_cmd += [f'model:={args.model}'] if args.model else []
     monitor_cmd = [tool('edgent-monitor'), '--frames', str(args.frames),
+                   *(['--model', args.model] if args.model else []),
                    '--timeout', str(120 + 3 * args.frames / args.rate),
                    '--ros-args', '-r', '__ns:=/device']
     args.log_dir.mkdir(parents=True, exist_ok=True)
@@ -201,12 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if shaped:
             with testbed.Testbed(args.bandwidth_kbps) as bed:
-                start_on_testbed(bed, overrides, quota, logs['device'], logs['edge'])
+                start_on_testbed(bed, overrides, quota, logs['device'], logs['edge'],
+                                 model=args.model)
                 code = bed.spawn('device', monitor_cmd).wait()
         else:
             env = dict(os.environ, PYTHONUNBUFFERED='1')
             env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-            procs = [subprocess.Popen(edge_command(), env=env, stdout=logs['edge'],
+            procs = [subprocess.Popen(edge_command(model=args.model), env=env,
+                                      stdout=logs['edge'],
                                       stderr=subprocess.STDOUT),
                      subprocess.Popen(device_cmd, env=env, stdout=logs['device'],
                                       stderr=subprocess.STDOUT)]
