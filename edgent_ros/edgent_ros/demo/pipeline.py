@@ -86,12 +86,12 @@ def ensure_profile(role: str, quota: float | None, refresh: bool,
 
 def emulated_device_overrides(slowdown: float, rate_hz: float, *,
                               deadline_ms: float | None = None,
-                              initial_kbps: float | None = None) -> list[str]:
+                              initial_kbps: float | None = None, model: str = '') -> list[str]:
     """Parameter overrides for a pipeline whose device's layers run ``slowdown``
     times slower than this CPU, planned on this machine's profiles (made once
-    and cached): what the testbed benchmarks share."""
-    device_profile = ensure_profile('device', None, False, slowdown=slowdown)
-    edge_profile = ensure_profile('edge', None, False)
+    and cached; for ``model`` when given): what the testbed benchmarks share."""
+    device_profile = ensure_profile('device', None, False, slowdown=slowdown, model=model)
+    edge_profile = ensure_profile('edge', None, False, model=model)
     overrides = [f'planner.device_profile:={device_profile}',
                  f'planner.edge_profile:={edge_profile}', f'camera.rate_hz:={rate_hz}',
                  f'device.emulated_slowdown:={slowdown}']
