@@ -9,6 +9,7 @@ itself is in ``edgent_ros.model``.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ import yaml
 
 # Architectures edgent_ros.model can build, by the name their cards carry.
 KNOWN_ARCHITECTURES = ('branchy_alexnet', 'resnet18', 'mobilenet_v3_small')
+# A network of the user's own: package.module:factory (edgent_ros.model).
+USER_ARCHITECTURE = re.compile(r'[A-Za-z_][\w.]*:[A-Za-z_]\w*')
 
 
 class ModelError(ValueError):
@@ -130,9 +133,10 @@ def load_card(path: Path | str) -> ModelCard:
         card = ModelCard(**{**raw, 'exits': exits})
     except (KeyError, TypeError) as exc:
         raise ModelError(f'{path}: missing or unexpected field: {exc}') from None
-    if card.architecture not in KNOWN_ARCHITECTURES:
+    if card.architecture not in KNOWN_ARCHITECTURES and not USER_ARCHITECTURE.fullmatch(
+            str(card.architecture)):
         raise ModelError(f'{path}: unknown architecture {card.architecture!r} '
-                         f'(known: {sorted(KNOWN_ARCHITECTURES)})')
+                         f'(known: {sorted(KNOWN_ARCHITECTURES)}, or package.module:factory)')
     shape = card.input_shape
     if not (isinstance(shape, list) and len(shape) == 3
             and all(isinstance(v, int) and v >= 1 for v in shape)):

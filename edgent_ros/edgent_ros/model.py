@@ -26,6 +26,7 @@ This module is plain PyTorch and never imports rclpy.
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -184,11 +185,34 @@ assert set(ARCHITECTURES) == set(KNOWN_ARCHITECTURES)
 
 
 def _architecture(name: str) -> Architecture:
-    try:
+    """A built-in architecture, or a user's: ``package.module:factory``, a
+    callable taking the number of classes and returning the whole network as
+    an ``nn.Module`` (it must trace with torch.fx and map one image tensor to
+    logits). Exits go by FLOPs share; input 3x224x224 and ImageNet
+    normalisation unless the card says otherwise."""
+    if name in ARCHITECTURES:
         return ARCHITECTURES[name]
-    except KeyError:
-        raise ModelError(f'unknown architecture {name!r} (known: {sorted(ARCHITECTURES)})') \
-            from None
+    module_name, sep, attribute = name.partition(':')
+    if not (sep and module_name and attribute):
+        raise ModelError(f'unknown architecture {name!r} (known: {sorted(ARCHITECTURES)}, or '
+                         'package.module:factory for a network of your own)')
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ModelError(f'architecture {name!r}: cannot import {attribute} from '
+                         f'{module_name}: {exc}') from None
+    if not callable(factory):
+        raise ModelError(f'architecture {name!r}: {attribute} is not callable')
+
+    def backbone(num_classes: int) -> nn.Module:
+        net = factory(num_classes)
+        if not isinstance(net, nn.Module):
+            raise ModelError(f'architecture {name!r}: {attribute}({num_classes}) returned a '
+                             f'{type(net).__name__}, not an nn.Module')
+        return net
+
+    return Architecture(backbone=backbone, input_shape=(3, 224, 224), mean=IMAGENET_MEAN,
+                        std=IMAGENET_STD, description=f'{name} (user-defined)')
 
 
 class BranchyNetwork(nn.Module):
@@ -408,7 +432,7 @@ def make_card(model: BranchyNetwork, *, name: str, accuracies: Sequence[float],
               dataset: str, seed: int, training: dict[str, Any], weights_path: Path,
               mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
               class_names: Sequence[str] = ()) -> ModelCard:
-    spec = ARCHITECTURES[model.architecture]
+    spec = _architecture(model.architecture)
     exits = []
     for e in range(1, model.num_exits + 1):
         exits.append(ExitInfo(

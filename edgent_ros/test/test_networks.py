@@ -146,3 +146,64 @@ def test_a_whole_model_file_of_another_architecture_is_refused(tmp_path: Path) -
     card.write_text(yaml.safe_dump(raw))
     with pytest.raises(m.ModelError, match=r"does not fit resnet18: has no tensor 'trunk\.conv1"):
         m.load(card)
+
+
+USER_NET = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.SiLU())
+        self.a = nn.Conv2d(16, 16, 3, 1, 1)
+        self.b = nn.Conv2d(16, 16, 1)
+        self.down = nn.Sequential(nn.Conv2d(32, 32, 3, 2, 1), nn.ReLU())
+        self.head = nn.Linear(32, num_classes)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = torch.cat([self.a(x), self.b(x)], dim=1)  # a branch, kept in one stage
+        x = self.down(x)
+        return self.head(x.mean((2, 3)))
+
+
+class Bad(Net):
+    def forward(self, x):
+        if x.sum() > 0:
+            return super().forward(x)
+        return super().forward(-x)
+
+
+def build(num_classes):
+    return Net(num_classes)
+
+
+def build_bad(num_classes):
+    return nn.Sequential(nn.Identity(), Bad(num_classes))
+'''
+
+
+def test_a_network_of_the_users_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / 'my_nets.py').write_text(USER_NET)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    torch.manual_seed(0)
+    net = m.BranchyNetwork('my_nets:build', 5, (3, 32, 32)).eval()
+    assert net.num_exits >= 2
+    assert any(s.kind == 'block' and 'concat' in s.ops for s in net.trunk_stages)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.inference_mode():
+        for e in range(1, net.num_exits + 1):
+            whole = net.run(e, x)
+            for p in range(net.num_layers(e) + 1):
+                torch.testing.assert_close(net.run(e, net.run(e, x, 0, p), p), whole)
+    _, card = m.save(net, tmp_path, 'mine', accuracies=[0.5] * net.num_exits, dataset='none',
+                     seed=0, training={})
+    loaded, loaded_card = m.load(card)
+    assert loaded_card.architecture == 'my_nets:build'
+    assert loaded.branch_points == net.branch_points
+    with pytest.raises(m.ModelError, match=r"in its module '1' \(Bad\) does not trace"):
+        m.BranchyNetwork('my_nets:build_bad', 5, (3, 32, 32))
+    with pytest.raises(m.ModelError, match='cannot import nothing from my_nets'):
+        m.BranchyNetwork('my_nets:nothing', 5, (3, 32, 32))
