@@ -4,6 +4,10 @@
   works offline), upsampled to 32x32 RGB.
 - ``cifar10``: CIFAR-10 from a local directory holding the standard python
   batches (``data_batch_1`` .. ``data_batch_5``, ``test_batch``).
+- ``folder``: a local ImageFolder layout, one subdirectory per class holding
+  .jpg/.jpeg/.png/.bmp images (``train/`` and ``val/`` inside it, if there,
+  are the split; else a stratified held-out split by seed), resized to the
+  network's input size as they are read.
 
 Images are uint8 HxWx3 RGB; ``to_model_input`` turns them into the network's
 float input, the same way for training and for frames from a camera.
@@ -25,7 +29,8 @@ if TYPE_CHECKING:
     import torch
 
 INPUT_SIZE = 32
-DATASETS = ('digits', 'cifar10')
+DATASETS = ('digits', 'cifar10', 'folder')
+FOLDER_IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse',
                    'ship', 'truck')
 
@@ -177,10 +182,120 @@ def load_cifar10_split(data_dir: Path | str | None) -> Split:
                  np.concatenate([y for _, y in train]), x_te, y_te, CIFAR10_CLASSES)
 
 
-def load_split(name: str, *, seed: int = 0, data_dir: Path | str | None = None) -> Split:
-    """Load one of DATASETS."""
+def _square(size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(size, int):
+        return size, size
+    height, width = (int(v) for v in size)
+    return height, width
+
+
+def _class_dirs(root: Path) -> list[Path]:
+    """The class subdirectories of root (sorted by name, hidden ones left out)."""
+    if not root.is_dir():
+        raise DatasetError(f'{root}: not a directory (an image folder needs one '
+                           'subdirectory per class)')
+    dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith('.'))
+    if not dirs:
+        raise DatasetError(f'{root}: no class subdirectories (an image folder needs one '
+                           'subdirectory per class, holding its images)')
+    return dirs
+
+
+def _class_images(directory: Path) -> list[Path]:
+    images = sorted(p for p in directory.iterdir()
+                    if p.is_file() and p.suffix.lower() in FOLDER_IMAGE_SUFFIXES)
+    if not images:
+        raise DatasetError(f'{directory}: class {directory.name!r} holds no images '
+                           f'({", ".join(FOLDER_IMAGE_SUFFIXES)})')
+    return images
+
+
+def read_rgb(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """One image file as uint8 HxWx3 RGB, resized to (height, width)."""
+    try:
+        data = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+    except OSError as exc:
+        raise DatasetError(f'{path}: cannot be read: {exc.strerror or exc}') from None
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise DatasetError(f'{path}: cannot be read as an image')
+    return resize_rgb(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size)
+
+
+def _read_images(paths: Sequence[Path], size: tuple[int, int]) -> np.ndarray:
+    out = np.empty((len(paths), size[0], size[1], 3), dtype=np.uint8)
+    for k, path in enumerate(paths):
+        out[k] = read_rgb(path, size)
+    return out
+
+
+def load_image_folder(root: Path | str, size: int | Sequence[int], seed: int = 0,
+                      test_fraction: float = 0.2) -> Split:
+    """A local ImageFolder layout: one subdirectory per class (sorted by name,
+    the label order) holding .jpg/.jpeg/.png/.bmp images, read with OpenCV and
+    resized to ``size`` (N, or (height, width)) as they are read.
+
+    If root has ``train/`` and ``val/`` subdirectories they are the split
+    (``val/`` may lack a class, not add one); else each class's images are
+    shuffled by ``seed`` and ``test_fraction`` of them (at least one where a
+    class has two or more) held out.
+    """
+    root = Path(root)
+    hw = _square(size)
+    if min(hw) < 1:
+        raise DatasetError(f'image size must be positive, got {list(hw)}')
+    if not 0 < test_fraction < 1:
+        raise DatasetError(f'test_fraction must be in (0, 1), got {test_fraction}')
+    if (root / 'train').is_dir() and (root / 'val').is_dir():
+        train_dirs = _class_dirs(root / 'train')
+        classes = tuple(d.name for d in train_dirs)
+        val_dirs = _class_dirs(root / 'val')
+        extra = [d.name for d in val_dirs if d.name not in classes]
+        if extra:
+            raise DatasetError(f'{root / "val"}: classes {extra} are not in '
+                               f'{root / "train"} ({", ".join(classes)})')
+        train = [(p, k) for k, d in enumerate(train_dirs) for p in _class_images(d)]
+        test = [(p, classes.index(d.name)) for d in val_dirs for p in _class_images(d)]
+    else:
+        class_dirs = _class_dirs(root)
+        classes = tuple(d.name for d in class_dirs)
+        rng = np.random.default_rng(seed)
+        train, test = [], []
+        for k, d in enumerate(class_dirs):
+            paths = _class_images(d)
+            order = rng.permutation(len(paths))
+            held = 0 if len(paths) < 2 else \
+                min(len(paths) - 1, max(1, round(test_fraction * len(paths))))
+            test += [(paths[i], k) for i in order[:held]]
+            train += [(paths[i], k) for i in order[held:]]
+        if not test:
+            raise DatasetError(f'{root}: too few images to hold any out (every class has '
+                               'one); add images or give train/ and val/ subdirectories')
+    return Split('folder', _read_images([p for p, _ in train], hw),
+                 np.array([k for _, k in train], dtype=np.int64),
+                 _read_images([p for p, _ in test], hw),
+                 np.array([k for _, k in test], dtype=np.int64), classes)
+
+
+def load_split(name: str, *, seed: int = 0, data_dir: Path | str | None = None,
+               size: int | Sequence[int] | None = None) -> Split:
+    """Load one of DATASETS; with ``size`` (N or (height, width)) every image is
+    resized to it (``folder`` needs it: its images may differ in size)."""
     if name == 'digits':
-        return load_digits_split(seed)
-    if name == 'cifar10':
-        return load_cifar10_split(data_dir)
-    raise DatasetError(f'unknown data set {name!r} (known: {", ".join(DATASETS)})')
+        split = load_digits_split(seed)
+    elif name == 'cifar10':
+        split = load_cifar10_split(data_dir)
+    elif name == 'folder':
+        if data_dir is None:
+            raise DatasetError('the folder data set needs --data-dir: a directory with one '
+                               'subdirectory of images per class')
+        if size is None:
+            raise DatasetError('the folder data set needs an image size')
+        return load_image_folder(data_dir, size, seed)
+    else:
+        raise DatasetError(f'unknown data set {name!r} (known: {", ".join(DATASETS)})')
+    if size is not None:
+        hw = _square(size)
+        split.train_images = resize_all(split.train_images, hw)
+        split.test_images = resize_all(split.test_images, hw)
+    return split

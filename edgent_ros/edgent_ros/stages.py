@@ -19,6 +19,8 @@ Pure: imports torch but neither rclpy nor torchvision.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import operator
 from dataclasses import dataclass, field
@@ -100,8 +102,11 @@ def split(model: nn.Module, example: torch.Tensor, *,
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        # ShapeProp prints the failing node's traceback itself; the error says enough.
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
             ShapeProp(gm).propagate(example)
+    except RuntimeError as exc:  # ShapeProp wraps the error of the node that failed
+        raise RuntimeError(str(exc.__cause__ or exc).split('\n')[0]) from exc
     finally:
         model.train(was_training)
     body = [n for n in nodes if n.op not in ('placeholder', 'output', 'get_attr')]
