@@ -184,7 +184,7 @@ ARCHITECTURES: dict[str, Architecture] = {
 assert set(ARCHITECTURES) == set(KNOWN_ARCHITECTURES)
 
 
-def _architecture(name: str) -> Architecture:
+def architecture_spec(name: str) -> Architecture:
     """A built-in architecture, or a user's: ``package.module:factory``, a
     callable taking the number of classes and returning the whole network as
     an ``nn.Module`` (it must trace with torch.fx and map one image tensor to
@@ -229,7 +229,7 @@ class BranchyNetwork(nn.Module):
                  input_shape: Sequence[int] | None = None,
                  exits: Sequence[int | str] | None = None) -> None:
         super().__init__()
-        spec = _architecture(architecture)
+        spec = architecture_spec(architecture)
         self.architecture = architecture
         self.num_classes = int(num_classes)
         self.input_shape = tuple(int(v) for v in (input_shape or spec.input_shape))
@@ -432,7 +432,7 @@ def make_card(model: BranchyNetwork, *, name: str, accuracies: Sequence[float],
               dataset: str, seed: int, training: dict[str, Any], weights_path: Path,
               mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
               class_names: Sequence[str] = ()) -> ModelCard:
-    spec = _architecture(model.architecture)
+    spec = architecture_spec(model.architecture)
     exits = []
     for e in range(1, model.num_exits + 1):
         exits.append(ExitInfo(
@@ -531,7 +531,7 @@ def load_backbone_weights(model: BranchyNetwork, path: Path | str) -> list[str]:
 def build(card: ModelCard) -> BranchyNetwork:
     """The card's network with fresh weights, its exits where the card says."""
     cuts = [e.branch_point for e in card.exits[:-1]]
-    spec = _architecture(card.architecture)
+    spec = architecture_spec(card.architecture)
     exits = None if spec.exit_cuts is not None and tuple(cuts) == spec.exit_cuts else cuts
     return BranchyNetwork(card.architecture, card.num_classes, card.input_shape, exits)
 

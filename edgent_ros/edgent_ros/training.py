@@ -38,6 +38,7 @@ from edgent_ros.model import (
     ARCHITECTURES,
     BranchyNetwork,
     ModelError,
+    architecture_spec,
     load_backbone_weights,
     save,
     sha256_file,
@@ -81,7 +82,7 @@ def normalisation(model: BranchyNetwork, mean: Sequence[float] | None = None,
                                                                tuple[float, ...]]:
     """The mean and std a model's input is normalised with: the given ones, else
     its architecture's (what its card records by default)."""
-    spec = ARCHITECTURES[model.architecture]
+    spec = architecture_spec(model.architecture)
     return (tuple(mean) if mean is not None else spec.mean,
             tuple(std) if std is not None else spec.std)
 
@@ -209,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog='edgent-train',
         description='Train a branchy network (BranchyNet joint training over its exits).')
-    parser.add_argument('--arch', choices=sorted(ARCHITECTURES), default='branchy_alexnet',
-                        help='network (default: the paper\'s branchy_alexnet)')
+    parser.add_argument('--arch', default='branchy_alexnet',
+                        help=f'network: {", ".join(sorted(ARCHITECTURES))}, or '
+                        'package.module:factory for your own (default: the paper\'s '
+                        'branchy_alexnet)')
     parser.add_argument('--input-size', type=int, default=None, metavar='N',
                         help='square input size (default: the architecture\'s, 32 for the '
                         'AlexNet, 224 for the others)')
@@ -258,7 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f'--threads must not be negative, got {args.threads}')
     if args.threads:
         torch.set_num_threads(args.threads)
-    spec = ARCHITECTURES[args.arch]
+    try:
+        spec = architecture_spec(args.arch)
+    except ModelError as exc:
+        return _fail(str(exc))
     size = args.input_size or spec.input_shape[1]
     input_shape = (spec.input_shape[0], size, size)
     try:
@@ -310,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
                           progress=not args.no_progress, mean=mean, std=std)
     train_seconds = time.monotonic() - start
     accuracies = evaluate(model, split.test_images, split.test_labels, mean=mean, std=std)
-    default_name = f'{args.arch}_{split.name}'
+    default_name = f'{args.arch.replace(":", "_").split(".")[-1]}_{split.name}'
     if size != spec.input_shape[1]:
         default_name += str(size)
     name = args.name or default_name
