@@ -330,6 +330,8 @@ def _paper_sweep(card: list[m.LayerInfo], settings: Settings, results: Results,
 WIDTHS = (0.5, 0.75, 1.0, 1.5, 2.0)
 RESOLUTIONS = (0.5, 0.75, 1.0, 1.25, 1.5)
 MAX_GROWTH = 2.0
+# Chains timed together in shuffled passes (each after unrelated ones).
+CHAINS_PER_CHUNK = 8
 ACTIVATIONS: dict[str, type[nn.Module]] = {'relu': nn.ReLU, 'hardswish': nn.Hardswish}
 
 
@@ -343,9 +345,6 @@ class Chain:
     record: list[bool]
     x: torch.Tensor
     origin: str  # 'model' (a model's own), 'variant' (rebuilt), 'synthetic'
-
-    def footprint(self) -> int:
-        return int(self.x.numel() * 4 + sum(i.param_bytes + i.out_bytes for i in self.infos))
 
 
 def stage_signature(info: m.LayerInfo) -> tuple[object, ...]:
@@ -572,6 +571,8 @@ def stage_chains(nets: Sequence[m.BranchyNetwork], keys: Sequence[str],
     models' stages of that key. With ``holdout`` no model stage at its own
     size is recorded, whatever chain it turns up in."""
     rng = np.random.default_rng(settings.seed + 1)
+    for net in nets:
+        net.eval()  # batch norm on its running statistics, dropout off: as deployed
     chains: list[Chain] = []
     combos = [(w, r) for w in WIDTHS for r in RESOLUTIONS
               if (w, r) != (1.0, 1.0) and w * r <= MAX_GROWTH]
@@ -606,21 +607,17 @@ def time_chains(chains: Sequence[Chain], settings: Settings,
 
     A stage's time runs from the clock read before it to the one before the
     next stage (the loop's own overhead included, as in a network's run).
-    Chains are grouped into chunks of about ``CHUNK_BYTES`` of weights and
-    activations and run in ``repeats`` passes, each in a fresh random order
-    (as ``time_jobs``); per stage the median over passes of its CPU time,
-    scaled by the chunk's wall time over its CPU time.
+    Chains are grouped into chunks of ``CHAINS_PER_CHUNK`` and run in
+    ``repeats`` passes, each in a fresh random order (as ``time_jobs``), so
+    that each chain runs after unrelated work, as a frame's sub-model does,
+    never back to back with itself; per stage the median over passes of its
+    CPU time, scaled by the chunk's wall time over its CPU time.
     """
     rng = np.random.default_rng(settings.seed)
     clock = time.process_time_ns
-    chunks: list[list[int]] = [[]]
-    size = 0
-    for j in rng.permutation(len(chains)):
-        if chunks[-1] and size + chains[j].footprint() > CHUNK_BYTES:
-            chunks.append([])
-            size = 0
-        chunks[-1].append(int(j))
-        size += chains[j].footprint()
+    count = max(1, -(-len(chains) // CHAINS_PER_CHUNK))
+    chunks = [[int(j) for j in part]
+              for part in np.array_split(rng.permutation(len(chains)), count)]
     result: list[list[float]] = [[] for _ in chains]
     with torch.inference_mode():
         for chunk in tqdm(chunks, desc='timing stages', unit='chunk', disable=not progress,
