@@ -196,21 +196,29 @@ def fit_layer_model(x: np.ndarray, y: np.ndarray, variables: Sequence[str],
     Least squares on the *relative* error (sample weights 1/y^2): a network
     has many small layers and a few big ones, and an absolute fit lets the
     big configurations of the sweep set the intercept every small layer
-    pays. R^2 is reported unweighted. ``positive``: coefficients >= 0 (the
-    stage keys' FLOPs and bytes, which are correlated: an unconstrained fit
-    trades one against another and extrapolates badly).
+    pays. R^2 is reported unweighted. ``positive``: coefficients and
+    intercept >= 0 (the stage keys' FLOPs and bytes, which are correlated:
+    an unconstrained fit trades one against another and extrapolates badly,
+    and no stage takes less than nothing).
     """
     from sklearn.linear_model import LinearRegression
+    from sklearn.metrics import r2_score
 
     x = np.asarray(x, dtype=np.float64).reshape(len(y), len(variables))
     y = np.asarray(y, dtype=np.float64)
     if len(y) < len(variables) + 1:
         raise ProfileError(f'{len(y)} samples cannot fit {len(variables)} variables')
     weights = 1.0 / np.maximum(y, 1e-6) ** 2
-    reg = LinearRegression(positive=positive).fit(x, y, sample_weight=weights)
+    if positive:  # the intercept as one more non-negative coefficient
+        reg = LinearRegression(positive=True, fit_intercept=False).fit(
+            np.hstack([x, np.ones((len(y), 1))]), y, sample_weight=weights)
+        coef, intercept = reg.coef_[:-1], reg.coef_[-1]
+    else:
+        reg = LinearRegression().fit(x, y, sample_weight=weights)
+        coef, intercept = reg.coef_, reg.intercept_
     return LayerModel(
-        variables=list(variables), coef=[float(c) for c in reg.coef_],
-        intercept=float(reg.intercept_), r2=float(reg.score(x, y)), samples=len(y),
+        variables=list(variables), coef=[float(c) for c in coef],
+        intercept=float(intercept), r2=float(r2_score(y, x @ coef + intercept)), samples=len(y),
         ranges={v: [float(x[:, i].min()), float(x[:, i].max())]
                 for i, v in enumerate(variables)})
 
