@@ -92,6 +92,9 @@ class Settings:
     # Leave the models' own layers and stages at their own size out of every
     # sweep (an honest evaluation on them; the AlexNet's profiles keep them).
     holdout: bool = False
+    # Stage chains: sleep this long before each run, as a device that runs a
+    # frame and then waits for the next (its caches go cold meanwhile).
+    idle_ms: float = 0.0
 
 
 # The working set a chunk of timed layers may have: about that of the
@@ -610,8 +613,9 @@ def time_chains(chains: Sequence[Chain], settings: Settings,
     Chains are grouped into chunks of ``CHAINS_PER_CHUNK`` and run in
     ``repeats`` passes, each in a fresh random order (as ``time_jobs``), so
     that each chain runs after unrelated work, as a frame's sub-model does,
-    never back to back with itself; per stage the median over passes of its
-    CPU time, scaled by the chunk's wall time over its CPU time.
+    never back to back with itself (and after ``idle_ms`` asleep, if set);
+    per stage the median over passes of its CPU time, scaled by the chunk's
+    wall time over its CPU time while running.
     """
     rng = np.random.default_rng(settings.seed)
     clock = time.process_time_ns
@@ -629,18 +633,23 @@ def time_chains(chains: Sequence[Chain], settings: Settings,
                         h = stage(h)
             samples = {j: np.zeros((settings.repeats, len(chains[j].stages)), np.int64)
                        for j in chunk}
-            wall0, cpu0 = time.perf_counter_ns(), clock()
+            wall = cpu = 0
             for r in range(settings.repeats):
                 for j in rng.permutation(chunk):
+                    if settings.idle_ms > 0:
+                        time.sleep(settings.idle_ms / 1e3)
                     h = chains[j].x
                     row = samples[j][r]
-                    before = clock()
+                    wall0 = time.perf_counter_ns()
+                    start = before = clock()
                     for i, stage in enumerate(chains[j].stages):
                         h = stage(h)
                         now = clock()
                         row[i] = now - before
                         before = now
-            scale = (time.perf_counter_ns() - wall0) / max(clock() - cpu0, 1)
+                    wall += time.perf_counter_ns() - wall0
+                    cpu += before - start
+            scale = wall / max(cpu, 1)
             for j in chunk:
                 result[j] = [float(v) * scale / 1e6 for v in np.median(samples[j], axis=0)]
     return result
@@ -701,7 +710,7 @@ def profile_machine(role: str, name: str, *,
     notes = ''
     if any(kind in STAGE_VARIABLES for kind in results):
         facts['settings'].update(stage_variants=settings.stage_variants,
-                                 holdout=settings.holdout)
+                                 holdout=settings.holdout, idle_ms=settings.idle_ms)
         models = [c.name for c in cards] + [
             f'{net.architecture} {"x".join(map(str, net.input_shape))}' for net in nets]
         own = '' if settings.holdout else "the models' own, "
@@ -712,7 +721,9 @@ def profile_machine(role: str, name: str, *,
                  'synthetic stages per key near them'
                  + (' (the models\' own stages at their own size held out)'
                     if settings.holdout else '')
-                 + f'; models: {", ".join(models) or "none (a wide sweep)"}.')
+                 + f'; models: {", ".join(models) or "none (a wide sweep)"}.'
+                 + (f' Each chain timed after {settings.idle_ms:g} ms asleep (a device that '
+                    'waits between frames).' if settings.idle_ms > 0 else ''))
     return Profile(name=name, role=role, source='measured by edgent-profile', machine=facts,
                    layers=fit(results), notes=notes)
 
@@ -748,6 +759,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--holdout', action='store_true',
                         help="leave the models' own layers and stages out of the sweep "
                              '(to evaluate the profile on them)')
+    parser.add_argument('--idle-ms', type=float, default=0.0, metavar='MS',
+                        help='sleep MS before each timed run of a chain of stages, as a device '
+                             'that runs one frame and then waits (its caches go cold); '
+                             'e.g. 20 for an emulated device (edgent_ros.inference)')
     parser.add_argument('--quick', action='store_true', help='a small, fast sweep (tests)')
     parser.add_argument('--threads', type=int, default=1, help='torch CPU threads (default 1)')
     parser.add_argument('--cpu-quota', type=float, default=None, metavar='FRACTION',
@@ -782,7 +797,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f'wrote {profile.save(args.out)}')
         return 0
     settings = QUICK if args.quick else Settings()
-    settings = Settings(**{**settings.__dict__, 'seed': args.seed, 'holdout': args.holdout})
+    settings = Settings(**{**settings.__dict__, 'seed': args.seed, 'holdout': args.holdout,
+                           'idle_ms': args.idle_ms})
     try:
         cards, nets = _models(args.model if args.model is not None else [m.DEFAULT_MODEL])
     except m.ModelError as exc:
