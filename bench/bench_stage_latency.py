@@ -290,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
                                          threads=1)
             device_profile = pr.profile_machine(
                 'device', 'bench_stage_device', card=None, nets=[models[a][0] for a in ARCHS],
-                settings=pr.Settings(**{**settings.__dict__, 'idle_ms': args.device_idle_ms}),
+                settings=pr.Settings(**{**settings.__dict__, 'idle_ms': args.device_idle_ms,
+                                        'cpu_time': True}),
                 threads=1, progress=False)
             print(f'round {round_}: profiled in {time.time() - t0:.0f} s', flush=True)
             fits.append({'round': round_, 'models': {

@@ -35,7 +35,10 @@ times 0.5-2) and input sizes (times 0.5-1.5), every exit, and (2) per key,
 synthetic stages built from ``edgent_ros.architectures``' blocks with random
 channels, sizes, kernels, strides and activations near the models' stages
 (anywhere in a wide range without a model), each after a convolution that
-makes its input and before a global pooling. ``Settings.holdout`` keeps the
+makes its input and before a global pooling. The models' single layers of
+the paper's types in (1) (ResNet's max pooling, the flatten and FC layers)
+are recorded too and join the paper's sweep of their type, so that their
+fit also knows what they cost among the stages. ``Settings.holdout`` keeps the
 models' own layers and stages at their own size out of every fit, so that an
 evaluation on them is honest; without it (the default) the models' own
 stages are timed too, as the paper's sweep includes the model's own layers.
@@ -64,6 +67,7 @@ from edgent_ros import model as m
 from edgent_ros.allocator import pin_allocator
 from edgent_ros.latency import (
     ALL_VARIABLES,
+    PAPER_TYPES,
     STAGE_VARIABLES,
     VARIABLES,
     LayerModel,
@@ -95,6 +99,10 @@ class Settings:
     # Stage chains: sleep this long before each run, as a device that runs a
     # frame and then waits for the next (its caches go cold meanwhile).
     idle_ms: float = 0.0
+    # CPU time only, not scaled to wall time: what an emulated device
+    # (inference.CoInferenceModel(slowdown=k)) multiplies by k; other
+    # processes taking the CPU then do not count.
+    cpu_time: bool = False
 
 
 # The working set a chunk of timed layers may have: about that of the
@@ -157,7 +165,8 @@ def time_jobs(jobs: list[Callable[[], object]], settings: Settings,
                 start = clock()
                 jobs[j]()
                 samples[j].append(clock() - start)
-        scale = (time.perf_counter_ns() - wall0) / max(clock() - cpu0, 1)
+        scale = 1.0 if settings.cpu_time else \
+            (time.perf_counter_ns() - wall0) / max(clock() - cpu0, 1)
         for j in chunk:
             result[j] = statistics.median(samples[j]) * scale / 1e6
     return result
@@ -284,8 +293,9 @@ def sweep(card: m.ModelCard | Sequence[m.ModelCard] | None, settings: Settings,
     keys = {stage_key(li) for li in infos} & set(STAGE_VARIABLES)
     if all_types or not (cards or nets):
         keys = set(STAGE_VARIABLES)
-    results.update(stage_sweep(models, [k for k in STAGE_VARIABLES if k in keys], settings,
-                               progress))
+    staged = stage_sweep(models, [k for k in STAGE_VARIABLES if k in keys], settings, progress)
+    for key, rows in staged.items():
+        results.setdefault(key, []).extend(rows)
     return results
 
 
@@ -457,8 +467,8 @@ def variant_chains(net: m.BranchyNetwork, width: float, resolution: float,
                        acts[cut - 1], [False] + [True] * len(head), trunk.origin)
         if chain is not None:
             chains.append(chain)
-    for chain in chains:
-        chain.record = [r and stage_key(i) in keys
+    for chain in chains:  # and the paper's types, as they run among the stages
+        chain.record = [r and (stage_key(i) in keys or stage_key(i) in PAPER_TYPES)
                         for r, i in zip(chain.record, chain.infos, strict=True)]
     return chains
 
@@ -649,7 +659,7 @@ def time_chains(chains: Sequence[Chain], settings: Settings,
                         before = now
                     wall += time.perf_counter_ns() - wall0
                     cpu += before - start
-            scale = wall / max(cpu, 1)
+            scale = 1.0 if settings.cpu_time else wall / max(cpu, 1)
             for j in chunk:
                 result[j] = [float(v) * scale / 1e6 for v in np.median(samples[j], axis=0)]
     return result
@@ -657,7 +667,9 @@ def time_chains(chains: Sequence[Chain], settings: Settings,
 
 def stage_sweep(nets: Sequence[m.BranchyNetwork], keys: Sequence[str], settings: Settings,
                 progress: bool = True) -> Results:
-    """Time the stage keys' samples in their chains: {key: [(variables, ms), ...]}."""
+    """Time the stage keys' samples in their chains: {key: [(variables, ms), ...]}
+    (with the models' single layers of the paper's types, as they run among
+    the stages: their samples join the paper's sweep)."""
     results: Results = {k: [] for k in keys}
     if not keys:
         return results
@@ -665,7 +677,7 @@ def stage_sweep(nets: Sequence[m.BranchyNetwork], keys: Sequence[str], settings:
     for chain, times in zip(chains, time_chains(chains, settings, progress), strict=True):
         for info, record, ms in zip(chain.infos, chain.record, times, strict=True):
             if record:
-                results[stage_key(info)].append((layer_variables(info), ms))
+                results.setdefault(stage_key(info), []).append((layer_variables(info), ms))
     return results
 
 
@@ -706,6 +718,8 @@ def profile_machine(role: str, name: str, *,
         facts['cpu_quota'] = cpu_quota
     facts['settings'] = {'repeats': settings.repeats, 'min_sample_ms': settings.min_sample_ms,
                          'random_configs': settings.random_configs, 'seed': settings.seed}
+    if settings.cpu_time:
+        facts['settings']['cpu_time'] = True
     cards = [] if card is None else [card] if isinstance(card, m.ModelCard) else list(card)
     notes = ''
     if any(kind in STAGE_VARIABLES for kind in results):
@@ -763,6 +777,9 @@ def main(argv: list[str] | None = None) -> int:
                         help='sleep MS before each timed run of a chain of stages, as a device '
                              'that runs one frame and then waits (its caches go cold); '
                              'e.g. 20 for an emulated device (edgent_ros.inference)')
+    parser.add_argument('--cpu-time', action='store_true',
+                        help='profile CPU time, not wall time: what an emulated device '
+                             '(--slowdown, the device node\'s emulated_slowdown) multiplies')
     parser.add_argument('--quick', action='store_true', help='a small, fast sweep (tests)')
     parser.add_argument('--threads', type=int, default=1, help='torch CPU threads (default 1)')
     parser.add_argument('--cpu-quota', type=float, default=None, metavar='FRACTION',
@@ -798,7 +815,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     settings = QUICK if args.quick else Settings()
     settings = Settings(**{**settings.__dict__, 'seed': args.seed, 'holdout': args.holdout,
-                           'idle_ms': args.idle_ms})
+                           'idle_ms': args.idle_ms, 'cpu_time': args.cpu_time})
     try:
         cards, nets = _models(args.model if args.model is not None else [m.DEFAULT_MODEL])
     except m.ModelError as exc:

@@ -389,7 +389,7 @@ def test_held_out_sweeps_never_time_the_models_own_stages() -> None:
         torch.set_num_threads(threads)
     recorded = [i for c in chains for i, r in zip(c.infos, c.record, strict=True) if r]
     assert recorded and not {pr.stage_signature(i) for i in recorded} & own
-    assert {lat.stage_key(i) for i in recorded} == set(keys)
+    assert {lat.stage_key(i) for i in recorded} >= set(keys)
     # Without holdout the models' own stages are in the sweep, as the
     # paper's sweep has the model's own layers.
     assert {pr.stage_signature(i) for c in unheld
