@@ -607,7 +607,8 @@ def stage_chains(nets: Sequence[m.BranchyNetwork], keys: Sequence[str],
                 chains.append(chain)
                 made += 1
     if settings.holdout:
-        own = {stage_signature(info) for mine in refs.values() for info in mine}
+        own = {stage_signature(info) for net in nets for e in range(1, net.num_exits + 1)
+               for info in m.layer_infos(net, e)}
         for chain in chains:
             chain.record = [r and stage_signature(i) not in own
                             for r, i in zip(chain.record, chain.infos, strict=True)]
