@@ -387,8 +387,8 @@ def plot(summary: dict[str, Any], whole: list[dict], tails: list[dict], sums: li
             ax.set_yscale('log')
             s = summary[arch][role]
             what = f'emulated device ({slowdown:g}x)' if role == 'device' else 'edge (this host)'
-            ax.set_title(f'{arch}, {what}: median error {100 * s["ape_median"]:.1f}%, '
-                         f'{100 * s["within_10"]:.0f}% within 10%', fontsize=9)
+            ax.set_title(f'{arch}, {what}:\nmedian error {100 * s["ape_median"]:.1f}%, '
+                         f'{100 * s["within_10"]:.0f}% of exits within 10%', fontsize=9)
             ax.set_xlabel('measured, ms')
             ax.set_ylabel('predicted, ms')
             ax.legend(fontsize=7)

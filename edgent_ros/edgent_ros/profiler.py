@@ -598,8 +598,11 @@ def stage_chains(nets: Sequence[m.BranchyNetwork], keys: Sequence[str],
     refs = model_stages(nets, keys)
     for key in keys:
         mine = refs.get(key, [])
+        # Without a model's stages of this key, the synthetic ones are all
+        # there is: enough of them to fit.
+        wanted = settings.random_configs + (0 if mine else 2 * len(STAGE_VARIABLES[key]))
         made = tries = 0
-        while made < settings.random_configs and tries < 4 * settings.random_configs:
+        while made < wanted and tries < 4 * wanted:
             tries += 1
             ref = mine[int(rng.integers(len(mine)))] if mine else None
             chain = synthetic_chain(key, ref, rng, keys)
@@ -726,19 +729,24 @@ def profile_machine(role: str, name: str, *,
     if any(kind in STAGE_VARIABLES for kind in results):
         facts['settings'].update(stage_variants=settings.stage_variants,
                                  holdout=settings.holdout, idle_ms=settings.idle_ms)
-        models = [c.name for c in cards] + [
+        models = [c.name for c in cards if any(stage_key(li) in STAGE_VARIABLES
+                                               for e in c.exits for li in e.layers)] + [
             f'{net.architecture} {"x".join(map(str, net.input_shape))}' for net in nets]
         own = '' if settings.holdout else "the models' own, "
-        notes = (f'Stage keys fitted on stages timed whole: {own}'
-                 f'{settings.stage_variants} variants of each of the models\' stages at other '
-                 f'widths (x{min(WIDTHS):g}-{max(WIDTHS):g}) and input sizes '
-                 f'(x{min(RESOLUTIONS):g}-{max(RESOLUTIONS):g}), and {settings.random_configs} '
-                 'synthetic stages per key near them'
-                 + (' (the models\' own stages at their own size held out)'
-                    if settings.holdout else '')
-                 + f'; models: {", ".join(models) or "none (a wide sweep)"}.'
+        if models:
+            made = (f'{own}{settings.stage_variants} variants of each model at other widths '
+                    f'(x{min(WIDTHS):g}-{max(WIDTHS):g}) and input sizes '
+                    f'(x{min(RESOLUTIONS):g}-{max(RESOLUTIONS):g}), every exit, and '
+                    f'{settings.random_configs} synthetic stages per key near the models\' '
+                    f'stages' + (" (the models' own layers and stages at their own size held "
+                                 'out of every fit)' if settings.holdout else '')
+                    + f'; models: {", ".join(models)}')
+        else:
+            made = 'synthetic stages over a wide range (no model)'
+        notes = (f'Stage keys fitted on stages timed whole, in chains of stages: {made}.'
                  + (f' Each chain timed after {settings.idle_ms:g} ms asleep (a device that '
-                    'waits between frames).' if settings.idle_ms > 0 else ''))
+                    'waits between frames).' if settings.idle_ms > 0 else '')
+                 + (' CPU time, not wall time.' if settings.cpu_time else ''))
     return Profile(name=name, role=role, source='measured by edgent-profile', machine=facts,
                    layers=fit(results), notes=notes)
 
@@ -840,7 +848,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
         else:
             profile = run()
-    except m.ModelError as exc:
+    except (m.ModelError, ProfileError) as exc:
         print(f'edgent-profile: error: {exc}', file=sys.stderr)
         return 2
     if args.slowdown > 1.0:
