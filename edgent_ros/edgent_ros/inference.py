@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from edgent_ros import datasets
+from edgent_ros.allocator import pin_allocator
 from edgent_ros.model import BranchyNetwork, ModelCard
 
 
@@ -67,6 +68,11 @@ class CoInferenceModel:
     emulate a Pi-class device for a small network either: it throttles in
     steps of at least 1 ms of CPU, as long as the network's whole forward pass
     here (docs/evaluation.md). Only the layers are slowed, not the ROS plumbing.
+
+    Creating one pins the process's allocator (``edgent_ros.allocator``):
+    without it the same network runs with or without a page fault per
+    activation page depending on the process's history, up to a third
+    slower, which no latency profile can predict.
     """
 
     SLOW_HISTORY = 15
@@ -74,6 +80,7 @@ class CoInferenceModel:
     def __init__(self, net: BranchyNetwork, card: ModelCard, slowdown: float = 1.0) -> None:
         if not (np.isfinite(slowdown) and slowdown >= 1.0):
             raise ValueError(f'slowdown must be a number >= 1, got {slowdown}')
+        pin_allocator()
         self.net = net.eval()
         self.card = card
         self.num_exits = net.num_exits

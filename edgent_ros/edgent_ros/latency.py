@@ -23,6 +23,41 @@ Latencies are milliseconds. Negative predictions (Table II has negative
 intercepts) are clamped to zero; a layer whose variables lie far outside the
 range the profile was fitted on is flagged.
 
+Stages of the other architectures (``edgent_ros.stages``: a convolution
+with its batch norm and activation merged, a residual block, ...) are not
+Table I's bare layers. ``stage_key`` gives each stage the key of its
+regression: a stage of exactly one layer of a paper type (every stage of the
+branchy AlexNet, ResNet-18's max pooling and final FC) keeps the paper's
+model above; any other stage gets a key of its own (``STAGE_VARIABLES``),
+regressed on FLOPs and bytes, and profiled *whole*, as it runs (the
+profiler times the stage's own callable, so merged ops are covered):
+
+=================  ==========================================================
+key                stages, and the variables regressed on
+=================  ==========================================================
+conv_fused         a dense convolution with what is merged into it (batch
+                   norm, activation): flops, in_bytes, out_bytes, param_bytes
+conv_dw            a depthwise convolution (and its merged batch norm,
+                   activation): flops, in_bytes, out_bytes
+block_residual     a residual block without depthwise convolutions (ResNet's
+                   basic block, with or without its 1x1 downsample): flops,
+                   in_bytes, out_bytes, param_bytes
+block_inverted     an inverted residual with its add, no squeeze-excitation
+                   (MobileNet): flops, in_bytes, param_bytes (out = in)
+block_inverted_se  the same with squeeze-excitation: flops, in_bytes,
+                   param_bytes
+block_se           a squeeze-excitation stage alone (global pool, two 1x1
+                   convolutions, gate, multiply): in_bytes, param_bytes
+                   (its FLOPs are a sum of those two)
+adaptive_pool      global (adaptive) pooling: in_bytes, out_bytes
+fc_fused           a linear layer with merged activation/dropout: flops,
+                   in_bytes, out_bytes
+=================  ==========================================================
+
+Their coefficients are fitted non-negative (more work never costs less
+time), unlike Table II's. A stage whose key no profile model covers (another
+kind of block) is refused by ``Profile.require`` naming the key.
+
 ``SubModelLatency`` turns a model card and two profiles into per-exit arrays
 of device and edge layer latencies and of the bytes that cross the link at
 each partition point, with prefix sums; ``edgent_ros.planner.Planner`` turns
@@ -53,6 +88,20 @@ VARIABLES: dict[str, tuple[str, ...]] = {
     'flatten': ('in_bytes',),
     'model_load': ('model_bytes',),
 }
+# The paper's layer types (single-layer stages keep Table I's models).
+PAPER_TYPES = frozenset(VARIABLES) - {'model_load'}
+# Stages that are not one bare layer of a paper type: FLOPs and bytes.
+STAGE_VARIABLES: dict[str, tuple[str, ...]] = {
+    'conv_fused': ('flops', 'in_bytes', 'out_bytes', 'param_bytes'),
+    'conv_dw': ('flops', 'in_bytes', 'out_bytes'),
+    'block_residual': ('flops', 'in_bytes', 'out_bytes', 'param_bytes'),
+    'block_inverted': ('flops', 'in_bytes', 'param_bytes'),
+    'block_inverted_se': ('flops', 'in_bytes', 'param_bytes'),
+    'block_se': ('in_bytes', 'param_bytes'),
+    'adaptive_pool': ('in_bytes', 'out_bytes'),
+    'fc_fused': ('flops', 'in_bytes', 'out_bytes'),
+}
+ALL_VARIABLES: dict[str, tuple[str, ...]] = {**VARIABLES, **STAGE_VARIABLES}
 ROLES = ('device', 'edge')
 # A variable beyond this factor of the fitted range counts as far outside it.
 RANGE_FACTOR = 2.0
@@ -62,15 +111,53 @@ class ProfileError(ValueError):
     """A profile that cannot be used; the text names the file and the problem."""
 
 
+def stage_key(info: LayerInfo) -> str:
+    """The key of the regression that predicts a stage (module docstring).
+
+    A stage of one layer of a paper type keeps the paper's type (a card
+    without ``ops`` counts as one layer of its type); otherwise the key says
+    what the stage is made of. Keys no profile can have (an unknown block)
+    are returned as they are, for ``Profile.require`` to name.
+    """
+    ops = list(info.ops) or [info.type]
+    kind = info.type
+    if kind in PAPER_TYPES and ops == [kind]:
+        return kind
+    if kind == 'block':
+        if 'conv_dw' in ops and 'add' in ops:
+            return 'block_inverted_se' if 'mul' in ops else 'block_inverted'
+        if 'add' in ops and 'mul' not in ops and 'concat' not in ops and \
+                not any(op.startswith('conv_') for op in ops):
+            return 'block_residual'
+        if 'mul' in ops and 'adaptive_pool' in ops and 'add' not in ops and \
+                'conv_dw' not in ops:
+            return 'block_se'
+        return 'block'
+    if kind == 'conv':
+        return 'conv_fused'
+    if kind in ('conv_dw', 'adaptive_pool') and not any(
+            op in ('add', 'mul', 'concat') for op in ops):
+        return kind
+    if kind == 'fc':
+        return 'fc_fused'
+    if kind in PAPER_TYPES:
+        return f'{kind}_fused'  # a paper type with more merged in: no model
+    return kind
+
+
 def layer_variables(info: LayerInfo) -> tuple[float, ...]:
-    """Table I's independent variables of one layer."""
+    """The independent variables of one stage's regression (Table I's for the
+    paper's layer types)."""
+    key = stage_key(info)
     values = {
         'in_bytes': float(info.in_bytes),
         'out_bytes': float(info.out_bytes),
         'filter_term': (info.filter_size / info.stride) ** 2 * info.num_filters
-        if info.type == 'conv' else 0.0,
+        if key == 'conv' else 0.0,
+        'flops': float(info.flops),
+        'param_bytes': float(info.param_bytes),
     }
-    return tuple(values[v] for v in VARIABLES[info.type])
+    return tuple(values[v] for v in ALL_VARIABLES.get(key, ()))
 
 
 @dataclass
@@ -102,25 +189,36 @@ class LayerModel:
         return far
 
 
-def fit_layer_model(x: np.ndarray, y: np.ndarray, variables: Sequence[str]) -> LayerModel:
+def fit_layer_model(x: np.ndarray, y: np.ndarray, variables: Sequence[str],
+                    positive: bool = False) -> LayerModel:
     """Linear regression (scikit-learn) of latency y (ms) on x.
 
     Least squares on the *relative* error (sample weights 1/y^2): a network
     has many small layers and a few big ones, and an absolute fit lets the
     big configurations of the sweep set the intercept every small layer
-    pays. R^2 is reported unweighted.
+    pays. R^2 is reported unweighted. ``positive``: coefficients and
+    intercept >= 0 (the stage keys' FLOPs and bytes, which are correlated:
+    an unconstrained fit trades one against another and extrapolates badly,
+    and no stage takes less than nothing).
     """
     from sklearn.linear_model import LinearRegression
+    from sklearn.metrics import r2_score
 
     x = np.asarray(x, dtype=np.float64).reshape(len(y), len(variables))
     y = np.asarray(y, dtype=np.float64)
     if len(y) < len(variables) + 1:
         raise ProfileError(f'{len(y)} samples cannot fit {len(variables)} variables')
     weights = 1.0 / np.maximum(y, 1e-6) ** 2
-    reg = LinearRegression().fit(x, y, sample_weight=weights)
+    if positive:  # the intercept as one more non-negative coefficient
+        reg = LinearRegression(positive=True, fit_intercept=False).fit(
+            np.hstack([x, np.ones((len(y), 1))]), y, sample_weight=weights)
+        coef, intercept = reg.coef_[:-1], reg.coef_[-1]
+    else:
+        reg = LinearRegression().fit(x, y, sample_weight=weights)
+        coef, intercept = reg.coef_, reg.intercept_
     return LayerModel(
-        variables=list(variables), coef=[float(c) for c in reg.coef_],
-        intercept=float(reg.intercept_), r2=float(reg.score(x, y)), samples=len(y),
+        variables=list(variables), coef=[float(c) for c in coef],
+        intercept=float(intercept), r2=float(r2_score(y, x @ coef + intercept)), samples=len(y),
         ranges={v: [float(x[:, i].min()), float(x[:, i].max())]
                 for i, v in enumerate(variables)})
 
@@ -161,16 +259,16 @@ class Profile:
                                f"type(s) {', '.join(missing)} that the model uses")
 
     def predict(self, infos: Sequence[LayerInfo]) -> np.ndarray:
-        """Predicted latency (ms) of each layer."""
-        self.require([i.type for i in infos])
-        return np.array([float(self.layers[i.type].predict(layer_variables(i)))
+        """Predicted latency (ms) of each layer (stage)."""
+        self.require([stage_key(i) for i in infos])
+        return np.array([float(self.layers[stage_key(i)].predict(layer_variables(i)))
                          for i in infos])
 
     def outside(self, infos: Sequence[LayerInfo]) -> list[str]:
         """Warnings for layers whose variables lie far outside the fitted ranges."""
         warnings = []
         for info in infos:
-            far = self.layers[info.type].outside(layer_variables(info))
+            far = self.layers[stage_key(info)].outside(layer_variables(info))
             if far:
                 warnings.append(f'{info.name}: ' + ', '.join(far))
         return warnings
@@ -213,17 +311,17 @@ def load_profile(path: Path | str) -> Profile:
         raise ProfileError(f'{path}: not a latency profile (no "layers" mapping)')
     layers = {}
     for kind, spec in raw['layers'].items():
-        if kind not in VARIABLES:
+        if kind not in ALL_VARIABLES:
             raise ProfileError(f'{path}: unknown layer type {kind!r} '
-                               f'(known: {", ".join(VARIABLES)})')
+                               f'(known: {", ".join(ALL_VARIABLES)})')
         try:
             model = LayerModel(**spec)
         except TypeError as exc:
             raise ProfileError(f'{path}: layer type {kind}: {exc}') from None
-        if list(model.variables) != list(VARIABLES[kind]) or \
+        if list(model.variables) != list(ALL_VARIABLES[kind]) or \
                 len(model.coef) != len(model.variables):
             raise ProfileError(f'{path}: layer type {kind} must regress on '
-                               f'{list(VARIABLES[kind])}, found {model.variables} with '
+                               f'{list(ALL_VARIABLES[kind])}, found {model.variables} with '
                                f'{len(model.coef)} coefficients')
         values = [*model.coef, model.intercept]
         if not all(isinstance(v, (int, float)) and np.isfinite(v) for v in values):
@@ -264,7 +362,7 @@ class SubModelLatency:
         if device.role != 'device' or edge.role != 'edge':
             raise ProfileError(f'need a device and an edge profile, got {device.role!r} '
                                f'({device.name}) and {edge.role!r} ({edge.name})')
-        types = sorted({li.type for e in card.exits for li in e.layers})
+        types = sorted({stage_key(li) for e in card.exits for li in e.layers})
         device.require(types, ' (device)')
         edge.require(types, ' (edge)')
         self.card = card

@@ -99,7 +99,7 @@ def split(model: nn.Module, example: torch.Tensor, *,
         raise StageError(f'{type(model).__name__} takes {len(inputs)} inputs; one tensor needed')
     if len(outputs) != 1 or not isinstance(outputs[0].args[0], torch.fx.Node):
         raise StageError(f'{type(model).__name__} must return one tensor')
-    was_training = model.training
+    modes = [(mod, mod.training) for mod in model.modules()]
     model.eval()
     try:
         # ShapeProp prints the failing node's traceback itself; the error says enough.
@@ -107,8 +107,9 @@ def split(model: nn.Module, example: torch.Tensor, *,
             ShapeProp(gm).propagate(example)
     except RuntimeError as exc:  # ShapeProp wraps the error of the node that failed
         raise RuntimeError(str(exc.__cause__ or exc).split('\n')[0]) from exc
-    finally:
-        model.train(was_training)
+    finally:  # each module's own mode back (train() would set them all alike)
+        for mod, training in modes:
+            mod.training = training
     body = [n for n in nodes if n.op not in ('placeholder', 'output', 'get_attr')]
     for n in body:
         meta = n.meta.get('tensor_meta')

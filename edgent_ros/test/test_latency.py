@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from edgent_ros import latency as lat
 from edgent_ros import model as m
@@ -46,7 +47,7 @@ def test_fit_recovers_known_coefficients() -> None:
 def test_profile_yaml_round_trip(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     layers = {}
-    for kind, variables in lat.VARIABLES.items():
+    for kind, variables in lat.ALL_VARIABLES.items():
         x = rng.uniform(1, 1e5, size=(10, len(variables)))
         layers[kind] = lat.fit_layer_model(x, x.sum(axis=1) * 1e-4 + 0.05, variables)
     profile = lat.Profile(name='rt', role='edge', source='test', machine={'cpu': 'x'},
@@ -269,3 +270,141 @@ def test_emulated_slowdown_follows_the_median_run_not_one_runs_jitter() -> None:
     assert 0.085 <= wall < 0.5
     assert len(slow.cpu_history[(5, 0, 22)]) == CoInferenceModel.SLOW_HISTORY
     assert slow.cpu_history[(5, 0, 22)][-1] != 0.003  # the real run's CPU time was recorded
+
+
+# --- stages of the other architectures (issue 16) ------------------------------------
+
+def saved_card(arch: str, directory: Path) -> m.ModelCard:
+    """A random-weight network's card at its default size (224x224 for these)."""
+    net = m.BranchyNetwork(arch, 10)
+    _, card_path = m.save(net, directory, arch, accuracies=[0.1] * net.num_exits,
+                          dataset='none', seed=0, training={})
+    return m.load_card(card_path)
+
+
+STAGE_KEYS = {
+    'resnet18': {'conv_fused', 'pool', 'block_residual', 'adaptive_pool', 'flatten', 'fc'},
+    'mobilenet_v3_small': {'conv_fused', 'conv_dw', 'block_se', 'block_inverted',
+                           'block_inverted_se', 'adaptive_pool', 'flatten', 'fc', 'fc_fused'},
+}
+
+
+def test_every_stage_has_a_key_and_the_alexnets_are_the_papers_types(card: m.ModelCard) -> None:
+    for e in card.exits:
+        assert [lat.stage_key(li) for li in e.layers] == [li.type for li in e.layers]
+    for arch, keys in STAGE_KEYS.items():
+        net = m.BranchyNetwork(arch, 10)
+        found = {lat.stage_key(li) for e in range(1, net.num_exits + 1)
+                 for li in m.layer_infos(net, e)}
+        assert found == keys, arch
+        assert keys <= set(lat.ALL_VARIABLES)
+    # A card without ops (older cards) counts a stage as one layer of its type.
+    bare = m.LayerInfo(index=0, name='x', type='conv', in_shape=[], out_shape=[], in_bytes=1,
+                       out_bytes=1)
+    assert lat.stage_key(bare) == 'conv'
+    merged = m.LayerInfo(**{**bare.__dict__, 'ops': ['conv', 'batchnorm', 'relu']})
+    assert lat.stage_key(merged) == 'conv_fused'
+    inception = m.LayerInfo(**{**bare.__dict__, 'type': 'block',
+                               'ops': ['conv', 'conv', 'concat']})
+    assert lat.stage_key(inception) == 'block'  # no model: refused by name
+
+
+def test_the_alexnets_predictions_from_the_paper_profiles_are_unchanged(
+        card: m.ModelCard) -> None:
+    # Exit: (device ms, edge ms) of the whole sub-model, computed with the
+    # latency module as it was before stage keys (commit f1635c7).
+    before = {1: (332.138061, 10.01552), 2: (480.741571, 14.008687),
+              3: (813.203322, 17.809064), 4: (831.422255, 18.453231),
+              5: (838.121605, 18.604719)}
+    latency = lat.SubModelLatency(card, paper('device'), paper('edge'))
+    for e, (device_ms, edge_ms) in before.items():
+        assert latency.exits[e].device_prefix[-1] == pytest.approx(device_ms, abs=1e-5)
+        assert latency.exits[e].edge_suffix[0] == pytest.approx(edge_ms, abs=1e-5)
+
+
+def test_a_profile_lacking_a_stage_key_is_refused_naming_it(tmp_path: Path) -> None:
+    # The paper's profiles know Table I's types only.
+    resnet = saved_card('resnet18', tmp_path)
+    with pytest.raises(lat.ProfileError, match=r"layer type\(s\) adaptive_pool, block_residual, "
+                                               r'conv_fused that the model uses'):
+        lat.SubModelLatency(resnet, paper('device'), paper('edge'))
+
+
+def test_stage_fits_are_non_negative() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.uniform(1e3, 1e6, size=(30, 2))
+    y = 1e-6 * x[:, 0] + 0.05 + rng.normal(0, 1e-3, size=30)  # x[:, 1] plays no part
+    fitted = lat.fit_layer_model(x, np.abs(y), ('in_bytes', 'out_bytes'), positive=True)
+    assert min(fitted.coef) >= 0 and fitted.intercept >= 0
+    assert fitted.coef[0] == pytest.approx(1e-6, rel=0.1)
+
+
+def test_quick_profile_covers_every_stage_of_both_architectures(tmp_path: Path) -> None:
+    edge_path, device_path = tmp_path / 'edge.yaml', tmp_path / 'device.yaml'
+    result = subprocess.run(
+        [executable('edgent-profile'), '--role', 'edge', '--quick', '--model', 'resnet18',
+         '--model', 'mobilenet_v3_small', '--out', str(edge_path)],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    result = subprocess.run(
+        [executable('edgent-profile'), '--role', 'device', '--from', str(edge_path),
+         '--slowdown', '10', '--out', str(device_path)],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    edge, device = lat.load_profile(edge_path), lat.load_profile(device_path)
+    assert device.role == 'device' and device.machine['emulated_slowdown'] == 10.0
+    assert 'edgent-profile --from' in device.notes
+    for arch, keys in STAGE_KEYS.items():
+        assert keys <= set(edge.layers), arch
+        for key in keys - lat.PAPER_TYPES:
+            lm = edge.layers[key]
+            assert lm.samples >= len(lm.variables) + 1 and min(lm.coef) >= 0, key
+        card = saved_card(arch, tmp_path)
+        assert card.input_shape == [3, 224, 224]
+        latency = lat.SubModelLatency(card, device, edge)
+        for e, arrays in latency.exits.items():
+            for ms in (arrays.device_layers, arrays.edge_layers):
+                assert np.all(np.isfinite(ms)) and np.all(ms >= 0), (arch, e)
+            assert arrays.edge_suffix[0] > 0
+            assert arrays.device_prefix[-1] == pytest.approx(10 * arrays.edge_suffix[0])
+            stage = [ms for ms, li in zip(arrays.edge_layers, card.exit(e).layers, strict=True)
+                     if lat.stage_key(li) not in lat.PAPER_TYPES]
+            assert min(stage) > 0, (arch, e)
+
+
+def test_held_out_sweeps_never_time_the_models_own_stages() -> None:
+    from edgent_ros import profiler as pr
+
+    nets = [m.BranchyNetwork(a, 10) for a in STAGE_KEYS]
+    keys = list(lat.STAGE_VARIABLES)
+    own = {pr.stage_signature(li) for net in nets for e in range(1, net.num_exits + 1)
+           for li in m.layer_infos(net, e)}
+    settings = pr.Settings(**{**pr.QUICK.__dict__, 'holdout': True})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the profiler runs (two threads on a busy host crawl)
+    try:
+        chains = pr.stage_chains(nets, keys, settings)
+        unheld = pr.stage_chains(nets, keys, pr.QUICK)
+    finally:
+        torch.set_num_threads(threads)
+    recorded = [i for c in chains for i, r in zip(c.infos, c.record, strict=True) if r]
+    assert recorded and not {pr.stage_signature(i) for i in recorded} & own
+    assert {lat.stage_key(i) for i in recorded} >= set(keys)
+    # Without holdout the models' own stages are in the sweep, as the
+    # paper's sweep has the model's own layers.
+    assert {pr.stage_signature(i) for c in unheld
+            for i, r in zip(c.infos, c.record, strict=True) if r} & own
+    for chain in chains[:5]:  # a chain runs: each stage takes the last one's output
+        with torch.no_grad():
+            h = chain.x
+            for stage, info in zip(chain.stages, chain.infos, strict=True):
+                assert list(h.shape[1:]) == list(info.in_shape)
+                h = stage(h)
+
+
+def test_pinning_the_allocator() -> None:
+    from edgent_ros.allocator import pin_allocator
+
+    assert pin_allocator() is pin_allocator()  # once per process
+    if Path('/proc/self/maps').is_file() and 'libc.so.6' in Path('/proc/self/maps').read_text():
+        assert pin_allocator()

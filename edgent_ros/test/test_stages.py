@@ -171,3 +171,16 @@ def test_networks_that_cannot_be_staged_are_refused_with_the_reason(net: type[nn
                                                                    why: str) -> None:
     with pytest.raises(StageError, match=why):
         split(net(), torch.randn(1, 3, 4, 4))
+
+
+def test_splitting_leaves_every_module_in_its_own_mode() -> None:
+    # An eval network stays eval when one of its parts is split again (a
+    # wrapper or a stage's GraphModule is in training mode when made).
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout()).eval()
+    stage = split(net, torch.zeros(1, 3, 8, 8))[0]
+    split(stage.module, torch.zeros(1, 3, 8, 8), merge_elementwise=False)
+    split(nn.Sequential(net), torch.zeros(1, 3, 8, 8))
+    assert not any(m.training for m in net.modules())
+    net[1].train()
+    split(net, torch.zeros(1, 3, 8, 8))
+    assert [m.training for m in net.modules()] == [False, False, True, False, False]
