@@ -36,13 +36,15 @@ DOCS = Path(__file__).resolve().parent.parent / 'docs'
 def run_driver(args: argparse.Namespace) -> int:
     bench_testbed.RATE_HZ = args.rate
     driver = bench_testbed.Driver(args.testbed_name)
-    driver.set(latency_requirement_ms=args.deadline_ms, mode='edgent')
     rows = []
-    for kbps in args.bandwidths:
-        driver.bed.set_rate(kbps)
-        row = {'bandwidth_kbps': kbps, **driver.level(args.frames, args.settle)}
-        rows.append(row)
-        print(f'bench_cuts {kbps:g} kbps: {row}', flush=True)
+    for mode in args.modes:
+        driver.set(latency_requirement_ms=args.deadline_ms, mode=mode)
+        for kbps in args.bandwidths:
+            driver.bed.set_rate(kbps)
+            row = {'mode': mode, 'bandwidth_kbps': kbps,
+                   **driver.level(args.frames, args.settle)}
+            rows.append(row)
+            print(f'bench_cuts {mode} {kbps:g} kbps: {row}', flush=True)
     Path(args.out).write_text(json.dumps(rows))
     return 0
 
@@ -52,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--model', default='resnet18_digits64')
     parser.add_argument('--bandwidths', type=float, nargs='+', default=[500.0, 1000.0, 2000.0])
     parser.add_argument('--deadline-ms', type=float, default=400.0)
+    parser.add_argument('--modes', nargs='+', default=['edgent', 'partition_only'],
+                        choices=['edgent', 'partition_only', 'device_only', 'edge_only'],
+                        help='planner modes (partition_only: the final exit, best cut)')
     parser.add_argument('--slowdown', type=float, default=20.0)
     parser.add_argument('--rate', type=float, default=2.0, help='camera frames per second')
     parser.add_argument('--frames', type=int, default=10, help='frames per bandwidth')
@@ -78,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         driver = bed.spawn('device', [
             sys.executable, __file__, '--driver', '--testbed-name', bed.name, '--out', args.out,
             '--rate', str(args.rate), '--frames', str(args.frames), '--settle',
-            str(args.settle), '--deadline-ms', str(args.deadline_ms), '--bandwidths',
+            str(args.settle), '--deadline-ms', str(args.deadline_ms), '--modes', *args.modes,
+            '--bandwidths',
             *[str(b) for b in args.bandwidths]])
         if driver.wait() != 0:
             print(f'bench_cuts: the driver failed; logs in {log_dir}')
@@ -108,7 +114,7 @@ def report(card: object, rows: list[dict], args: argparse.Namespace, started: st
     (RESULTS / f'cuts_{card.name}.json').write_text(json.dumps(out, indent=1))
     ok = [r for r in rows if r.get('frames')]
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    labels = [f"{r['bandwidth_kbps']:g} kbps" for r in ok]
+    labels = [f"{r['mode']}\n{r['bandwidth_kbps']:g} kbps" for r in ok]
     ax.bar(labels, [r['crossing_bytes'] / 1000 for r in ok], color='tab:blue',
            label='bytes that cross at the chosen cut')
     ax.axhline(card.input_bytes / 1000, color='tab:red', ls='--', label='the float input')
@@ -125,17 +131,22 @@ def report(card: object, rows: list[dict], args: argparse.Namespace, started: st
              f'frames per bandwidth. Command: `scripts/run.sh python bench/bench_cuts.py '
              f'--model {card.name}` (as root). The input tensor is '
              f'{card.input_bytes / 1000:.1f} KB.', '',
-             '| link | estimate | plan (exit, partition) | where | crosses | predicted | '
-             'measured | deadline met |', '|---|---|---|---|---|---|---|---|']
+             'Modes: `edgent` (Algorithm 1: exit and cut) and `partition_only` (the final '
+             'exit, its best cut: Neurosurgeon).', '',
+             '| mode | link | estimate | plan (exit, partition) | where | crosses | predicted | '
+             'measured | deadline met | accuracy |', '|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         if not r.get('frames'):
-            lines.append(f"| {r['bandwidth_kbps']:g} kbps | no frames | | | | | | |")
+            lines.append(f"| {r['mode']} | {r['bandwidth_kbps']:g} kbps | no frames "
+                         "| | | | | | | |")
             continue
         lines.append(
-            f"| {r['bandwidth_kbps']:g} kbps | {r['bandwidth_estimate_kbps']:.0f} kbps | "
+            f"| {r['mode']} | {r['bandwidth_kbps']:g} kbps | "
+            f"{r['bandwidth_estimate_kbps']:.0f} kbps | "
             f"{r['exit']}, {r['partition']}/{r['num_layers']} | {r['cut']} | "
             f"{r['crossing_bytes'] / 1000:.1f} KB | {r['predicted_ms']:.0f} ms | "
-            f"{r['measured_ms']:.0f} ms | {100 * r['deadline_hit_rate']:.0f}% |")
+            f"{r['measured_ms']:.0f} ms | {100 * r['deadline_hit_rate']:.0f}% | "
+            f"{100 * r['accuracy']:.0f}% |")
     lines += ['', f'![cuts](cuts_{card.name}.png)', '']
     (DOCS / 'cuts.md').write_text('\n'.join(lines))
     print('\n'.join(lines))
