@@ -63,8 +63,9 @@ def ape(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
     return np.abs(predicted - measured) / measured
 
 
-def others_running() -> list[str]:
-    """Command lines of edgent-train (or other training) processes now running."""
+def others_running(training_only: bool = True) -> list[str]:
+    """Command lines of edgent-train (or other training) processes now running
+    (with ``training_only`` False: any other edgent_ros process)."""
     found = []
     for proc in Path('/proc').iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
@@ -73,7 +74,9 @@ def others_running() -> list[str]:
             cmd = (proc / 'cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace')
         except OSError:
             continue
-        if 'edgent-train' in cmd or 'edgent_ros.training' in cmd:
+        if 'edgent-train' in cmd or 'edgent_ros.training' in cmd or \
+                (not training_only and 'edgent_ros' in cmd and 'bench_stage_latency' not in cmd
+                 and sys.executable.split('/')[-1] in cmd):
             found.append(cmd.strip()[:200])
     return found
 
@@ -269,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     started = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
     load_before, training_before = os.getloadavg(), others_running()
+    others_before = others_running(False)
     if training_before:
         print(f'WARNING: training is running, figures taken under load: {training_before}')
     base = pr.QUICK if args.quick else pr.Settings()
@@ -351,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         'slowdown': slowdown, 'target': TARGET, 'met': met, 'summary': summary,
         'load_before': load_before, 'load_after': os.getloadavg(),
         'training_running': training_before + training_after,
+        'other_edgent_processes': {'before': others_before, 'after': others_running(False)},
         'whole': whole, 'tails': tails, 'sums': sums, 'allocator': allocator, 'fits': fits})
     print(f'wrote {path}')
     plot(summary, whole, tails, sums, slowdown)
