@@ -258,9 +258,10 @@ def main(argv: list[str] | None = None) -> int:
                         help='profile-and-measure rounds, pooled (this VM drifts between runs)')
     parser.add_argument('--slowdown', type=float, default=SLOWDOWN,
                         help='the emulated device\'s factor (default: the testbed\'s 250)')
-    parser.add_argument('--device-idle-ms', type=float, default=20.0,
-                        help='the device profile times each chain after this long asleep, as '
-                             'the emulated device runs a frame after sleeping (0: as the edge)')
+    parser.add_argument('--device-idle-ms', type=float, default=50.0,
+                        help='the device profile times each chain after this long asleep (15 '
+                             'passes), as the emulated device runs a frame after sleeping (0: '
+                             'as the edge)')
     parser.add_argument('--device-seconds', type=float, default=150.0,
                         help='emulated-device time per architecture and round: each exit runs '
                              'as often as this allows, 3 to 15 times (median taken)')
@@ -297,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
             device_profile = pr.profile_machine(
                 'device', 'bench_stage_device', card=None, nets=[models[a][0] for a in ARCHS],
                 settings=pr.Settings(**{**settings.__dict__, 'idle_ms': args.device_idle_ms,
-                                        'cpu_time': True}),
+                                        'cpu_time': True,
+                                        'repeats': min(settings.repeats, 15)}),
                 threads=1, progress=False)
             print(f'round {round_}: profiled in {time.time() - t0:.0f} s', flush=True)
             fits.append({'round': round_, 'models': {
