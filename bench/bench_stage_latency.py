@@ -63,8 +63,9 @@ def ape(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
     return np.abs(predicted - measured) / measured
 
 
-def others_running() -> list[str]:
-    """Command lines of edgent-train (or other training) processes now running."""
+def others_running(training_only: bool = True) -> list[str]:
+    """Command lines of edgent-train (or other training) processes now running
+    (with ``training_only`` False: any other edgent_ros process)."""
     found = []
     for proc in Path('/proc').iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
@@ -73,7 +74,9 @@ def others_running() -> list[str]:
             cmd = (proc / 'cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace')
         except OSError:
             continue
-        if 'edgent-train' in cmd or 'edgent_ros.training' in cmd:
+        if 'edgent-train' in cmd or 'edgent_ros.training' in cmd or \
+                (not training_only and 'edgent_ros' in cmd and 'bench_stage_latency' not in cmd
+                 and sys.executable.split('/')[-1] in cmd):
             found.append(cmd.strip()[:200])
     return found
 
@@ -170,25 +173,26 @@ def _as_device(profile: lat.Profile) -> lat.Profile:
 
 
 def device_rows(net: m.BranchyNetwork, card: m.ModelCard, profile: lat.Profile,
-                x: torch.Tensor, slowdown: float, runs: int) -> list[dict]:
+                x: torch.Tensor, slowdown: float, budget_s: float) -> list[dict]:
     """Each exit whole on the emulated device against this host's profile
-    slowed ``slowdown`` times."""
+    slowed ``slowdown`` times. The exits take turns (the host's speed after
+    an idle spell drifts over minutes), each run as often as ``budget_s``
+    allows (3 to 15 runs), the median wall time taken."""
     device = profile.slowed(slowdown)
     emulated = CoInferenceModel(net, card, slowdown=slowdown)
     emulated.warm_up()
-    rows = []
-    for e in range(1, net.num_exits + 1):
-        n = net.num_layers(e)
-        walls = []
-        for _ in range(runs):
+    exits = range(1, net.num_exits + 1)
+    predicted = {e: float(device.predict(card.exit(e).layers).sum()) for e in exits}
+    runs = int(np.clip(budget_s * 1e3 / sum(predicted.values()), 3, 15))
+    walls: dict[int, list[float]] = {e: [] for e in exits}
+    for _ in range(runs):
+        for e in exits:
             start = time.perf_counter()
-            emulated.head(e, n, x)
-            walls.append((time.perf_counter() - start) * 1e3)
-        rows.append({'arch': net.architecture, 'exit': e, 'role': 'device', 'stages': n,
-                     'slowdown': slowdown,
-                     'predicted_ms': float(device.predict(card.exit(e).layers).sum()),
-                     'measured_ms': float(np.median(walls)), 'runs_ms': walls})
-    return rows
+            emulated.head(e, net.num_layers(e), x)
+            walls[e].append((time.perf_counter() - start) * 1e3)
+    return [{'arch': net.architecture, 'exit': e, 'role': 'device', 'stages': net.num_layers(e),
+             'slowdown': slowdown, 'predicted_ms': predicted[e],
+             'measured_ms': float(np.median(walls[e])), 'runs_ms': walls[e]} for e in exits]
 
 
 ALLOCATOR_CODE = '''
@@ -254,11 +258,13 @@ def main(argv: list[str] | None = None) -> int:
                         help='profile-and-measure rounds, pooled (this VM drifts between runs)')
     parser.add_argument('--slowdown', type=float, default=SLOWDOWN,
                         help='the emulated device\'s factor (default: the testbed\'s 250)')
-    parser.add_argument('--device-idle-ms', type=float, default=20.0,
-                        help='the device profile times each chain after this long asleep, as '
-                             'the emulated device runs a frame after sleeping (0: as the edge)')
-    parser.add_argument('--device-runs', type=int, default=5,
-                        help='emulated-device runs per exit (median taken)')
+    parser.add_argument('--device-idle-ms', type=float, default=50.0,
+                        help='the device profile times each chain after this long asleep (15 '
+                             'passes), as the emulated device runs a frame after sleeping (0: '
+                             'as the edge)')
+    parser.add_argument('--device-seconds', type=float, default=150.0,
+                        help='emulated-device time per architecture and round: each exit runs '
+                             'as often as this allows, 3 to 15 times (median taken)')
     parser.add_argument('--allocator-processes', type=int, default=4,
                         help='fresh processes per architecture and allocator (0: skip)')
     parser.add_argument('--quick', action='store_true', help='a small sweep, a 20x device')
@@ -267,13 +273,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     started = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
     load_before, training_before = os.getloadavg(), others_running()
+    others_before = others_running(False)
     if training_before:
         print(f'WARNING: training is running, figures taken under load: {training_before}')
     base = pr.QUICK if args.quick else pr.Settings()
     timing = pr.Settings(repeats=5, warmup=1, min_sample_ms=5.0) if args.quick else \
         pr.Settings(repeats=15, warmup=2, min_sample_ms=20.0)
     slowdown = 20.0 if args.quick and args.slowdown == SLOWDOWN else args.slowdown
-    runs = 3 if args.quick else args.device_runs
+    budget = 10.0 if args.quick else args.device_seconds
     whole: list[dict] = []
     tails: list[dict] = []
     sums: list[dict] = []
@@ -291,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
             device_profile = pr.profile_machine(
                 'device', 'bench_stage_device', card=None, nets=[models[a][0] for a in ARCHS],
                 settings=pr.Settings(**{**settings.__dict__, 'idle_ms': args.device_idle_ms,
-                                        'cpu_time': True}),
+                                        'cpu_time': True,
+                                        'repeats': min(settings.repeats, 15)}),
                 threads=1, progress=False)
             print(f'round {round_}: profiled in {time.time() - t0:.0f} s', flush=True)
             fits.append({'round': round_, 'models': {
@@ -300,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
                 for k, lm in profile.layers.items()}})
             w, t, s = edge_rows(models, profile, inputs, timing)
             d = [row for arch in ARCHS for row in device_rows(
-                *models[arch], device_profile, inputs[arch], slowdown, runs)]
+                *models[arch], device_profile, inputs[arch], slowdown, budget)]
             for rows in (w, t, s, d):
                 for row in rows:
                     row['round'] = round_
@@ -349,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         'slowdown': slowdown, 'target': TARGET, 'met': met, 'summary': summary,
         'load_before': load_before, 'load_after': os.getloadavg(),
         'training_running': training_before + training_after,
+        'other_edgent_processes': {'before': others_before, 'after': others_running(False)},
         'whole': whole, 'tails': tails, 'sums': sums, 'allocator': allocator, 'fits': fits})
     print(f'wrote {path}')
     plot(summary, whole, tails, sums, slowdown)
