@@ -20,7 +20,7 @@ predict: ``Settings.holdout``), then measures, on random weights:
 An allocator check runs the final exit in fresh processes with glibc's
 default malloc and with it pinned (``edgent_ros.allocator``).
 
-Run: scripts/run.sh python bench/bench_stage_latency.py   (about 15 min a
+Run: scripts/run.sh python bench/bench_stage_latency.py   (about 20 min a
 round on the 2-core CI host; --quick: a few minutes). Take the figures with
 nothing else running (the JSON records the load average and any
 edgent-train process). Writes bench/results/stage_latency.{json,png} and the
