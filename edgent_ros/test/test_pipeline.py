@@ -308,7 +308,8 @@ def test_the_pipeline_runs_on_sim_time(harness: object, processes: object) -> No
     frames = 10
     processes('camera_node', '-r', '__ns:=/pt_sim', '-p', f'count:={frames}',
               '-p', 'rate_hz:=5.0', '-p', 'wait_for_subscribers:=true', *sim)
-    assert spin_until(executor, lambda: len(results) >= frames, 60), len(results)
+    assert spin_until(executor, lambda: len(results) >= frames, 60), \
+        str([(r.frame_seq, r.skipped, round(r.latency_ms)) for r in results])
     now = 1000.0 + time.monotonic() - start
     assert sorted(r.frame_seq for r in results) == list(range(1, frames + 1))
     for r in results:

@@ -21,6 +21,7 @@ import time
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.event_handler import PublisherEventCallbacks, QoSPublisherMatchedInfo
 from rclpy.serialization import deserialize_message
 from rclpy.subscription_content_filter_options import ContentFilterOptions
@@ -89,6 +90,7 @@ PARAMS = ParamSchema(
               'a slower device; 1 = off.', 1.0, 100000.0, read_only=True),
 )
 TICK_S = 0.02  # how often frames out at the edge are checked
+WARM_POLL_S = 0.05  # how often, until the model is warm, whether to subscribe to images
 # The image reader's content filter (DDS SQL; %0, %1: max_image_width, _height).
 IMAGE_FILTER = 'width <= %0 AND height <= %1'
 
@@ -140,20 +142,15 @@ class DeviceNode(GuardedNode):
         # their own so a multi-threaded executor takes one while a frame computes.
         self.create_subscription(FrameLabel, 'labels', self.on_label, 50,
                                  callback_group=MutuallyExclusiveCallbackGroup())
-        # Serialized: an image's size is checked before rclpy spends time
-        # deserializing it (60 ms for a 12-megapixel frame on the machine
-        # measured, which a flood of them at 30 Hz would spend every second of).
-        # Images larger than max_image_width x max_image_height are filtered out
-        # by DDS (a content filter), before this node copies them: a flood of
-        # 12-megapixel frames otherwise costs it a copy of each (36 MB) and
-        # takes the place of camera frames in the reader (docs/flood.md).
-        self.image_sub = self.create_subscription(
-            Image, 'image', self.on_image_raw, NEWEST_IMAGE_QOS, raw=True,
-            content_filter_options=ContentFilterOptions(IMAGE_FILTER, self.image_filter_args()))
-        if not self.image_sub.is_cft_enabled:
-            self.get_logger().warning('this RMW has no content filters: images over '
-                                   'max_image_width x max_image_height are dropped here, after '
-                                   'they were received')
+        # The image subscription is made once the compute thread has warmed the
+        # model up (subscribe_images): a frame that came before would wait behind
+        # the warm-up and be displaced by the next (a counted replay lost its
+        # first frame so under load), and a camera with wait_for_subscribers
+        # holds its first frame until then.
+        self.image_sub = None
+        self.warm = threading.Event()
+        self.subscribe_timer = self.create_timer(
+            WARM_POLL_S, self.subscribe_images, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.create_subscription(Plan, 'plan', self.on_plan, LATCHED_QOS)
         self.create_subscription(EdgeReply, 'reply', self.on_reply, TENSOR_QOS)
         self.create_subscription(BandwidthEstimate, 'bandwidth', self.on_bandwidth, LATCHED_QOS)
@@ -168,6 +165,26 @@ class DeviceNode(GuardedNode):
         self.worker.start()
         self.get_logger().info(f'model {card.name}; device {self.source_id}; until a plan '
                                f'arrives: exit {self.best.exit_point}, device only')
+
+    def subscribe_images(self) -> None:
+        if not self.warm.is_set() or self.image_sub is not None:
+            return
+        self.subscribe_timer.cancel()
+        # Serialized: an image's size is checked before rclpy spends time
+        # deserializing it (60 ms for a 12-megapixel frame on the machine
+        # measured, which a flood of them at 30 Hz would spend every second of).
+        # Images larger than max_image_width x max_image_height are filtered out
+        # by DDS (a content filter), before this node copies them: a flood of
+        # 12-megapixel frames otherwise costs it a copy of each (36 MB) and
+        # takes the place of camera frames in the reader (docs/flood.md).
+        self.image_sub = self.create_subscription(
+            Image, 'image', self.on_image_raw, NEWEST_IMAGE_QOS, raw=True,
+            content_filter_options=ContentFilterOptions(IMAGE_FILTER, self.image_filter_args()))
+        if not self.image_sub.is_cft_enabled:
+            self.get_logger().warning('this RMW has no content filters: images over '
+                                   'max_image_width x max_image_height are dropped here, after '
+                                   'they were received')
+        self.get_logger().info('model warmed up: taking images')
 
     def destroy_node(self) -> None:
         self.work.stop()
@@ -187,7 +204,11 @@ class DeviceNode(GuardedNode):
         # On this thread: torch's first run of each exit on a thread is slow
         # (measured: exit 1 at 10x its prediction the first time it ran as a
         # fallback, after a warm-up on the main thread).
-        self.model.warm_up()
+        try:
+            self.model.warm_up()
+        except Exception as exc:  # frames then pay the first runs; they still run
+            self.get_logger().error(f'warming the model up failed: {exc!r}')
+        self.warm.set()
         while (work := self.work.next()) is not None:
             given_up, item = work
             try:
@@ -260,7 +281,7 @@ class DeviceNode(GuardedNode):
         """A new max_image_width or max_image_height: the DDS filter follows."""
         w, h = self.max_image_size
         self.max_image_size = (w if width is None else width, h if height is None else height)
-        if self.image_sub.is_cft_enabled:
+        if self.image_sub is not None and self.image_sub.is_cft_enabled:
             self.image_sub.set_content_filter(IMAGE_FILTER, self.image_filter_args())
 
     def oversized(self, what: str) -> None:
