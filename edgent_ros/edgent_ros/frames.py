@@ -6,7 +6,8 @@ ground-truth label (-1 when unknown). Never imports rclpy.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -19,6 +20,40 @@ IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.pgm', '.tif', '.tif
 
 class SourceError(ValueError):
     """A frame source that cannot be opened; the text says why."""
+
+
+MATCH_SETTLE_S = 0.5
+
+
+class FirstFrameGate:
+    """Holds a camera's first frame until its subscribers have been matched
+    for ``settle_s`` seconds (``clock``: monotonic seconds), then stays open.
+
+    A writer's subscription count rises when the writer has matched the
+    reader; the reader matches the writer when the writer's own announcement
+    reaches it, which on a loaded machine can be a moment later, and a
+    best-effort frame sent in between is dropped by the reader. Nothing on
+    the writer's side says when that has happened, so the gate waits.
+    """
+
+    def __init__(self, settle_s: float = MATCH_SETTLE_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settle_s, self.clock = settle_s, clock
+        self.matched_since: float | None = None
+        self.is_open = False
+
+    def update(self, matched: bool) -> bool:
+        """Whether a frame may go, given whether subscribers are matched now."""
+        if self.is_open:
+            return True
+        if not matched:
+            self.matched_since = None
+            return False
+        now = self.clock()
+        if self.matched_since is None:
+            self.matched_since = now
+        self.is_open = now - self.matched_since >= self.settle_s
+        return self.is_open
 
 
 def dataset_frames(name: str, seed: int = 0, data_dir: str | None = None

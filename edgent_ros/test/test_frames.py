@@ -54,3 +54,24 @@ def test_bad_sources_are_refused(tmp_path: Path) -> None:
         frames.capture_frames(str(tmp_path / 'missing.avi'))
     with pytest.raises(frames.SourceError, match='--data-dir'):
         frames.dataset_frames('cifar10')
+
+
+def test_first_frame_waits_for_the_reader_to_match_back() -> None:
+    """The writer's match count can rise before the reader has matched the
+    writer, and a best-effort frame sent then is lost. The gate holds the
+    first frame settle_s after a match, restarts if the match goes, and
+    stays open after."""
+    now = [0.0]
+    gate = frames.FirstFrameGate(settle_s=0.5, clock=lambda: now[0])
+    assert not gate.update(False)
+    now[0] = 1.0
+    assert not gate.update(True)  # matched just now: the reader may not know yet
+    now[0] = 1.3
+    assert not gate.update(False)  # gone again: start over
+    now[0] = 1.4
+    assert not gate.update(True)
+    now[0] = 1.8
+    assert not gate.update(True)
+    now[0] = 1.9
+    assert gate.update(True)
+    assert gate.update(False)  # once open, later frames are not held

@@ -18,7 +18,13 @@ from sensor_msgs.msg import Image
 
 from edgent_ros import image_codec
 from edgent_ros.datasets import resize_rgb
-from edgent_ros.frames import SourceError, capture_frames, dataset_frames, folder_frames
+from edgent_ros.frames import (
+    FirstFrameGate,
+    SourceError,
+    capture_frames,
+    dataset_frames,
+    folder_frames,
+)
 from edgent_ros.nodes.params import ParamSchema, ParamSpec, Value
 from edgent_ros.nodes.runner import GuardedNode, run_node
 from edgent_ros.qos import IMAGE_QOS
@@ -43,8 +49,9 @@ PARAMS = ParamSchema(
     ParamSpec('encoding', 'rgb8', 'Image encoding.', read_only=True, choices=ENCODINGS),
     ParamSpec('frame_id', 'camera', 'header.frame_id of images.', read_only=True),
     ParamSpec('wait_for_subscribers', False,
-              'Hold the first frame until a subscriber has matched (for replays that must '
-              'reach every frame to a consumer).', read_only=True),
+              'Hold the first frame until an image subscriber has matched, and 0.5 s more '
+              'for it to match this camera in turn (for replays that must reach every frame '
+              'to a consumer).', read_only=True),
     ParamSpec('next_index', 0, 'Index of the next frame of a data-set or folder source (set '
               'at run time to replay from there).', 0, 10**9),
 )
@@ -82,6 +89,7 @@ class CameraNode(GuardedNode):
             raise SourceError(f'unknown source {source!r}: use digits, cifar10, '
                               'folder:<dir>, video:<file> or camera:<index>')
         self.sent = 0
+        self.gate = FirstFrameGate()
         self.image_pub = self.create_publisher(Image, 'image', IMAGE_QOS)
         self.label_pub = self.create_publisher(FrameLabel, 'labels', 10)
         self.timer = self.create_timer(1.0 / rate, self.on_timer)
@@ -114,8 +122,8 @@ class CameraNode(GuardedNode):
         return frame
 
     def on_timer(self) -> None:
-        if self.wait_for_subscribers and self.sent == 0 and \
-                self.image_pub.get_subscription_count() == 0:
+        if self.wait_for_subscribers and self.sent == 0 and not self.gate.update(
+                self.image_pub.get_subscription_count() > 0):
             return
         frame = None if self.done else self.next_frame()
         if frame is None:
