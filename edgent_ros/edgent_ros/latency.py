@@ -287,6 +287,25 @@ class Profile:
                        notes=(self.notes + ' ' if self.notes else '') +
                        f'Layer latencies x{factor:g}: an emulated CPU {factor:g} times slower.')
 
+    def native(self) -> Profile:
+        """The profile of the machine itself, undoing ``slowed`` (every layer's
+        latency divided by ``machine.emulated_slowdown``); itself if not slowed."""
+        factor = float(self.machine.get('emulated_slowdown', 1.0) or 1.0)
+        if factor == 1.0:
+            return self
+        layers = {kind: lm if kind == 'model_load' else replace(
+            lm, coef=[c / factor for c in lm.coef], intercept=lm.intercept / factor)
+            for kind, lm in self.layers.items()}
+        machine = {k: v for k, v in self.machine.items() if k != 'emulated_slowdown'}
+        return replace(self, layers=layers, machine=machine,
+                       notes=(self.notes + ' ' if self.notes else '') +
+                       f'Layer latencies /{factor:g}: the measured CPU, not emulated.')
+
+    def missing_for(self, card: ModelCard) -> list[str]:
+        """The stage keys of ``card`` this profile has no model for (empty: all)."""
+        types = {stage_key(li) for e in card.exits for li in e.layers}
+        return sorted(types - set(self.layers))
+
     def model_load_ms(self, model_bytes: int) -> float | None:
         lm = self.layers.get('model_load')
         return None if lm is None else float(lm.predict([float(model_bytes)]))
@@ -341,6 +360,33 @@ def resolve_profile_path(name_or_path: str | Path) -> Path:
         return resolve_in_package(name_or_path, 'config/profiles', 'profile')
     except FileNotFoundError as exc:
         raise ProfileError(str(exc)) from None
+
+
+AUTO = 'auto'
+# What ``auto`` tries, in order: the paper's Table II profiles (they know Table
+# I's layer types only), then this project's CI host (every stage key of the
+# built-in architectures; the device one in the host's own CPU time, not slowed).
+AUTO_CHOICES = {'device': ('paper_pi3_device', 'ci_host_device_native'),
+                'edge': ('paper_desktop_edge', 'ci_host_edge')}
+
+
+def auto_profile(role: str, card: ModelCard, choices: Sequence[str] | None = None
+                 ) -> tuple[Profile, list[str]]:
+    """The first of ``choices`` (default ``AUTO_CHOICES[role]``) with a model
+    for every stage of ``card``, and what the ones passed over lacked
+    (``name: types``). A ProfileError if none has them all, naming the
+    command that makes one."""
+    passed: list[str] = []
+    for name in AUTO_CHOICES[role] if choices is None else choices:
+        profile = load_profile(resolve_profile_path(name))
+        missing = profile.missing_for(card)
+        if not missing:
+            return profile, passed
+        passed.append(f"{name}: {', '.join(missing)}")
+    raise ProfileError(
+        f'no shipped {role} profile predicts every stage of {card.name} ({"; ".join(passed)} '
+        f'missing); make one on the {role}: edgent-profile --role {role} --model {card.name} '
+        f'--out {role}.yaml, then {role}_profile:=<that file>')
 
 
 @dataclass

@@ -102,9 +102,10 @@ ARGUMENTS: dict[str, tuple[LaunchArgument, ...]] = {
                        'YAML, for the device node and the planner (default: the parameter '
                        'file\'s); the edge must be given the same'),
         LaunchArgument('device_profile', '', 'the planner\'s latency profile of the device '
-                       '(name in config/profiles/ or path; default: the parameter file\'s)'),
+                       '(name in config/profiles/ or path; default: the parameter file\'s, auto: '
+                       'the paper\'s Pi 3 if it covers the model, else the CI host\'s)'),
         LaunchArgument('edge_profile', '', 'the planner\'s latency profile of the edge '
-                       '(default: the parameter file\'s)'),
+                       '(default: the parameter file\'s, auto)'),
         LaunchArgument('camera_size', 'auto', 'WIDTHxHEIGHT of the data-set camera\'s frames; '
                        'auto: 640x480 when the model given takes more than 32x32 pixels, '
                        'else the parameter file\'s (0x0: the source\'s own size)'),

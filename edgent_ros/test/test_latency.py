@@ -408,3 +408,29 @@ def test_pinning_the_allocator() -> None:
     assert pin_allocator() is pin_allocator()  # once per process
     if Path('/proc/self/maps').is_file() and 'libc.so.6' in Path('/proc/self/maps').read_text():
         assert pin_allocator()
+
+
+def test_auto_profiles_take_the_papers_where_they_cover_the_model(card: m.ModelCard) -> None:
+    """device_profile/edge_profile auto: the paper's Table II profiles for the
+    AlexNet; for the ResNet, whose residual blocks they lack, the CI host's,
+    the device one in the host's own CPU time (ci_host_device undone x250)."""
+    for role in lat.ROLES:
+        chosen, passed = lat.auto_profile(role, card)
+        assert chosen.name == paper(role).name and passed == []
+    resnet = m.load_card(m.resolve_model_path('resnet18_digits64'))
+    device, passed = lat.auto_profile('device', resnet)
+    assert device.name == 'ci_host_device_native'
+    assert len(passed) == 1 and passed[0].startswith('paper_pi3_device: ')
+    assert 'block_residual' in passed[0]
+    edge, _ = lat.auto_profile('edge', resnet)
+    assert edge.name == 'ci_host_edge'
+    slowed = lat.load_profile(lat.resolve_profile_path('ci_host_device'))
+    assert 'emulated_slowdown' not in device.machine
+    assert device.predict(resnet.exits[-1].layers) * 250.0 == \
+        pytest.approx(slowed.predict(resnet.exits[-1].layers))
+    assert slowed.native().predict(resnet.exits[0].layers) == \
+        pytest.approx(device.predict(resnet.exits[0].layers))
+    lat.SubModelLatency(resnet, device, edge)  # plans
+    with pytest.raises(lat.ProfileError, match=r'edgent-profile --role device --model '
+                                               r'resnet18_digits64'):
+        lat.auto_profile('device', resnet, choices=('paper_pi3_device',))

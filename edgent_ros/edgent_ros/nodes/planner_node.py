@@ -33,12 +33,14 @@ from edgent_ros_interfaces.msg import BandwidthEstimate, InferenceResult, Plan
 
 PARAMS = ParamSchema(
     MODEL,
-    ParamSpec('device_profile', 'paper_pi3_device',
-              'Latency profile of the device (name or YAML path); may be changed at run '
-              'time (checked before use).'),
-    ParamSpec('edge_profile', 'paper_desktop_edge',
-              'Latency profile of the edge (name or YAML path); may be changed at run time '
-              '(checked before use).'),
+    ParamSpec('device_profile', lat.AUTO,
+              'Latency profile of the device (name or YAML path; auto: the paper\'s Pi 3 '
+              'profile if it has every stage type of the model, else the CI host\'s); may be '
+              'changed at run time (checked before use).'),
+    ParamSpec('edge_profile', lat.AUTO,
+              'Latency profile of the edge (name or YAML path; auto: the paper\'s desktop '
+              'profile if it has every stage type of the model, else the CI host\'s); may be '
+              'changed at run time (checked before use).'),
     ParamSpec('latency_requirement_ms', 1000.0,
               'End-to-end latency deadline per frame, ms (> 0).', 1.0, 600000.0),
     ParamSpec('hysteresis', 0.1,
@@ -120,9 +122,20 @@ class PlannerNode(GuardedNode):
 
     def load_latency(self, device_profile: str, edge_profile: str) -> lat.SubModelLatency:
         """Both profiles loaded and checked against the model (ProfileError if not)."""
-        device = lat.load_profile(lat.resolve_profile_path(device_profile))
-        edge = lat.load_profile(lat.resolve_profile_path(edge_profile))
-        return lat.SubModelLatency(self.card, device, edge)
+        return lat.SubModelLatency(self.card, self.load_profile('device', device_profile),
+                                   self.load_profile('edge', edge_profile))
+
+    def load_profile(self, role: str, name: str) -> lat.Profile:
+        if name != lat.AUTO:
+            return lat.load_profile(lat.resolve_profile_path(name))
+        profile, passed = lat.auto_profile(role, self.card)
+        if passed:
+            self.get_logger().warning(
+                f'{role}_profile auto: {profile.name}, made on the CI host, not on this {role} '
+                f'({"; ".join(passed)} missing); the online calibration rescales it, but '
+                f'profile the {role} for plans from the first frame: edgent-profile --role '
+                f'{role} --model {self.card.name}')
+        return profile
 
     def now_s(self) -> float:
         """The node clock (sim time under use_sim_time), s."""
