@@ -52,7 +52,8 @@ def run_driver(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--model', default='resnet18_digits64')
-    parser.add_argument('--bandwidths', type=float, nargs='+', default=[500.0, 1000.0, 2000.0])
+    parser.add_argument('--bandwidths', type=float, nargs='+',
+                        default=[500.0, 1000.0, 2000.0, 5000.0])
     parser.add_argument('--deadline-ms', type=float, default=400.0)
     parser.add_argument('--modes', nargs='+', default=['edgent', 'partition_only'],
                         choices=['edgent', 'partition_only', 'device_only', 'edge_only'],
@@ -93,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         if row.get('frames'):
             layers = card.exit(row['exit']).layers
+            row['num_layers'] = len(layers)  # the driver's is the last plan's, not this one's
             p = row['partition']
             row['cut'] = cut_text(card, row['exit'], p)
             row['crossing_bytes'] = layers[p - 1].out_bytes if 0 < p < len(layers) else (
