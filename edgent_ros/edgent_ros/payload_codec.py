@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edgent_ros.datasets import to_model_input
+
 RAW, FLOAT16, INT8, INT8_CHANNEL = 'raw', 'float16', 'int8', 'int8_channel'
 PIXELS = 'pixels'
 JPEG_PREFIX = 'jpeg'
@@ -141,11 +143,9 @@ def encode_input(rgb: np.ndarray, codec: str, *, mean: Sequence[float] = (0.0, 0
 
 
 def normalise(rgb: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """HxWx3 uint8 -> 1x3xHxW float32, (x / 255 - mean) / std."""
-    x = rgb.astype(np.float32).transpose(2, 0, 1)[None] / 255.0
-    m = np.asarray(mean, dtype=np.float32).reshape(1, 3, 1, 1)
-    s = np.asarray(std, dtype=np.float32).reshape(1, 3, 1, 1)
-    return np.ascontiguousarray((x - m) / s)
+    """HxWx3 uint8 -> 1x3xHxW float32 as the network takes it (the device's
+    ``datasets.to_model_input``)."""
+    return to_model_input(rgb, mean, std).numpy()
 
 
 def jpeg_dimensions(data: bytes) -> tuple[int, int, int]:
