@@ -240,6 +240,11 @@ def machine_facts(threads: int | None = None) -> dict[str, Any]:
             'python': platform.python_version(), 'host': platform.node()}
 
 
+def card_stage_keys(card: ModelCard) -> list[str]:
+    """The stage keys every exit of ``card`` needs a latency model for."""
+    return sorted({stage_key(li) for e in card.exits for li in e.layers})
+
+
 @dataclass
 class Profile:
     """The latency models of one machine in one role."""
@@ -303,8 +308,7 @@ class Profile:
 
     def missing_for(self, card: ModelCard) -> list[str]:
         """The stage keys of ``card`` this profile has no model for (empty: all)."""
-        types = {stage_key(li) for e in card.exits for li in e.layers}
-        return sorted(types - set(self.layers))
+        return sorted(set(card_stage_keys(card)) - set(self.layers))
 
     def model_load_ms(self, model_bytes: int) -> float | None:
         lm = self.layers.get('model_load')
@@ -408,7 +412,7 @@ class SubModelLatency:
         if device.role != 'device' or edge.role != 'edge':
             raise ProfileError(f'need a device and an edge profile, got {device.role!r} '
                                f'({device.name}) and {edge.role!r} ({edge.name})')
-        types = sorted({stage_key(li) for e in card.exits for li in e.layers})
+        types = card_stage_keys(card)
         device.require(types, ' (device)')
         edge.require(types, ' (edge)')
         self.card = card

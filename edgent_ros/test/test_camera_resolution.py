@@ -23,6 +23,16 @@ from .conftest import spin_until
 NS = '/vga'
 
 
+@pytest.fixture
+def harness(rclpy_context: object) -> object:
+    node = Node('vga_test', context=rclpy_context)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    executor.add_node(node)
+    yield node, executor
+    executor.shutdown()
+    node.destroy_node()
+
+
 def test_preprocess_resizes_and_normalises_as_the_card_says(vga_model: object) -> None:
     card = m.load_card(vga_model)
     frame = np.full((480, 640, 3), 255, dtype=np.uint8)
@@ -44,10 +54,8 @@ def test_camera_size_auto_is_vga_for_a_larger_model(vga_model: object) -> None:
 @pytest.mark.ros
 @pytest.mark.slow
 def test_camera_frames_at_640x480_are_answered_by_a_224_model(
-        rclpy_context: object, processes: object, vga_model: object) -> None:
-    node = Node('vga_test', context=rclpy_context)
-    executor = SingleThreadedExecutor(context=rclpy_context)
-    executor.add_node(node)
+        harness: object, processes: object, vga_model: object) -> None:
+    node, executor = harness
     results: list[InferenceResult] = []
     sizes: list[tuple[int, int]] = []
     node.create_subscription(InferenceResult, f'{NS}/result', results.append, 100)
@@ -70,17 +78,13 @@ def test_camera_frames_at_640x480_are_answered_by_a_224_model(
         assert 0 <= r.class_id < card.num_classes
         assert len(r.top_k_class_ids) >= 1 and np.isfinite(r.score)
     # Answered by the 224x224 model: nothing in the answer could come from 32x32.
-    executor.shutdown()
-    node.destroy_node()
 
 
 @pytest.mark.ros
 @pytest.mark.slow
 def test_a_frame_from_a_stranger_at_640x480_is_answered(
-        rclpy_context: object, processes: object, vga_model: object) -> None:
-    node = Node('vga_stranger', context=rclpy_context)
-    executor = SingleThreadedExecutor(context=rclpy_context)
-    executor.add_node(node)
+        harness: object, processes: object, vga_model: object) -> None:
+    node, executor = harness
     results: list[InferenceResult] = []
     node.create_subscription(InferenceResult, f'{NS}2/result', results.append, 100)
     images = node.create_publisher(Image, f'{NS}2/image', IMAGE_QOS)
@@ -101,5 +105,3 @@ def test_a_frame_from_a_stranger_at_640x480_is_answered(
                 break
         assert len(results) > count, encoding
     assert all(not r.skipped and 0 <= r.class_id < 10 for r in results)
-    executor.shutdown()
-    node.destroy_node()

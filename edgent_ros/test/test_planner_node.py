@@ -217,19 +217,17 @@ def test_every_planner_parameter_takes_effect_at_run_time_or_is_refused(
     assert planner.poll() is None
 
 
-def test_a_resnet_card_plans_with_the_default_profiles(rclpy_context: object,
+def test_a_resnet_card_plans_with_the_default_profiles(harness: object,
                                                        processes: object) -> None:
     """model:=resnet18_digits64 and nothing else: the paper's profiles lack its
     residual blocks, so auto takes the CI host's (saying so), and it plans
     (before, the node refused to start for the missing layer types)."""
-    node = Node('planner_test', namespace='/plan_auto', context=rclpy_context)
-    executor = SingleThreadedExecutor(context=rclpy_context)
-    executor.add_node(node)
+    node, executor = harness
     plans: list[Plan] = []
     diags: list[DiagnosticArray] = []
     node.create_subscription(Plan, 'plan', plans.append, LATCHED_QOS)
     node.create_subscription(DiagnosticArray, '/diagnostics', diags.append, 10)
-    planner = processes('planner_node', '-r', '__ns:=/plan_auto',
+    planner = processes('planner_node', '-r', '__ns:=/plan_test',
                         '-p', 'model:=resnet18_digits64', '-p', 'initial_bandwidth_kbps:=1000.0',
                         '-p', 'diagnostics_period_s:=0.5')
     assert spin_until(executor, lambda: len(plans) >= 1, 30), planner.poll()
@@ -238,11 +236,9 @@ def test_a_resnet_card_plans_with_the_default_profiles(rclpy_context: object,
     def profiles() -> dict[str, str]:
         for array in reversed(diags):
             for status in array.status:
-                if status.name.startswith('/plan_auto/planner'):
+                if status.name.startswith('/plan_test/planner'):
                     return {kv.key: kv.value for kv in status.values}
         return {}
     assert spin_until(executor, lambda: 'device_profile' in profiles(), 20)
     assert profiles()['device_profile'] == 'ci_host_device_native'
     assert profiles()['edge_profile'] == 'ci_host_edge'
-    executor.shutdown()
-    node.destroy_node()
