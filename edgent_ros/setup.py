@@ -47,5 +47,6 @@ setup(
         'tensor_listener = edgent_ros.demo.tensor_listener:main',
         'edgent-train = edgent_ros.training:main',
         'edgent-profile = edgent_ros.profiler:main',
+        'edgent-codec-card = edgent_ros.codec_card:main',
     ]},
 )

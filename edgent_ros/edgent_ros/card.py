@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from edgent_ros.codec_names import codec_problem
+
 # Architectures edgent_ros.model can build, by the name their cards carry.
 KNOWN_ARCHITECTURES = ('branchy_alexnet', 'resnet18', 'mobilenet_v3_small')
 # A network of the user's own: package.module:factory (edgent_ros.model).
@@ -69,6 +71,23 @@ class ExitInfo:
     layers: list[LayerInfo] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class CodecEntry:
+    """One lossy or sized (exit, partition, codec) configuration, measured on
+    the held-out split (``edgent_ros.codec_card``): its accuracy and the
+    bytes its payload takes (a high percentile, for a JPEG)."""
+
+    exit_point: int
+    partition: int
+    codec: str
+    accuracy: float
+    bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {'exit_point': self.exit_point, 'partition': self.partition,
+                'codec': self.codec, 'accuracy': self.accuracy, 'bytes': self.bytes}
+
+
 @dataclass
 class ModelCard:
     """The model's YAML: architecture, exits, and how it was made."""
@@ -90,6 +109,9 @@ class ModelCard:
     mean: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
     class_names: list[str] = field(default_factory=list)
+    # Link codecs measured offline (edgent_ros.codec_card); empty: raw only.
+    codecs: list[CodecEntry] = field(default_factory=list)
+    codecs_measured_on: dict[str, Any] = field(default_factory=dict)
 
     def exit(self, exit_point: int) -> ExitInfo:
         for info in self.exits:
@@ -130,7 +152,8 @@ def load_card(path: Path | str) -> ModelCard:
     try:
         exits = [ExitInfo(**{**e, 'layers': [LayerInfo(**li) for li in e['layers']]})
                  for e in raw['exits']]
-        card = ModelCard(**{**raw, 'exits': exits})
+        codecs = [CodecEntry(**c) for c in raw.get('codecs') or []]
+        card = ModelCard(**{**raw, 'exits': exits, 'codecs': codecs})
     except (KeyError, TypeError) as exc:
         raise ModelError(f'{path}: missing or unexpected field: {exc}') from None
     if card.architecture not in KNOWN_ARCHITECTURES and not USER_ARCHITECTURE.fullmatch(
@@ -149,6 +172,16 @@ def load_card(path: Path | str) -> ModelCard:
                              f'channel), got {values!r}')
     if not all(v > 0 for v in card.std):
         raise ModelError(f'{path}: std must be positive, got {card.std}')
+    layers = {e.exit_point: e.num_layers for e in card.exits}
+    for c in card.codecs:
+        n = layers.get(c.exit_point)
+        why = f'no exit {c.exit_point}' if n is None else codec_problem(c.codec, c.partition, n)
+        if why is None and not (isinstance(c.accuracy, (int, float)) and 0 <= c.accuracy <= 1
+                                and isinstance(c.bytes, int) and c.bytes > 0):
+            why = f'accuracy {c.accuracy!r} must be in [0, 1] and bytes {c.bytes!r} > 0'
+        if why:
+            raise ModelError(f'{path}: codecs: exit {c.exit_point}, partition {c.partition}, '
+                             f'codec {c.codec!r}: {why}')
     return card
 
 

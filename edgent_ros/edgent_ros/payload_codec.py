@@ -32,16 +32,22 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edgent_ros import codec_names as cn
+from edgent_ros.codec_names import (
+    ACTIVATION_CODECS,
+    CODECS,
+    FLOAT16,
+    INPUT_CODECS,
+    INT8,
+    INT8_CHANNEL,
+    PIXELS,
+    RAW,
+    jpeg_quality,
+)
 from edgent_ros.datasets import to_model_input
 
-RAW, FLOAT16, INT8, INT8_CHANNEL = 'raw', 'float16', 'int8', 'int8_channel'
-PIXELS = 'pixels'
-JPEG_PREFIX = 'jpeg'
-ACTIVATION_CODECS = (RAW, FLOAT16, INT8, INT8_CHANNEL)
-JPEG_QUALITIES = (90, 75, 50)
-INPUT_CODECS = (RAW, PIXELS, *(f'{JPEG_PREFIX}{q}' for q in JPEG_QUALITIES))
-CODECS = tuple(dict.fromkeys(ACTIVATION_CODECS + INPUT_CODECS))
-LOSSLESS = (RAW, PIXELS)
+JPEG_PREFIX, JPEG_QUALITIES, LOSSLESS = cn.JPEG_PREFIX, cn.JPEG_QUALITIES, cn.LOSSLESS
+
 # A JPEG is refused if it is larger than the raw pixels times this plus a
 # header allowance: a real one at these qualities is far smaller.
 JPEG_SLACK, JPEG_HEADER_BYTES = 1.0, 4096
@@ -70,13 +76,6 @@ class Encoded:
 def check_codec(codec: str, allowed: Sequence[str] = CODECS) -> None:
     if codec not in allowed:
         raise CodecError(f'codec {codec!r} not accepted here (accepted: {", ".join(allowed)})')
-
-
-def jpeg_quality(codec: str) -> int | None:
-    """The quality of a JPEG codec name (``jpeg75`` -> 75), else None."""
-    if codec.startswith(JPEG_PREFIX) and codec[len(JPEG_PREFIX):].isdigit():
-        return int(codec[len(JPEG_PREFIX):])
-    return None
 
 
 # --- activations ---------------------------------------------------------------------------

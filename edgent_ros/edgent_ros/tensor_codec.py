@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgent_ros import payload_codec
 from edgent_ros_interfaces.msg import Tensor
 
 # Upper bounds on what a message may describe; a shape beyond them is refused
@@ -107,6 +108,7 @@ def to_msg(array: np.ndarray, msg: Tensor | None = None, *, name: str = '',
         # given; with them off it copies it once more.
         msg = Tensor(check_fields=True)
     msg.name = name
+    msg.codec = ''
     msg.shape = [int(d) for d in array.shape]
     msg.data_type = code
     msg.strides = list(c_strides(array.shape, array.itemsize))
@@ -204,3 +206,83 @@ def dequantize(msg: Tensor, array: np.ndarray | None = None) -> np.ndarray:
     if scale == 0.0:
         return array.astype(np.float32, copy=False)
     return (array.astype(np.float32) - np.float32(msg.quantization_zero_point)) * np.float32(scale)
+
+
+# --- coded payloads (edgent_ros.payload_codec) ----------------------------------------------
+_CODEC_DTYPE = {'float16': Tensor.DATA_TYPE_FLOAT16, 'int8': Tensor.DATA_TYPE_INT8,
+                'int8_channel': Tensor.DATA_TYPE_INT8, 'pixels': Tensor.DATA_TYPE_UINT8}
+MAX_CHANNELS = 1 << 16
+
+
+def coded_to_msg(enc: payload_codec.Encoded, msg: Tensor | None = None, *,
+                 name: str = '') -> Tensor:
+    """Fill the tensor fields of ``msg`` from a coded payload (a ``raw`` one as
+    ``to_msg`` would). The header, frame and plan fields are the caller's."""
+    if enc.codec == payload_codec.RAW:
+        array = np.frombuffer(enc.data, dtype='<f4').reshape(enc.shape)
+        return to_msg(array, msg, name=name)
+    if msg is None:
+        msg = Tensor(check_fields=True)
+    msg.name = name
+    msg.codec = enc.codec
+    msg.shape = [int(d) for d in enc.shape]
+    msg.data_type = _CODEC_DTYPE.get(enc.codec, Tensor.DATA_TYPE_UINT8)
+    jpeg = payload_codec.jpeg_quality(enc.codec) is not None
+    msg.strides = [] if jpeg else list(c_strides(enc.shape, code_dtype(msg.data_type).itemsize))
+    msg.quantization_scale = enc.scales[0] if enc.codec == payload_codec.INT8 else 0.0
+    msg.quantization_zero_point = enc.zero_points[0] if enc.codec == payload_codec.INT8 else 0
+    per_channel = enc.codec == payload_codec.INT8_CHANNEL
+    msg.channel_scales = array_module.array('f', enc.scales if per_channel else ())
+    msg.channel_zero_points = array_module.array('i', enc.zero_points if per_channel else ())
+    data = array_module.array('B')
+    data.frombytes(enc.data)
+    msg.data = data
+    return msg
+
+
+def msg_codec(msg: Tensor) -> str:
+    """The message's codec name (empty means raw)."""
+    return msg.codec or payload_codec.RAW
+
+
+def coded_from_msg(msg: Tensor, expected_shape: tuple[int, ...], *,
+                   allowed: tuple[str, ...] = payload_codec.CODECS) -> np.ndarray:
+    """Decode a coded Tensor (codec not raw) to what the receiver expects,
+    refusing (TensorCodecError) anything else: a codec not in ``allowed``, a
+    data type that does not match the codec, quantisation fields on a codec
+    that has none, or whatever ``payload_codec.decode`` refuses (sizes,
+    scales, zero points, JPEG headers and bodies)."""
+    codec = msg_codec(msg)
+    if codec == payload_codec.RAW:
+        raise TensorCodecError('a raw tensor goes through from_msg')
+    try:
+        payload_codec.check_codec(codec, allowed)
+    except payload_codec.CodecError as exc:
+        raise TensorCodecError(str(exc)) from None
+    want = _CODEC_DTYPE.get(codec, Tensor.DATA_TYPE_UINT8)
+    if msg.data_type != want:
+        raise TensorCodecError(f'codec {codec} carries data_type {want}, got {msg.data_type}')
+    per_channel = codec == payload_codec.INT8_CHANNEL
+    if len(msg.channel_scales) > MAX_CHANNELS or len(msg.channel_zero_points) > MAX_CHANNELS:
+        raise TensorCodecError(f'more than {MAX_CHANNELS} channel scales or zero points')
+    if not per_channel and (len(msg.channel_scales) or len(msg.channel_zero_points)):
+        raise TensorCodecError(f'channel scales on codec {codec} (only int8_channel has them)')
+    if codec != payload_codec.INT8 and (msg.quantization_scale != 0.0 or
+                                        msg.quantization_zero_point != 0):
+        raise TensorCodecError(f'quantization_scale/zero_point on codec {codec} (only int8 '
+                               'has them)')
+    if len(msg.shape) > MAX_RANK:
+        raise TensorCodecError(f'rank {len(msg.shape)} exceeds the maximum of {MAX_RANK}')
+    if codec == payload_codec.INT8:
+        scales, zeros = (float(msg.quantization_scale),), (int(msg.quantization_zero_point),)
+    elif per_channel:
+        scales = tuple(float(s) for s in msg.channel_scales)
+        zeros = tuple(int(z) for z in msg.channel_zero_points)
+    else:
+        scales, zeros = (), ()
+    enc = payload_codec.Encoded(codec, memoryview(msg.data).tobytes() if len(msg.data) else b'',
+                                tuple(int(d) for d in msg.shape), scales, zeros)
+    try:
+        return payload_codec.decode(enc, expected_shape, allowed=allowed)
+    except payload_codec.CodecError as exc:
+        raise TensorCodecError(str(exc)) from None
