@@ -95,11 +95,12 @@ class Calibrator:
         self.transfer_ratios: deque[float] = deque(maxlen=20)
         self.ratios: deque[float] = deque(maxlen=40)  # measured / predicted latency
         # (exit, partition) -> its frames' device time over the scaled prediction
-        self.plan_ratios: dict[tuple[int, int], deque[float]] = {}
+        # (exit, partition, codec) -> its frames' device time over the prediction
+        self.plan_ratios: dict[tuple[int, int, str | None], deque[float]] = {}
         self.fresh_residuals = 0
         # plan id -> (exit, partition, remote); the bandwidth estimate the remote
         # delay (item 6) was learnt at (None: no delay)
-        self.keys: dict[int, tuple[int, int, bool]] = {}
+        self.keys: dict[int, tuple[int, int, bool, str]] = {}
         self.delay_kbps: float | None = None
 
     # --- what the planner said ---------------------------------------------------
@@ -110,12 +111,12 @@ class Calibrator:
         remote = d.partition < d.num_layers
         basis = PlanBasis(
             overhead_ms=p.overhead_ms, device_ms=d.device_ms - p.overhead_ms,
-            device_base_ms=p.device_compute_ms(d.exit_point, d.partition),
+            device_base_ms=p.device_compute_ms(d.exit_point, d.partition, d.codec),
             upload_ms=d.upload_ms - (p.message_ms if remote else 0.0),
             upload_bytes=d.upload_bytes, transfer_scale=p.transfer_scale,
             bandwidth_kbps=d.bandwidth_kbps)
         self.plans[plan_id] = (basis, d.total_ms)
-        self.keys[plan_id] = (d.exit_point, d.partition, remote)
+        self.keys[plan_id] = (d.exit_point, d.partition, remote, d.codec)
         while len(self.plans) > RECORDED_PLANS:
             oldest = min(self.plans)
             self.plans.pop(oldest)
@@ -133,7 +134,11 @@ class Calibrator:
             return False
         if not (math.isfinite(frame.latency_ms) and math.isfinite(frame.device_ms)):
             return False
-        key = (frame.exit_point, frame.partition)
+        got = self.keys.get(frame.plan_id)
+        # The plan's configuration (its codec) when the frame ran it; else
+        # (a fallback exit) raw, or nothing sent.
+        codec = got[3] if got and got[:2] == (frame.exit_point, frame.partition) else None
+        key = (frame.exit_point, frame.partition, codec)
         scale_now = self.planner.device_scale
         if frame.fallback:
             # Answered alone after waiting for the edge: a lower bound on the
@@ -190,11 +195,12 @@ class Calibrator:
             return False
         if not (math.isfinite(frame.transfer_ms) and frame.transfer_ms > 0):
             return False  # answered alone at once (the edge taken as down): no wait measured
-        exit_point, partition, _ = got
+        exit_point, partition, _, codec = got
         p = self.planner
         held = p.remote_delay_ms
         try:
-            predicted = p.evaluate(exit_point, partition, bandwidth_kbps, 1.0).total_ms - held
+            predicted = p.evaluate(exit_point, partition, bandwidth_kbps, 1.0,
+                                   codec=codec).total_ms - held
         except ValueError:
             return False
         delay = frame.latency_ms - predicted
@@ -255,7 +261,7 @@ class Calibrator:
                 changed = True
         return self._update_margin() or changed
 
-    def _update_plan_factor(self, key: tuple[int, int]) -> bool:
+    def _update_plan_factor(self, key: tuple[int, int, str | None]) -> bool:
         """Set a plan's device factor from its frames (3 or more); True if it
         moved by more than 5%."""
         ratios = self.plan_ratios.get(key)
@@ -264,7 +270,7 @@ class Calibrator:
         factor = statistics.median(ratios)
         if abs(math.log(factor / self.planner.plan_factor(*key))) < math.log(1.05):
             return False
-        self.planner.set_plan_factor(*key, factor)
+        self.planner.set_plan_factor(key[0], key[1], factor, codec=key[2])
         return True
 
     def _update_margin(self) -> bool:

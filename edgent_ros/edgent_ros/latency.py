@@ -76,7 +76,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from edgent_ros.card import LayerInfo, ModelCard, read_yaml_mapping, resolve_in_package
+from edgent_ros.card import ExitInfo, LayerInfo, ModelCard, read_yaml_mapping, resolve_in_package
+from edgent_ros.codec_names import ACTIVATION_CODECS, CODECS, INPUT_CODECS, LOSSLESS, NONE, RAW
 
 VARIABLES: dict[str, tuple[str, ...]] = {
     'conv': ('in_bytes', 'filter_term'),
@@ -103,6 +104,10 @@ STAGE_VARIABLES: dict[str, tuple[str, ...]] = {
 }
 ALL_VARIABLES: dict[str, tuple[str, ...]] = {**VARIABLES, **STAGE_VARIABLES}
 ROLES = ('device', 'edge')
+# A codec's encoding (device) or decoding (edge) time is regressed on the size
+# of what it codes, uncoded: float32 bytes of an activation, uint8 bytes of
+# the input frame's pixels (pixels, JPEG).
+CODEC_VARIABLES = ('raw_bytes',)
 # A variable beyond this factor of the fitted range counts as far outside it.
 RANGE_FACTOR = 2.0
 
@@ -255,6 +260,11 @@ class Profile:
     machine: dict[str, Any]
     layers: dict[str, LayerModel]
     notes: str = ''
+    # Link codecs (edgent_ros.codec_names): a device profile's are encoding
+    # times, an edge profile's decoding times, ms, each regressed on the
+    # bytes of what is coded before coding (CODEC_VARIABLES). ``raw`` costs
+    # nothing beyond what every frame pays and has no model.
+    codecs: dict[str, LayerModel] = field(default_factory=dict)
 
     def require(self, types: Sequence[str], where: str = '') -> None:
         """Refuse a profile that lacks a layer type the model uses."""
@@ -288,7 +298,9 @@ class Profile:
             lm, coef=[c * factor for c in lm.coef], intercept=lm.intercept * factor)
             for kind, lm in self.layers.items()}
         machine = {**self.machine, 'emulated_slowdown': factor}
-        return replace(self, layers=layers, machine=machine,
+        codecs = {c: replace(lm, coef=[v * factor for v in lm.coef],
+                             intercept=lm.intercept * factor) for c, lm in self.codecs.items()}
+        return replace(self, layers=layers, machine=machine, codecs=codecs,
                        notes=(self.notes + ' ' if self.notes else '') +
                        f'Layer latencies x{factor:g}: an emulated CPU {factor:g} times slower.')
 
@@ -302,13 +314,34 @@ class Profile:
             lm, coef=[c / factor for c in lm.coef], intercept=lm.intercept / factor)
             for kind, lm in self.layers.items()}
         machine = {k: v for k, v in self.machine.items() if k != 'emulated_slowdown'}
-        return replace(self, layers=layers, machine=machine,
+        codecs = {c: replace(lm, coef=[v / factor for v in lm.coef],
+                             intercept=lm.intercept / factor) for c, lm in self.codecs.items()}
+        return replace(self, layers=layers, machine=machine, codecs=codecs,
                        notes=(self.notes + ' ' if self.notes else '') +
                        f'Layer latencies /{factor:g}: the measured CPU, not emulated.')
 
     def missing_for(self, card: ModelCard) -> list[str]:
         """The stage keys of ``card`` this profile has no model for (empty: all)."""
         return sorted(set(card_stage_keys(card)) - set(self.layers))
+
+    def codec_ms(self, codec: str, raw_bytes: int) -> float | None:
+        """Predicted encoding (device) or decoding (edge) time of ``codec`` for
+        ``raw_bytes`` uncoded bytes, ms; 0 for raw and for nothing sent; None
+        when the profile has no model for it."""
+        if codec in (RAW, NONE):
+            return 0.0
+        lm = self.codecs.get(codec)
+        return None if lm is None else float(lm.predict([float(raw_bytes)]))
+
+    def with_codecs(self, other: Profile) -> Profile:
+        """This profile with ``other``'s codec models for the codecs it has
+        none of (the paper's Table II profiles have none), saying so in notes."""
+        borrowed = {c: lm for c, lm in other.codecs.items() if c not in self.codecs}
+        if not borrowed:
+            return self
+        return replace(self, codecs={**self.codecs, **borrowed},
+                       notes=(self.notes + ' ' if self.notes else '') +
+                       f"Codec times of {', '.join(borrowed)} from profile {other.name}.")
 
     def model_load_ms(self, model_bytes: int) -> float | None:
         lm = self.layers.get('model_load')
@@ -317,7 +350,9 @@ class Profile:
     def to_dict(self) -> dict[str, Any]:
         return {'name': self.name, 'role': self.role, 'source': self.source,
                 'machine': self.machine, 'notes': self.notes,
-                'layers': {t: asdict(m) for t, m in self.layers.items()}}
+                'layers': {t: asdict(m) for t, m in self.layers.items()},
+                **({'codecs': {c: asdict(m) for c, m in self.codecs.items()}}
+                   if self.codecs else {})}
 
     def save(self, path: Path | str) -> Path:
         path = Path(path)
@@ -350,12 +385,30 @@ def load_profile(path: Path | str) -> Profile:
         if not all(isinstance(v, (int, float)) and np.isfinite(v) for v in values):
             raise ProfileError(f'{path}: layer type {kind} has non-finite coefficients')
         layers[kind] = model
+    codecs = {}
+    raw_codecs = raw.get('codecs') or {}
+    if not isinstance(raw_codecs, dict):
+        raise ProfileError(f'{path}: "codecs" must be a mapping of codec to model')
+    for codec, spec in raw_codecs.items():
+        if codec not in CODECS or codec == RAW:
+            raise ProfileError(f'{path}: unknown codec {codec!r} (known: '
+                               f'{", ".join(c for c in CODECS if c != RAW)})')
+        try:
+            model = LayerModel(**spec)
+        except TypeError as exc:
+            raise ProfileError(f'{path}: codec {codec}: {exc}') from None
+        if tuple(model.variables) != CODEC_VARIABLES or len(model.coef) != 1 or not all(
+                isinstance(v, (int, float)) and np.isfinite(v)
+                for v in [*model.coef, model.intercept]):
+            raise ProfileError(f'{path}: codec {codec} must regress on {list(CODEC_VARIABLES)} '
+                               'with finite coefficients')
+        codecs[codec] = model
     role = raw.get('role')
     if role not in ROLES:
         raise ProfileError(f'{path}: role must be one of {ROLES}, found {role!r}')
     return Profile(name=str(raw.get('name', path.stem)), role=role,
                    source=str(raw.get('source', '')), machine=dict(raw.get('machine') or {}),
-                   layers=layers, notes=str(raw.get('notes', '')))
+                   layers=layers, notes=str(raw.get('notes', '')), codecs=codecs)
 
 
 def resolve_profile_path(name_or_path: str | Path) -> Path:
@@ -393,6 +446,36 @@ def auto_profile(role: str, card: ModelCard, choices: Sequence[str] | None = Non
         f'--out {role}.yaml, then {role}_profile:=<that file>')
 
 
+# Where a profile without codec timings (the paper's Table II) borrows them.
+CODEC_FALLBACK = {'device': 'ci_host_device_native', 'edge': 'ci_host_edge'}
+
+
+def with_codec_fallback(profile: Profile) -> tuple[Profile, list[str]]:
+    """``profile`` with the CI host's codec timings for the codecs it cannot
+    time, and their names (empty: it had them all)."""
+    missing = [c for c in CODECS if c != RAW and c not in profile.codecs]
+    if not missing:
+        return profile, []
+    other = load_profile(resolve_profile_path(CODEC_FALLBACK[profile.role]))
+    borrowed = [c for c in missing if c in other.codecs]
+    return profile.with_codecs(other), borrowed
+
+
+@dataclass(frozen=True)
+class CodecCost:
+    """One coded configuration of an exit: what crosses at ``partition``
+    coded with ``codec``, its held-out accuracy, its payload bytes (a high
+    percentile for content-dependent codecs) and the predicted encoding
+    (device) and decoding (edge) time, ms."""
+
+    partition: int
+    codec: str
+    accuracy: float
+    upload_bytes: int
+    encode_ms: float = 0.0
+    decode_ms: float = 0.0
+
+
 @dataclass
 class ExitArrays:
     """Per-exit arrays, index p = partition point 0..N (device runs [0, p))."""
@@ -403,6 +486,7 @@ class ExitArrays:
     result_bytes: int           # the logits returned by the edge
     device_layers: np.ndarray
     edge_layers: np.ndarray
+    codecs: list[CodecCost] = field(default_factory=list)  # raw is implied
 
 
 class SubModelLatency:
@@ -432,4 +516,36 @@ class SubModelLatency:
                 device_prefix=np.concatenate([[0.0], np.cumsum(ed)]),
                 edge_suffix=np.concatenate([np.cumsum(es[::-1])[::-1], [0.0]]),
                 upload_bytes=upload, result_bytes=int(e.layers[-1].out_bytes),
-                device_layers=ed, edge_layers=es)
+                device_layers=ed, edge_layers=es, codecs=self._codecs(e))
+
+    def _codecs(self, e: ExitInfo) -> list[CodecCost]:
+        """The exit's coded configurations the card measured and both
+        profiles can time (lossless ``pixels`` needs no measurement)."""
+        card = self.card
+        c, h, w = card.input_shape
+        pixels = h * w * c
+        measured = {(m.partition, m.codec): m for m in card.codecs
+                    if m.exit_point == e.exit_point}
+        out = []
+        for p in range(len(e.layers)):
+            for codec in (INPUT_CODECS if p == 0 else ACTIVATION_CODECS):
+                if codec == RAW:
+                    continue
+                raw_bytes = pixels if p == 0 else e.layers[p - 1].out_bytes
+                entry = measured.get((p, codec))
+                if codec in LOSSLESS:
+                    accuracy, size = e.accuracy, entry.bytes if entry else raw_bytes
+                elif entry is None:
+                    continue
+                else:
+                    accuracy, size = entry.accuracy, entry.bytes
+                encode = self.device.codec_ms(codec, raw_bytes)
+                decode = self.edge.codec_ms(codec, raw_bytes)
+                if encode is None or decode is None:
+                    who = self.device.name if encode is None else self.edge.name
+                    note = f'profile {who} cannot time codec {codec}: not planned'
+                    if note not in self.warnings:
+                        self.warnings.append(note)
+                    continue
+                out.append(CodecCost(p, codec, float(accuracy), int(size), encode, decode))
+        return out

@@ -11,16 +11,24 @@ with ED and ES the device and edge layer latencies from the regression
 profiles, D_p the bytes uploaded at p, B the uplink bandwidth, R_i the result
 bytes, and m a fixed per-message latency (both terms vanish for p = N_i).
 
-Algorithm 1: exits are tried from the most accurate down (by the accuracy
-measured on held-out data, which for the paper's model is also the order of
-exit index); for each, the partition of least predicted latency; the first
-exit whose best partition meets the deadline is returned. If none does, the
-answer says so (``feasible = False``) and carries the fastest plan of all as
-best effort.
+What crosses may be coded (``edgent_ros.codec_names``: the input as its
+pixels or a JPEG, an activation as float16 or 8-bit): a configuration is
+(exit, partition, codec), with the codec's payload bytes for D_p, its
+encoding added to the device part and its decoding to the edge part, and its
+own held-out accuracy (from the model card; lossless codecs keep the exit's).
+
+Algorithm 1, with the codec as a third knob: the most accurate configuration
+that meets the deadline, ties to the faster. Without codecs this is the
+paper's loop: exits from the most accurate down (by held-out accuracy, which
+for the paper's model is also the order of exit index), for each the
+partition of least predicted latency, the first that meets the deadline. If
+none does, the answer says so (``feasible = False``) and carries the fastest
+configuration of all as best effort.
 
 Everything is precomputed when the model and profiles load: per-exit prefix
-sums laid end to end in flat arrays, so a decision is a handful of numpy
-operations over all layers at once (no Python loop over layers).
+sums laid end to end in flat arrays, one entry per configuration, so a
+decision is a handful of numpy operations over all of them at once (no
+Python loop).
 """
 
 from __future__ import annotations
@@ -30,14 +38,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgent_ros.latency import SubModelLatency
+from edgent_ros.codec_names import NONE, RAW, codec_problem, jpeg_quality
+from edgent_ros.latency import CodecCost, SubModelLatency
 
-MODES = ('edgent', 'device_only', 'edge_only', 'partition_only')
+MODES = ('edgent', 'device_only', 'edge_only', 'partition_only', 'jpeg_edge_only',
+         'partition_only_codec')
+# Accuracies closer than this are a tie (held-out accuracies are counts over
+# the same images, computed along different paths).
+TIE = 1e-9
 
 
 @dataclass(frozen=True)
 class Decision:
-    """One plan: where to exit and where to split, and what it should cost."""
+    """One plan: where to exit, where to split and how to code what crosses,
+    and what it should cost."""
 
     exit_point: int
     partition: int
@@ -52,10 +66,11 @@ class Decision:
     edge_ms: float
     download_ms: float
     upload_bytes: int
+    codec: str = NONE
 
     @property
-    def key(self) -> tuple[int, int]:
-        return self.exit_point, self.partition
+    def key(self) -> tuple[int, int, str]:
+        return self.exit_point, self.partition, self.codec
 
     @property
     def device_only(self) -> bool:
@@ -90,7 +105,8 @@ class PlanBasis:
 
 @dataclass(frozen=True)
 class ExitCosts:
-    """One exit's inputs to the planner (index p = partition point 0..N)."""
+    """One exit's inputs to the planner (index p = partition point 0..N):
+    the raw configurations, and the coded ones (``codecs``)."""
 
     exit_point: int
     accuracy: float
@@ -98,13 +114,21 @@ class ExitCosts:
     edge_layers_ms: Sequence[float]
     upload_bytes: Sequence[int]   # N + 1 values; the last (device only) is 0
     result_bytes: int
+    codecs: Sequence[CodecCost] = ()
 
 
 class Planner:
-    """Algorithm 1 over precomputed prefix sums."""
+    """Algorithm 1 over (exit, partition, codec) configurations, precomputed.
+
+    Every configuration is one entry of flat arrays: an exit's raw
+    configurations p = 0..N (N: device only, codec NONE) and its coded ones
+    (a codec's encoding is device time, its decoding edge time). ``codecs``
+    limits the coded ones to those named (None: every one given; raw is
+    always there).
+    """
 
     def __init__(self, exits: Sequence[ExitCosts], *, message_ms: float = 0.0,
-                 overhead_ms: float = 0.0) -> None:
+                 overhead_ms: float = 0.0, codecs: Sequence[str] | None = None) -> None:
         if not exits:
             raise ValueError('a planner needs at least one exit')
         if message_ms < 0:
@@ -115,9 +139,12 @@ class Planner:
         self.overhead_ms = 0.0
         self.set_overhead(overhead_ms)
         self.exits = list(exits)
-        device, edge, upload, result, remote, offsets = [], [], [], [], [], []
-        start = 0
-        for e in self.exits:
+        self.codecs = None if codecs is None else tuple(codecs)
+        cols: dict[str, list] = {k: [] for k in (
+            'device', 'edge', 'upload', 'result', 'remote', 'accuracy', 'partition',
+            'segment', 'codec')}
+        self._offsets, self._ends, self._index = [], [], {}
+        for seg, e in enumerate(self.exits):
             ed = np.asarray(e.device_layers_ms, dtype=np.float64)
             es = np.asarray(e.edge_layers_ms, dtype=np.float64)
             up = np.asarray(e.upload_bytes, dtype=np.float64)
@@ -127,43 +154,79 @@ class Planner:
                                  f'latencies and {len(up)} upload sizes (need N, N, N+1)')
             if up[n] != 0:
                 raise ValueError(f'exit {e.exit_point}: device only (p = N) must upload 0 bytes')
-            device.append(np.concatenate([[0.0], np.cumsum(ed)]))
-            edge.append(np.concatenate([np.cumsum(es[::-1])[::-1], [0.0]]))
-            upload.append(up)
-            result.append(np.where(np.arange(n + 1) < n, float(e.result_bytes), 0.0))
-            remote.append((np.arange(n + 1) < n).astype(np.float64))
-            offsets.append(start)
-            start += n + 1
-        self._device_base = np.concatenate(device)
-        self._edge = np.concatenate(edge)
+            prefix = np.concatenate([[0.0], np.cumsum(ed)])
+            suffix = np.concatenate([np.cumsum(es[::-1])[::-1], [0.0]])
+            rows = [(p, RAW if p < n else NONE, float(e.accuracy), up[p], 0.0, 0.0)
+                    for p in range(n + 1)]
+            for c in e.codecs:
+                if c.codec == RAW or (self.codecs is not None and c.codec not in self.codecs):
+                    continue
+                why = codec_problem(c.codec, c.partition, n)
+                if why:
+                    raise ValueError(f'exit {e.exit_point}: {why}')
+                if not (c.upload_bytes > 0 and c.encode_ms >= 0 and c.decode_ms >= 0):
+                    raise ValueError(f'exit {e.exit_point}: codec {c.codec} at partition '
+                                     f'{c.partition} needs bytes > 0 and times >= 0')
+                rows.append((c.partition, c.codec, float(c.accuracy), float(c.upload_bytes),
+                             float(c.encode_ms), float(c.decode_ms)))
+            rows.sort(key=lambda r: r[0])  # stable: raw first at each partition
+            self._offsets.append(len(cols['device']))
+            for p, codec, acc, nbytes, enc, dec in rows:
+                key = (e.exit_point, p, codec)
+                if key in self._index:
+                    raise ValueError(f'exit {e.exit_point}: codec {codec} at partition {p} '
+                                     'given twice')
+                self._index[key] = len(cols['device'])
+                if p == n:
+                    self._ends.append(len(cols['device']))
+                cols['device'].append(prefix[p] + enc)
+                cols['edge'].append(suffix[p] + dec)
+                cols['upload'].append(nbytes)
+                cols['result'].append(float(e.result_bytes) if p < n else 0.0)
+                cols['remote'].append(1.0 if p < n else 0.0)
+                cols['accuracy'].append(acc)
+                cols['partition'].append(p)
+                cols['segment'].append(seg)
+                cols['codec'].append(codec)
+        self._device_base = np.array(cols['device'])
+        self._edge = np.array(cols['edge'])
         self.device_scale = 1.0
         self._device = self._device_base
         self._compute = self._device + self._edge
         self._factor = np.ones(len(self._device_base))
         self.remote_delay_ms = 0.0
-        self._upload_bits = np.concatenate(upload) * 8.0
+        self._upload_bits = np.array(cols['upload']) * 8.0
         self.transfer_scale = 1.0
-        self._result_bits = np.concatenate(result) * 8.0
-        self._remote = np.concatenate(remote)
-        self._offsets = np.asarray(offsets)
-        self._partition = np.arange(start) - np.repeat(self._offsets,
-                                                       [len(d) for d in device])
-        self._segment = np.repeat(np.arange(len(self.exits)), [len(d) for d in device])
+        self._result_bits = np.array(cols['result']) * 8.0
+        self._remote = np.array(cols['remote'])
+        self._accuracy = np.array(cols['accuracy'])
+        self._partition = np.array(cols['partition'])
+        self._segment = np.array(cols['segment'])
+        self._codec = list(cols['codec'])
+        self._raw = np.array([c in (RAW, NONE) for c in self._codec])
+        self._jpeg = np.array([jpeg_quality(c) is not None for c in self._codec])
         accuracy = np.array([e.accuracy for e in self.exits])
-        # Most accurate first; among equals, the deeper exit (the paper's order).
+        # Exits most accurate first; among equals, the deeper exit (the paper's
+        # order): the baselines' exit and the device's fallback order.
         index = np.array([e.exit_point for e in self.exits])
         self._order = np.lexsort((-index, -accuracy))
 
     @classmethod
-    def from_latency(cls, latency: SubModelLatency, *, message_ms: float = 0.0) -> Planner:
+    def from_latency(cls, latency: SubModelLatency, *, message_ms: float = 0.0,
+                     codecs: Sequence[str] | None = None) -> Planner:
         exits = []
         for e in latency.card.exits:
             a = latency.exits[e.exit_point]
             exits.append(ExitCosts(
                 exit_point=e.exit_point, accuracy=e.accuracy,
                 device_layers_ms=a.device_layers, edge_layers_ms=a.edge_layers,
-                upload_bytes=a.upload_bytes, result_bytes=a.result_bytes))
-        return cls(exits, message_ms=message_ms)
+                upload_bytes=a.upload_bytes, result_bytes=a.result_bytes, codecs=a.codecs))
+        return cls(exits, message_ms=message_ms, codecs=codecs)
+
+    @property
+    def configurations(self) -> list[tuple[int, int, str]]:
+        """Every (exit, partition, codec) the planner searches, in its order."""
+        return list(self._index)
 
     def set_overhead(self, overhead_ms: float) -> None:
         if not overhead_ms >= 0:
@@ -193,19 +256,20 @@ class Planner:
             raise ValueError(f'transfer scale must be a positive number, got {scale}')
         self.transfer_scale = float(scale)
 
-    def set_plan_factor(self, exit_point: int, partition: int, factor: float) -> None:
-        """Multiply one (exit, partition)'s predicted device compute by
-        ``factor`` (on top of the device scale): what that plan's frames
-        measured on the device over what was predicted, learnt online for
-        plans actually run (small and large layers miss their profile by
+    def set_plan_factor(self, exit_point: int, partition: int, factor: float, *,
+                        codec: str | None = None) -> None:
+        """Multiply one configuration's predicted device compute (its encoding
+        included) by ``factor`` (on top of the device scale): what that plan's
+        frames measured on the device over what was predicted, learnt online
+        for plans actually run (small and large layers miss their profile by
         different amounts)."""
         if not (np.isfinite(factor) and factor > 0):
             raise ValueError(f'plan factor must be a positive number, got {factor}')
-        self._factor[self._flat(exit_point, partition)] = factor
+        self._factor[self._flat(exit_point, partition, codec)] = factor
         self._rescale()
 
-    def plan_factor(self, exit_point: int, partition: int) -> float:
-        return float(self._factor[self._flat(exit_point, partition)])
+    def plan_factor(self, exit_point: int, partition: int, codec: str | None = None) -> float:
+        return float(self._factor[self._flat(exit_point, partition, codec)])
 
     def set_remote_delay(self, delay_ms: float) -> None:
         """Add ``delay_ms`` to every remote configuration's predicted latency:
@@ -223,16 +287,24 @@ class Planner:
         self._factor[:] = 1.0
         self._rescale()
 
-    def _flat(self, exit_point: int, partition: int) -> int:
+    def _flat(self, exit_point: int, partition: int, codec: str | None = None) -> int:
         segment = self._segment_of(exit_point)
         n = len(self.exits[segment].device_layers_ms)
         if not 0 <= partition <= n:
             raise ValueError(f'partition {partition} is outside 0..{n} for exit {exit_point}')
-        return int(self._offsets[segment]) + partition
+        if codec is None or (codec == RAW and partition == n):
+            codec = NONE if partition == n else RAW
+        try:
+            return self._index[(exit_point, partition, codec)]
+        except KeyError:
+            raise ValueError(f'exit {exit_point} has no configuration with codec {codec!r} at '
+                             f'partition {partition}') from None
 
-    def device_compute_ms(self, exit_point: int, partition: int) -> float:
-        """Profiled (unscaled) device compute of layers [0, partition) of an exit."""
-        return float(self._device_base[self._flat(exit_point, partition)])
+    def device_compute_ms(self, exit_point: int, partition: int,
+                          codec: str | None = None) -> float:
+        """Profiled (unscaled) device compute of layers [0, partition) of an
+        exit, with the codec's encoding."""
+        return float(self._device_base[self._flat(exit_point, partition, codec)])
 
     def device_tail_ms(self, exit_point: int, partition: int) -> float:
         """Predicted device compute of layers [partition, N) of an exit, under
@@ -248,56 +320,79 @@ class Planner:
 
     def latencies(self, bandwidth_kbps: float,
                   download_kbps: float | None = None) -> np.ndarray:
-        """Predicted ms of every (exit, partition), laid end to end."""
+        """Predicted ms of every configuration, laid end to end."""
         down = bandwidth_kbps if download_kbps is None else download_kbps
         return (self._compute + self.transfer_scale * self._upload_bits / bandwidth_kbps
                 + self._result_bits / down + self._remote * self.message_ms + self.overhead_ms)
 
-    def plan(self, bandwidth_kbps: float, deadline_ms: float,
-             download_kbps: float | None = None) -> Decision:
-        """Algorithm 1: the most accurate exit whose best partition meets the deadline."""
+    @staticmethod
+    def _check(bandwidth_kbps: float, deadline_ms: float, download_kbps: float | None) -> None:
         if not bandwidth_kbps > 0:
             raise ValueError(f'bandwidth must be > 0 kbps, got {bandwidth_kbps}')
         if not deadline_ms > 0:
             raise ValueError(f'deadline must be > 0 ms, got {deadline_ms}')
         if download_kbps is not None and not download_kbps > 0:
             raise ValueError(f'download bandwidth must be > 0 kbps, got {download_kbps}')
-        totals = self.latencies(bandwidth_kbps, download_kbps)
-        best = np.minimum.reduceat(totals, self._offsets)
-        ok = best[self._order] <= deadline_ms
-        if ok.any():
-            segment = int(self._order[int(np.argmax(ok))])
-            feasible = True
-        else:
-            segment = int(np.argmin(best))
-            feasible = False
-        lo = int(self._offsets[segment])
-        hi = lo + len(self.exits[segment].device_layers_ms) + 1
-        flat = lo + int(np.argmin(totals[lo:hi]))
+
+    def _pick(self, totals: np.ndarray, deadline_ms: float,
+              among: np.ndarray | None = None) -> tuple[int, bool]:
+        """Algorithm 1 over configurations: the most accurate that meets the
+        deadline, ties to the faster; else the fastest (not feasible)."""
+        if among is not None:
+            totals = np.where(among, totals, np.inf)
+        ok = totals <= deadline_ms
+        if not ok.any():
+            return int(np.argmin(totals)), False
+        acc = np.where(ok, self._accuracy, -np.inf)
+        return int(np.argmin(np.where(acc >= acc.max() - TIE, totals, np.inf))), True
+
+    def plan(self, bandwidth_kbps: float, deadline_ms: float,
+             download_kbps: float | None = None) -> Decision:
+        """Algorithm 1: the most accurate configuration that meets the deadline."""
+        self._check(bandwidth_kbps, deadline_ms, download_kbps)
+        flat, feasible = self._pick(self.latencies(bandwidth_kbps, download_kbps), deadline_ms)
         return self._decision(flat, feasible, bandwidth_kbps, deadline_ms,
                               bandwidth_kbps if download_kbps is None else download_kbps)
 
     def plan_mode(self, mode: str, bandwidth_kbps: float, deadline_ms: float,
                   download_kbps: float | None = None) -> Decision:
-        """Edgent, or one of the paper's baselines (Fig. 9), all on the most
-        accurate exit: ``device_only`` (p = N), ``edge_only`` (p = 0),
-        ``partition_only`` (its best partition, as Neurosurgeon would choose)."""
+        """Edgent, or a baseline on the most accurate exit: the paper's three
+        (Fig. 9; raw float32 as the paper sends) ``device_only`` (p = N),
+        ``edge_only`` (p = 0) and ``partition_only`` (its fastest partition,
+        as Neurosurgeon would choose), and two with codecs:
+        ``jpeg_edge_only`` (the input as a JPEG, the whole exit on the edge:
+        sc2bench's bar; the most accurate quality that meets the deadline,
+        ties to the faster) and ``partition_only_codec`` (any partition and
+        codec of that exit, chosen as Edgent chooses: Neurosurgeon with
+        quantisation)."""
         if mode == 'edgent':
             return self.plan(bandwidth_kbps, deadline_ms, download_kbps)
         if mode not in MODES:
             raise ValueError(f'unknown planner mode {mode!r} (modes: {", ".join(MODES)})')
+        self._check(bandwidth_kbps, deadline_ms, download_kbps)
+        down = bandwidth_kbps if download_kbps is None else download_kbps
         segment = int(self._order[0])
         exit_point = self.exits[segment].exit_point
-        n = len(self.exits[segment].device_layers_ms)
+        mine = self._segment == segment
         if mode == 'device_only':
-            partition = n
+            flat, feasible = self._ends[segment], None
         elif mode == 'edge_only':
-            partition = 0
+            flat, feasible = self._flat(exit_point, 0, RAW), None
         else:
-            lo = int(self._offsets[segment])
-            totals = self.latencies(bandwidth_kbps, download_kbps)[lo:lo + n + 1]
-            partition = int(np.argmin(totals))
-        return self.evaluate(exit_point, partition, bandwidth_kbps, deadline_ms, download_kbps)
+            totals = self.latencies(bandwidth_kbps, download_kbps)
+            if mode == 'partition_only':
+                flat = int(np.argmin(np.where(mine & self._raw, totals, np.inf)))
+                feasible = None
+            else:
+                among = mine & (self._partition == 0)
+                if mode == 'jpeg_edge_only' and (among & self._jpeg).any():
+                    among = among & self._jpeg
+                elif mode == 'partition_only_codec':
+                    among = mine
+                flat, feasible = self._pick(totals, deadline_ms, among)
+        if feasible is None:
+            feasible = self._total_at(flat, bandwidth_kbps, down) <= deadline_ms
+        return self._decision(flat, feasible, bandwidth_kbps, deadline_ms, down)
 
     def device_alone(self, deadline_ms: float) -> Decision:
         """What the device runs when the edge cannot be used: Algorithm 1 with
@@ -305,30 +400,37 @@ class Planner:
         device-only latency meets the deadline, else the fastest one."""
         if not deadline_ms > 0:
             raise ValueError(f'deadline must be > 0 ms, got {deadline_ms}')
-        ends = [int(self._offsets[seg]) + len(self.exits[seg].device_layers_ms)
-                for seg in range(len(self.exits))]
-        totals = {seg: self._total_at(ends[seg], 1.0, 1.0) for seg in range(len(self.exits))}
+        totals = {seg: self._total_at(self._ends[seg], 1.0, 1.0)
+                  for seg in range(len(self.exits))}
         for seg in self._order:
             if totals[int(seg)] <= deadline_ms:
-                return self._decision(ends[int(seg)], True, 1.0, deadline_ms, 1.0)
+                return self._decision(self._ends[int(seg)], True, 1.0, deadline_ms, 1.0)
         fastest = min(totals, key=totals.__getitem__)
-        return self._decision(ends[fastest], False, 1.0, deadline_ms, 1.0)
+        return self._decision(self._ends[fastest], False, 1.0, deadline_ms, 1.0)
 
     def device_exit_ms(self) -> list[float]:
         """Each exit run whole on the device alone, predicted ms, in exit order
         (the fallback's prediction is one of them)."""
-        by_exit = {e.exit_point: self._total_at(int(self._offsets[seg]) +
-                                                len(e.device_layers_ms), 1.0, 1.0)
+        by_exit = {e.exit_point: self._total_at(self._ends[seg], 1.0, 1.0)
                    for seg, e in enumerate(self.exits)}
         return [by_exit.get(i, 0.0) for i in range(1, max(by_exit) + 1)]  # 0: no such exit
 
     def evaluate(self, exit_point: int, partition: int, bandwidth_kbps: float,
-                 deadline_ms: float, download_kbps: float | None = None) -> Decision:
-        """The prediction for a given (exit, partition), e.g. a plan in force."""
-        flat = self._flat(exit_point, partition)
+                 deadline_ms: float, download_kbps: float | None = None, *,
+                 codec: str | None = None) -> Decision:
+        """The prediction for a given configuration, e.g. a plan in force
+        (codec None: raw, or nothing sent for device only)."""
+        flat = self._flat(exit_point, partition, codec)
         down = bandwidth_kbps if download_kbps is None else download_kbps
         total = self._total_at(flat, bandwidth_kbps, down)
         return self._decision(flat, total <= deadline_ms, bandwidth_kbps, deadline_ms, down)
+
+    def evaluate_key(self, key: tuple[int, int, str], bandwidth_kbps: float,
+                     deadline_ms: float, download_kbps: float | None = None) -> Decision:
+        """``evaluate`` of a ``Decision.key``."""
+        exit_point, partition, codec = key
+        return self.evaluate(exit_point, partition, bandwidth_kbps, deadline_ms, download_kbps,
+                             codec=codec)
 
     def _segment_of(self, exit_point: int) -> int:
         for i, e in enumerate(self.exits):
@@ -352,11 +454,12 @@ class Planner:
         return Decision(
             exit_point=e.exit_point, partition=int(self._partition[flat]),
             num_layers=len(e.device_layers_ms), feasible=bool(feasible),
-            accuracy=float(e.accuracy), bandwidth_kbps=float(up), deadline_ms=float(deadline),
-            total_ms=self._total_at(flat, up, down),
+            accuracy=float(self._accuracy[flat]), bandwidth_kbps=float(up),
+            deadline_ms=float(deadline), total_ms=self._total_at(flat, up, down),
             device_ms=float(self._device[flat]) + self.overhead_ms,
             upload_ms=float(upload_ms), edge_ms=float(self._edge[flat]),
-            download_ms=float(download_ms), upload_bytes=int(self._upload_bits[flat] / 8))
+            download_ms=float(download_ms), upload_bytes=int(self._upload_bits[flat] / 8),
+            codec=self._codec[flat])
 
 
 class PlanTable:
@@ -393,17 +496,15 @@ def should_switch(planner: Planner, current: Decision | None, candidate: Decisio
         return True
     if current.key == candidate.key:
         return False
-    now = planner.evaluate(current.exit_point, current.partition, candidate.bandwidth_kbps,
-                           candidate.deadline_ms)
+    now = planner.evaluate_key(current.key, candidate.bandwidth_kbps, candidate.deadline_ms)
     if not now.feasible:
         # Nothing in force meets the deadline: take a plan that does, or one
         # clearly faster (not one a hair faster, which flaps with the noise).
         return candidate.feasible or candidate.total_ms < (1.0 - hysteresis) * now.total_ms
     if not candidate.feasible:
         return False
-    margin = planner.evaluate(candidate.exit_point, candidate.partition,
-                              candidate.bandwidth_kbps * (1.0 - hysteresis),
-                              candidate.deadline_ms)
+    margin = planner.evaluate_key(candidate.key, candidate.bandwidth_kbps * (1.0 - hysteresis),
+                                  candidate.deadline_ms)
     if not margin.feasible:
         return False
     if candidate.accuracy > current.accuracy:

@@ -137,7 +137,7 @@ def test_fallback_frames_calibrate_the_exit_they_ran_only() -> None:
     assert feed(cal, [alone] * 3) == [True, False, True]
     assert cal.planner.plan_factor(1, 3) == pytest.approx(1.5)  # 45 ms over 30
     assert cal.planner.plan_factor(*d.key) == 1.0
-    assert cal.planner.evaluate(*d.key, 1000.0, 1e9).total_ms == pytest.approx(5000.0)
+    assert cal.planner.evaluate_key(d.key, 1000.0, 1e9).total_ms == pytest.approx(5000.0)
     assert not cal.residuals and not cal.ratios  # nor is it a residual of the figures
 
 

@@ -10,44 +10,71 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgent_ros import bandwidth as bw
+from edgent_ros import codec_names as cn
 from edgent_ros import latency as lat
 from edgent_ros import model as m
+from edgent_ros.latency import CodecCost
 from edgent_ros.planner import ExitCosts, Planner, PlanTable, should_switch
 
 
 @st.composite
-def random_exits(draw: st.DrawFn) -> list[ExitCosts]:
+def random_exits(draw: st.DrawFn, codecs: bool = True) -> list[ExitCosts]:
     count = draw(st.integers(1, 6))
     exits = []
     for e in range(1, count + 1):
         n = draw(st.integers(1, 25))
         ms = st.floats(0.0, 500.0, allow_nan=False)
+        accuracy = draw(st.floats(0.05, 1.0))
+        coded = []
+        for p in range(n):
+            names = cn.INPUT_CODECS if p == 0 else cn.ACTIVATION_CODECS
+            for codec in draw(st.lists(st.sampled_from(names[1:]), unique=True,
+                                       max_size=len(names) - 1)) if codecs else []:
+                coded.append(CodecCost(
+                    p, codec, accuracy if codec in cn.LOSSLESS else
+                    draw(st.sampled_from([accuracy, accuracy - 0.01, accuracy * 0.5])),
+                    draw(st.integers(1, 10**6)), draw(st.floats(0.0, 50.0)),
+                    draw(st.floats(0.0, 50.0))))
         exits.append(ExitCosts(
-            exit_point=e, accuracy=draw(st.floats(0.05, 1.0)),
+            exit_point=e, accuracy=accuracy,
             device_layers_ms=draw(st.lists(ms, min_size=n, max_size=n)),
             edge_layers_ms=draw(st.lists(ms, min_size=n, max_size=n)),
             upload_bytes=[*draw(st.lists(st.integers(1, 10**6), min_size=n, max_size=n)), 0],
-            result_bytes=draw(st.integers(0, 4096))))
+            result_bytes=draw(st.integers(0, 4096)), codecs=coded))
     return exits
 
 
-def brute_force(exits: list[ExitCosts], bw_kbps: float, deadline: float,
-                message_ms: float) -> tuple[int, float, bool]:
-    """Algorithm 1 by enumeration of every (exit, partition)."""
-    best: dict[int, float] = {}
+def every_configuration(exits: list[ExitCosts], bw_kbps: float,
+                        message_ms: float) -> list[tuple[float, float, int, int, str]]:
+    """(accuracy, ms, exit, partition, codec) of every configuration, by the formula."""
+    out = []
     for e in exits:
         n = len(e.device_layers_ms)
-        for p in range(n + 1):
-            remote = p < n
-            t = (sum(e.device_layers_ms[:p]) + e.upload_bytes[p] * 8 / bw_kbps
+        rows = [(p, cn.RAW if p < n else cn.NONE, e.accuracy, e.upload_bytes[p], 0.0, 0.0)
+                for p in range(n + 1)]
+        rows += [(c.partition, c.codec, c.accuracy, c.upload_bytes, c.encode_ms, c.decode_ms)
+                 for c in e.codecs]
+        for p, codec, acc, nbytes, enc, dec in rows:
+            t = (sum(e.device_layers_ms[:p]) + enc + nbytes * 8 / bw_kbps + dec
                  + sum(e.edge_layers_ms[p:])
-                 + (e.result_bytes * 8 / bw_kbps + message_ms if remote else 0.0))
-            best[e.exit_point] = min(best.get(e.exit_point, math.inf), t)
-    for e in sorted(exits, key=lambda e: (-e.accuracy, -e.exit_point)):
-        if best[e.exit_point] <= deadline:
-            return e.exit_point, best[e.exit_point], True
-    fastest = min(best, key=lambda k: (best[k], k))
-    return fastest, best[fastest], False
+                 + (e.result_bytes * 8 / bw_kbps + message_ms if p < n else 0.0))
+            out.append((acc, t, e.exit_point, p, codec))
+    return out
+
+
+def brute_force(exits: list[ExitCosts], bw_kbps: float, deadline: float,
+                message_ms: float) -> tuple[float, float, bool]:
+    """Algorithm 1 by enumeration of every (exit, partition, codec): the most
+    accurate configuration that meets the deadline, ties to the faster; else
+    the fastest. Returns its accuracy, its ms and whether it meets."""
+    every = every_configuration(exits, bw_kbps, message_ms)
+    ok = [c for c in every if c[1] <= deadline]
+    if ok:
+        top = max(c[0] for c in ok)
+        best = min((c for c in ok if c[0] >= top - 1e-9), key=lambda c: c[1])
+        return best[0], best[1], True
+    fastest = min(every, key=lambda c: c[1])
+    return fastest[0], fastest[1], False
 
 
 @settings(max_examples=300, deadline=None)
@@ -57,22 +84,22 @@ def test_plan_agrees_with_brute_force(exits: list[ExitCosts], bw_kbps: float, de
                                       message_ms: float) -> None:
     planner = Planner(exits, message_ms=message_ms)
     decision = planner.plan(bw_kbps, deadline)
-    exit_point, total, feasible = brute_force(exits, bw_kbps, deadline, message_ms)
+    accuracy, total, feasible = brute_force(exits, bw_kbps, deadline, message_ms)
     assert decision.feasible == feasible
     assert decision.total_ms == pytest.approx(total, rel=1e-9, abs=1e-9)
     if feasible:
-        assert decision.exit_point == exit_point
+        assert decision.accuracy == pytest.approx(accuracy, abs=1e-9)
+    # The decision is the configuration it names.
+    assert planner.evaluate_key(decision.key, bw_kbps, deadline).total_ms == pytest.approx(
+        decision.total_ms, rel=1e-12)
     parts = decision.device_ms + decision.upload_ms + decision.edge_ms + decision.download_ms
     assert parts == pytest.approx(decision.total_ms, rel=1e-9, abs=1e-9)
-    # Every (exit, partition), not only the winner, costs what the formula says.
-    every = []
-    for e in exits:
-        n = len(e.device_layers_ms)
-        for p in range(n + 1):
-            every.append(sum(e.device_layers_ms[:p]) + e.upload_bytes[p] * 8 / bw_kbps
-                         + sum(e.edge_layers_ms[p:])
-                         + (e.result_bytes * 8 / bw_kbps + message_ms if p < n else 0.0))
-    np.testing.assert_allclose(planner.latencies(bw_kbps), every, rtol=1e-9, atol=1e-9)
+    # Every configuration, not only the winner, costs what the formula says.
+    every = every_configuration(exits, bw_kbps, message_ms)
+    got = dict(zip(planner.configurations, planner.latencies(bw_kbps), strict=True))
+    assert sorted(got) == sorted((e, p, c) for _, _, e, p, c in every)
+    for _, t, e, p, c in every:
+        assert got[(e, p, c)] == pytest.approx(t, rel=1e-9, abs=1e-9)
 
 
 @pytest.fixture(scope='module')
@@ -227,7 +254,7 @@ def test_per_frame_overhead_is_paid_by_every_plan(paper_planner: Planner) -> Non
     try:
         with_overhead = paper_planner.plan(500.0, 400.0)
         assert with_overhead.total_ms == pytest.approx(
-            paper_planner.evaluate(*with_overhead.key, 500.0, 400.0).total_ms)
+            paper_planner.evaluate_key(with_overhead.key, 500.0, 400.0).total_ms)
         # The same as planning without it against a deadline 50 ms shorter.
         paper_planner.set_overhead(0.0)
         shorter = paper_planner.plan(500.0, 350.0)
@@ -546,3 +573,74 @@ def test_no_flapping_between_plans_that_both_miss_the_deadline(
     assert should_switch(paper_planner, slow, fastest, 0.1)  # far faster: switch
     if second.total_ms < fastest.total_ms / 0.9:  # within 10%: keep the one in force
         assert not should_switch(paper_planner, second, fastest, 0.1)
+
+
+# --- the codec as the third knob (issue 17) ---------------------------------------------
+def codec_exits() -> list[ExitCosts]:
+    """Two exits; the input may go as a JPEG (smaller, a point less accurate)
+    and the activation of exit 2 at partition 1 as int8 (no accuracy lost)."""
+    return [
+        ExitCosts(1, 0.80, [5.0], [1.0], [12_000, 0], 40,
+                  codecs=[CodecCost(0, 'jpeg75', 0.79, 1_000, 0.5, 0.5)]),
+        ExitCosts(2, 0.95, [30.0, 300.0], [10.0, 10.0], [12_000, 40_000, 0], 40,
+                  codecs=[CodecCost(0, 'pixels', 0.95, 3_000, 0.1, 0.1),
+                          CodecCost(0, 'jpeg75', 0.94, 1_000, 0.5, 0.5),
+                          CodecCost(1, 'int8_channel', 0.95, 10_000, 1.0, 1.0)]),
+    ]
+
+
+def test_the_codec_is_chosen_as_exit_and_partition_are() -> None:
+    planner = Planner(codec_exits())
+    # Fast link: raw input to the edge (exit 2, nothing faster at equal accuracy
+    # than pixels: 24 kbit vs 96 kbit).
+    d = planner.plan(100_000.0, 1000.0)
+    assert (d.exit_point, d.accuracy) == (2, 0.95) and d.codec in ('raw', 'pixels')
+    # 200 kbps, 200 ms: raw input 480 ms, pixels 120 ms + 20: pixels (lossless) wins.
+    d = planner.plan(200.0, 200.0)
+    assert d.key == (2, 0, 'pixels') and d.accuracy == 0.95 and d.upload_bytes == 3_000
+    # 50 kbps, 200 ms: pixels 480 ms, int8 at 1: 30 + 1600 ... ; jpeg 160 + 21: the JPEG.
+    d = planner.plan(50.0, 200.0)
+    assert d.key == (2, 0, 'jpeg75') and d.feasible and d.accuracy == 0.94
+    # Codecs off: the paper's planner, raw only.
+    raw = Planner(codec_exits(), codecs=())
+    assert {c for _, _, c in raw.configurations} == {'raw', ''}
+    assert raw.plan(50.0, 200.0).exit_point == 1 and raw.plan(50.0, 200.0).codec == ''
+
+
+def test_the_baselines_with_codecs() -> None:
+    planner = Planner(codec_exits())
+    # sc2bench's bar: the input as a JPEG, the most accurate exit on the edge.
+    d = planner.plan_mode('jpeg_edge_only', 50.0, 200.0)
+    assert d.key == (2, 0, 'jpeg75') and d.feasible
+    # Neurosurgeon with quantisation: any partition and codec of exit 2.
+    d = planner.plan_mode('partition_only_codec', 200.0, 200.0)
+    assert d.key == (2, 0, 'pixels')
+    # The paper's three send raw float32.
+    assert planner.plan_mode('edge_only', 50.0, 200.0).key == (2, 0, 'raw')
+    assert planner.plan_mode('partition_only', 50.0, 200.0).codec in ('raw', '')
+    with pytest.raises(ValueError, match='no configuration with codec'):
+        planner.evaluate(1, 0, 100.0, 100.0, codec='int8')
+
+
+@settings(max_examples=200, deadline=None)
+@given(exits=random_exits(), bw_kbps=st.floats(1.0, 1e5), deadline=st.floats(1.0, 5000.0))
+def test_edgent_is_never_less_accurate_than_a_baseline(exits: list[ExitCosts], bw_kbps: float,
+                                                       deadline: float) -> None:
+    """Edgent searches every configuration a baseline can take: where a
+    baseline meets the deadline, Edgent meets it at least as accurately."""
+    planner = Planner(exits)
+    d = planner.plan(bw_kbps, deadline)
+    for mode in ('device_only', 'edge_only', 'partition_only', 'jpeg_edge_only',
+                 'partition_only_codec'):
+        b = planner.plan_mode(mode, bw_kbps, deadline)
+        if b.feasible:
+            assert d.feasible and d.accuracy >= b.accuracy - 1e-9, mode
+
+
+def test_a_codec_outside_its_place_is_refused() -> None:
+    with pytest.raises(ValueError, match='cannot code'):
+        Planner([ExitCosts(1, 0.8, [1.0, 1.0], [1.0, 1.0], [10, 10, 0], 4,
+                           codecs=[CodecCost(1, 'jpeg75', 0.8, 5, 0.0, 0.0)])])
+    with pytest.raises(ValueError, match='cannot code'):
+        Planner([ExitCosts(1, 0.8, [1.0, 1.0], [1.0, 1.0], [10, 10, 0], 4,
+                           codecs=[CodecCost(0, 'int8', 0.8, 5, 0.0, 0.0)])])

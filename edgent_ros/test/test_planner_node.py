@@ -193,6 +193,7 @@ def test_every_planner_parameter_takes_effect_at_run_time_or_is_refused(
                            'device_profile', 'my_pi'),
         'edge_profile': (renamed_profile(tmp_path, 'paper_desktop_edge', 'my_edge'),
                          'edge_profile', 'my_edge'),
+        'codecs': ('pixels, int8_channel', 'codecs', 'pixels,int8_channel'),
     }
     read_only = {'model': 'another_model', 'diagnostics_period_s': 5.0}
     assert set(applied) | set(read_only) == set(PARAMS.specs)
@@ -207,6 +208,8 @@ def test_every_planner_parameter_takes_effect_at_run_time_or_is_refused(
     for name, value in read_only.items():
         result = set_one(name, value)
         assert not result.successful and 'read-only' in result.reason, (name, result.reason)
+    result = set_one('codecs', 'int8,zstd')  # a codec we do not have, refused saying why
+    assert not result.successful and 'zstd' in result.reason, result.reason
     # Once the bandwidth is measured, an initial bandwidth is refused, saying why.
     estimates.publish(BandwidthEstimate(bandwidth_kbps=300.0, source=SOURCE_PROBE,
                                         sample_count=5))

@@ -25,6 +25,7 @@ from edgent_ros import card as m
 from edgent_ros import diagnostics
 from edgent_ros import latency as lat
 from edgent_ros.calibration import Calibrator, FrameResult
+from edgent_ros.codec_names import CODECS, RAW
 from edgent_ros.nodes.params import MODEL, ParamSchema, ParamSpec, Value
 from edgent_ros.nodes.runner import GuardedNode, run_node
 from edgent_ros.planner import MODES, Decision, Planner, should_switch
@@ -53,8 +54,15 @@ PARAMS = ParamSchema(
               'Bandwidth assumed until the first estimate arrives, kbps; may be changed '
               'at run time until then (refused after).', 0.001, 1e7),
     ParamSpec('mode', 'edgent',
-              'edgent (Algorithm 1), or a baseline: device_only, edge_only, '
-              'partition_only (best partition of the most accurate exit).', choices=MODES),
+              'edgent (Algorithm 1 over exit, partition and codec), or a baseline on the '
+              'most accurate exit: device_only, edge_only (raw input), partition_only (its '
+              'fastest partition, raw), jpeg_edge_only (the input as a JPEG), '
+              'partition_only_codec (any partition and codec).', choices=MODES),
+    ParamSpec('codecs', 'all',
+              'Link codecs the plans may use besides raw float32: all, raw (none), or a '
+              f'comma-separated list of {", ".join(c for c in CODECS if c != RAW)}. Each '
+              'needs its accuracy in the model card (edgent-codec-card) and its timing in '
+              'the profiles.', check=lambda v: codecs_problem(str(v))),
     ParamSpec('online_calibration', True,
               'Learn from the measured results and plan with it: the device compute\'s '
               'factor over its profile and per plan, the per-frame overhead, the transfer '
@@ -67,6 +75,24 @@ PARAMS = ParamSchema(
     ParamSpec('diagnostics_period_s', 1.0, 'Period of /diagnostics, s.', 0.1, 60.0,
               read_only=True),
 )
+
+def parse_codecs(value: str) -> tuple[str, ...] | None:
+    """The ``codecs`` parameter as the planner takes it (None: all)."""
+    value = value.strip()
+    if value == 'all':
+        return None
+    return tuple(c.strip() for c in value.split(',') if c.strip() and c.strip() != RAW)
+
+
+def codecs_problem(value: str) -> str | None:
+    if value.strip() == 'all':
+        return None
+    unknown = [c.strip() for c in value.split(',') if c.strip() and c.strip() not in CODECS]
+    if unknown or not value.strip():
+        return (f'codecs must be all or a comma-separated list of {", ".join(CODECS)}; '
+                f'got {value!r}')
+    return None
+
 
 SOURCES = {BandwidthEstimate.SOURCE_PASSIVE: 'passive', BandwidthEstimate.SOURCE_PROBE: 'probe',
            BandwidthEstimate.SOURCE_MIXED: 'mixed'}
@@ -83,6 +109,7 @@ class PlannerNode(GuardedNode):
             'device_profile': self.take_profiles, 'edge_profile': self.take_profiles,
             'latency_requirement_ms': self.setter('deadline_ms'),
             'hysteresis': self.setter('hysteresis'), 'mode': self.setter('mode'),
+            'codecs': self.set_codecs,
             'message_latency_ms': self.set_message_latency,
             'initial_bandwidth_kbps': self.setter('bandwidth_kbps'),
             'online_calibration': lambda on: self.calibrator.set_enabled(bool(on)),
@@ -90,15 +117,17 @@ class PlannerNode(GuardedNode):
         }, check=self.check_changes, after=self.changed)
         self.deadline_ms, self.hysteresis = p['latency_requirement_ms'], p['hysteresis']
         self.message_ms, self.mode = p['message_latency_ms'], p['mode']
+        self.codecs = parse_codecs(str(p['codecs']))
         self.bandwidth_kbps = p['initial_bandwidth_kbps']
         # Load everything before going live; a bad file stops the node here
         # with the reason (the caller sees the exception text).
         self.card = m.load_card(m.resolve_model_path(str(p['model'])))
         self.latency = self.load_latency(str(p['device_profile']), str(p['edge_profile']))
         for warning in self.latency.warnings:
-            self.get_logger().warning(f'outside the profiled range: {warning}')
+            self.get_logger().warning(warning if 'codec' in warning else
+                                      f'outside the profiled range: {warning}')
         self.calibrator = Calibrator(
-            Planner.from_latency(self.latency, message_ms=self.message_ms),
+            self.make_planner(),
             margin_quantile=p['margin_quantile'], enabled=p['online_calibration'],
             log=self.note)
         self.current: Decision | None = None
@@ -126,6 +155,15 @@ class PlannerNode(GuardedNode):
                                    self.load_profile('edge', edge_profile))
 
     def load_profile(self, role: str, name: str) -> lat.Profile:
+        profile, borrowed = lat.with_codec_fallback(self.pick_profile(role, name))
+        if borrowed:
+            self.get_logger().warning(
+                f'{role} profile {profile.name} cannot time codecs {", ".join(borrowed)}: '
+                f'using {lat.CODEC_FALLBACK[role]}\'s (the CI host\'s), which the online '
+                'calibration rescales per plan')
+        return profile
+
+    def pick_profile(self, role: str, name: str) -> lat.Profile:
         if name != lat.AUTO:
             return lat.load_profile(lat.resolve_profile_path(name))
         profile, passed = lat.auto_profile(role, self.card)
@@ -172,14 +210,21 @@ class PlannerNode(GuardedNode):
         if self.pending_latency is None:
             return  # both profiles changed at once: taken already
         self.latency, self.pending_latency = self.pending_latency, None
-        self.calibrator.new_profiles(Planner.from_latency(self.latency, message_ms=self.message_ms))
+        self.calibrator.new_profiles(self.make_planner())
         self.get_logger().info(f'profiles now {self.latency.device.name} (device), '
                                f'{self.latency.edge.name} (edge)')
 
     def set_message_latency(self, value: Value) -> None:
         self.message_ms = float(value)
-        self.calibrator.new_message_latency(
-            Planner.from_latency(self.latency, message_ms=self.message_ms))
+        self.calibrator.new_message_latency(self.make_planner())
+
+    def set_codecs(self, value: Value) -> None:
+        self.codecs = parse_codecs(str(value))
+        self.calibrator.new_profiles(self.make_planner())
+
+    def make_planner(self) -> Planner:
+        return Planner.from_latency(self.latency, message_ms=self.message_ms,
+                                    codecs=self.codecs)
 
     def changed(self, names: Collection[str]) -> None:
         # A new hysteresis goes through the hysteresis; anything else forces a plan.
@@ -234,7 +279,7 @@ class PlannerNode(GuardedNode):
         if force or should_switch(self.planner, self.current, candidate, self.hysteresis):
             self.publish(candidate)
         elif self.current is not None:
-            kept = self.planner.evaluate(*self.current.key, self.bandwidth_kbps, planning_ms)
+            kept = self.planner.evaluate_key(self.current.key, self.bandwidth_kbps, planning_ms)
             if refresh or abs(kept.total_ms - self.current.total_ms) > \
                     max(5.0, 0.1 * self.current.total_ms):
                 self.publish(kept)
@@ -250,7 +295,7 @@ class PlannerNode(GuardedNode):
             partition_point=d.partition, num_layers=d.num_layers,
             predicted_latency_ms=d.total_ms, predicted_device_ms=d.device_ms,
             predicted_upload_ms=d.upload_ms, predicted_edge_ms=d.edge_ms,
-            predicted_download_ms=d.download_ms, upload_bytes=d.upload_bytes,
+            predicted_download_ms=d.download_ms, upload_bytes=d.upload_bytes, codec=d.codec,
             bandwidth_kbps=d.bandwidth_kbps, latency_requirement_ms=self.deadline_ms,
             deadline_met=d.feasible, expected_accuracy=d.accuracy,
             fallback_exit_point=fallback.exit_point, fallback_num_layers=fallback.num_layers,
@@ -259,7 +304,8 @@ class PlannerNode(GuardedNode):
             predicted_device_exit_ms=self.planner.device_exit_ms()))
         verdict = 'meets' if d.feasible else 'CANNOT meet (best effort: fastest plan)'
         self.get_logger().info(
-            f'plan {self.plan_id}: exit {d.exit_point}, partition {d.partition}/{d.num_layers}, '
+            f'plan {self.plan_id}: exit {d.exit_point}, partition {d.partition}/{d.num_layers}'
+            f'{", codec " + d.codec if d.codec else ""}, '
             f'predicted {d.total_ms:.1f} ms at {d.bandwidth_kbps:.0f} kbps, {verdict} the '
             f'{self.deadline_ms:g} ms deadline (planned against {d.deadline_ms:.0f} ms)')
 
@@ -284,12 +330,15 @@ class PlannerNode(GuardedNode):
             'transfer_scale': p.transfer_scale, 'planning_margin': cal.margin,
             # The settings planned with (parameters take effect when set).
             'hysteresis': self.hysteresis, 'mode': self.mode, 'message_latency_ms': p.message_ms,
+            'codecs': ','.join(self.codecs) if self.codecs is not None else 'all',
+            'configurations': len(p.configurations),
             'online_calibration': cal.enabled, 'margin_quantile': cal.margin_quantile,
             'device_profile': self.latency.device.name, 'edge_profile': self.latency.edge.name,
             'decision_time_us_median': statistics.median(self.decision_us or [0.0])}
         if d is not None:
             values.update({'exit_point': d.exit_point, 'partition_point': d.partition,
-                           'num_layers': d.num_layers, 'predicted_latency_ms': d.total_ms,
+                           'num_layers': d.num_layers, 'codec': d.codec or 'none',
+                           'upload_bytes': d.upload_bytes, 'predicted_latency_ms': d.total_ms,
                            'expected_accuracy': d.accuracy, 'deadline_met': d.feasible})
         self.diag_pub.publish(diagnostics.array(
             self.get_clock().now().to_msg(),
