@@ -81,11 +81,16 @@ def measure(net: m.BranchyNetwork, card: ModelCard, images: Sequence[np.ndarray]
     return entries
 
 
-def annotate(card_path: Path, *, limit: int = 0, progress: bool = True) -> list[CodecEntry]:
-    """Measure a model's codecs and write them into its card (the rest kept)."""
+def annotate(card_path: Path, *, limit: int = 0, progress: bool = True,
+             images: Sequence[np.ndarray] | None = None,
+             labels: np.ndarray | None = None) -> list[CodecEntry]:
+    """Measure a model's codecs and write them into its card (the rest kept),
+    on ``images`` and ``labels`` when given, else the card's held-out split."""
     net, card = m.load(card_path)
-    split = datasets.load_split(card.dataset, seed=card.seed)
-    images, labels = split.test_images, np.asarray(split.test_labels)
+    if images is None or labels is None:
+        split = datasets.load_split(card.dataset, seed=card.seed)
+        images, labels = split.test_images, split.test_labels
+    labels = np.asarray(labels)
     if limit:
         images, labels = images[:limit], labels[:limit]
     entries = measure(net, card, images, labels, progress=progress)

@@ -226,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--freeze-backbone', action='store_true',
                         help='train only the exit heads (and a re-initialised final '
                         'classifier); the backbone, BN statistics included, stays as loaded')
+    parser.add_argument('--no-codecs', action='store_true',
+                        help='skip measuring the link codecs into the card (edgent-codec-card '
+                        'does it later)')
     parser.add_argument('--dataset', choices=datasets.DATASETS, default='digits')
     parser.add_argument('--data-dir', type=Path, default=None,
                         help='CIFAR-10 python batches (cifar10), or an image folder with one '
@@ -342,6 +345,11 @@ def main(argv: list[str] | None = None) -> int:
         share = sum(s.flops for s in stages) / total
         print(f'exit {e} ({len(stages)} stages, {100 * share:.0f}% of the backbone\'s FLOPs): '
               f'held-out accuracy {acc:.4f}')
+    if not args.no_codecs:  # the planner's third knob needs each codec's accuracy
+        from edgent_ros import codec_card
+
+        coded = codec_card.annotate(card, images=split.test_images, labels=split.test_labels)
+        print(f'measured {len(coded)} link codec configurations on the held-out split')
     print(f'wrote {weights} ({weights.stat().st_size / 1e6:.2f} MB) and {card}')
     return 0
 

@@ -193,6 +193,10 @@ def test_the_command_line_trains_a_backbone_on_a_folder_end_to_end(tmp_path: Pat
     assert card.mean == pytest.approx(m.IMAGENET_MEAN) and card.std == pytest.approx(m.IMAGENET_STD)
     assert len(card.accuracies) == net.num_exits == 4
     assert card.training['held_out_images'] == 2 and card.training['freeze_backbone'] is False
+    # The link codecs were measured into the card on the same held-out images.
+    assert card.codecs_measured_on['images'] == 2
+    assert {c.codec for c in card.codecs} == {'pixels', 'jpeg90', 'jpeg75', 'jpeg50',
+                                              'float16', 'int8', 'int8_channel'}
     # Training prepared images as the device node prepares a frame.
     frame = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     torch.testing.assert_close(model_input(net, frame[None], card.mean, card.std),
