@@ -42,6 +42,14 @@ fit also knows what they cost among the stages. ``Settings.holdout`` keeps the
 models' own layers and stages at their own size out of every fit, so that an
 evaluation on them is honest; without it (the default) the models' own
 stages are timed too, as the paper's sweep includes the model's own layers.
+
+The link codecs (``edgent_ros.payload_codec``; ``codec_sweep``) are timed as
+the paper's layers are, in shuffled passes, on ReLU-like activations of 4 KB
+to 4 MB and natural-ish frames of 32x32 to 640x480: a device profile gets
+their encoding times, an edge profile their decoding times (an input's
+normalisation to the network's float32 input included), each regressed on
+the uncoded bytes (``Profile.codecs``). ``--codecs-only --from PROFILE``
+adds them to an existing profile without re-measuring its layers.
 """
 
 from __future__ import annotations
@@ -67,6 +75,7 @@ from edgent_ros import model as m
 from edgent_ros.allocator import pin_allocator
 from edgent_ros.latency import (
     ALL_VARIABLES,
+    CODEC_VARIABLES,
     PAPER_TYPES,
     STAGE_VARIABLES,
     VARIABLES,
@@ -103,13 +112,17 @@ class Settings:
     # (inference.CoInferenceModel(slowdown=k)) multiplies by k; other
     # processes taking the CPU then do not count.
     cpu_time: bool = False
+    # Link codecs: how many of the activation shapes (CODEC_SHAPES) and of
+    # the input frame sizes (CODEC_FRAMES) to time (spread over each range).
+    codec_sizes: int = 12
 
 
 # The working set a chunk of timed layers may have: about that of the
 # default model (2.8 MB of weights) and its activations.
 CHUNK_BYTES = 8 << 20
 
-QUICK = Settings(repeats=5, warmup=1, min_sample_ms=2.0, random_configs=4, stage_variants=2)
+QUICK = Settings(repeats=5, warmup=1, min_sample_ms=2.0, random_configs=4, stage_variants=2,
+                 codec_sizes=3)
 
 
 def time_call(fn: Callable[[], object], settings: Settings) -> float:
@@ -132,7 +145,8 @@ def time_call(fn: Callable[[], object], settings: Settings) -> float:
 
 
 def time_jobs(jobs: list[Callable[[], object]], settings: Settings,
-              footprints: list[int] | None = None, progress: bool = False) -> list[float]:
+              footprints: list[int] | None = None, progress: bool = False,
+              desc: str = 'timing') -> list[float]:
     """Wall milliseconds of one call of each job, timed in shuffled passes.
 
     Jobs are grouped into chunks whose footprints (weights and activations,
@@ -153,7 +167,7 @@ def time_jobs(jobs: list[Callable[[], object]], settings: Settings,
         chunks[-1].append(int(j))
         size += footprints[j]
     result = [0.0] * len(jobs)
-    for chunk in tqdm(chunks, desc='timing', unit='chunk', disable=not progress,
+    for chunk in tqdm(chunks, desc=desc, unit='chunk', disable=not progress,
                       file=sys.stderr, mininterval=1.0):
         for _ in range(settings.warmup):
             for j in chunk:
@@ -695,6 +709,141 @@ def time_model_load(nbytes: int, settings: Settings) -> float:
     return time_call(lambda: torch.load(io.BytesIO(raw), weights_only=True), quick)
 
 
+# --- link codecs -----------------------------------------------------------------------
+
+# Activations the codecs are timed on (C, H, W; batch 1): float32 4 KB - 4 MB
+# with channel counts from 16 to 256, as the models' partitions have.
+CODEC_SHAPES = ((16, 8, 8), (64, 8, 8), (32, 16, 16), (128, 14, 14), (64, 28, 28),
+                (24, 56, 56), (128, 28, 28), (64, 56, 56), (96, 64, 64), (160, 64, 64),
+                (64, 112, 112), (256, 64, 64))
+# Input frames (height, width): 32x32 to 640x480.
+CODEC_FRAMES = ((32, 32), (64, 64), (96, 96), (128, 128), (224, 224), (240, 320),
+                (360, 480), (480, 640))
+# The normalisation the edge applies after decoding an input (ImageNet's: the
+# cost of a non-trivial one, as the models' cards have).
+CODEC_MEAN, CODEC_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _spread(values: Sequence, count: int) -> list:
+    """``count`` of ``values`` spread over them, smallest and largest included."""
+    if count >= len(values):
+        return list(values)
+    picks = np.unique(np.round(np.linspace(0, len(values) - 1, max(count, 2))).astype(int))
+    return [values[int(i)] for i in picks]
+
+
+def codec_activation(shape: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+    """A ReLU-like float32 1xCxHxW activation: relu of normal noise (half zeros)."""
+    return np.maximum(rng.standard_normal((1, *shape), dtype=np.float32), 0.0)
+
+
+def codec_frame(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A natural-ish HxWx3 uint8 RGB frame: blurred noise at several scales
+    (smooth regions, edges and some fine texture), so a JPEG of it costs and
+    weighs about what a camera frame's does."""
+    import cv2
+
+    frame = np.zeros((height, width, 3), np.float32)
+    for cells, weight in ((4, 1.0), (16, 0.5), (64, 0.25), (256, 0.08)):
+        ch, cw = max(2, height * cells // 480), max(2, width * cells // 480)
+        noise = rng.standard_normal((ch, cw, 3)).astype(np.float32)
+        frame += weight * cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC)
+    frame -= frame.min()
+    frame *= 255.0 / max(float(frame.max()), 1e-6)
+    return frame.astype(np.uint8)
+
+
+def codec_jobs(role: str, settings: Settings, rng: np.random.Generator | None = None
+               ) -> list[tuple[str, int, Callable[[], object], int]]:
+    """(codec, raw_bytes, job, footprint) for every codec but raw and every
+    size of the sweep: a device's job encodes, an edge's decodes (an input
+    also normalised to the float32 network input, which with raw the device
+    does). raw_bytes: float32 bytes of an activation, uint8 bytes of a frame."""
+    from edgent_ros import payload_codec as pc
+    from edgent_ros.codec_names import ACTIVATION_CODECS, INPUT_CODECS, RAW
+
+    if role not in ('device', 'edge'):
+        raise ValueError(f'role must be device or edge, got {role!r}')
+    rng = rng or np.random.default_rng(settings.seed)
+    jobs: list[tuple[str, int, Callable[[], object], int]] = []
+    for shape in _spread(CODEC_SHAPES, settings.codec_sizes):
+        x = codec_activation(shape, rng)
+        for codec in ACTIVATION_CODECS:
+            if codec == RAW:
+                continue
+            enc = pc.encode_activation(x, codec)
+            if role == 'device':
+                job = functools.partial(pc.encode_activation, x, codec)
+            else:
+                job = functools.partial(pc.decode, enc, x.shape)
+            jobs.append((codec, x.nbytes, job, x.nbytes + enc.nbytes))
+    from edgent_ros.datasets import resize_rgb
+
+    base = codec_frame(*CODEC_FRAMES[-1], rng)
+    for height, width in _spread(CODEC_FRAMES, max(3, settings.codec_sizes * 2 // 3)):
+        rgb = resize_rgb(base, (height, width))  # as the camera shrinks its frames
+        for codec in INPUT_CODECS:
+            if codec == RAW:
+                continue
+            enc = pc.encode_input(rgb, codec)
+            if role == 'device':
+                job = functools.partial(pc.encode_input, rgb, codec)
+            else:
+                def job(enc: pc.Encoded = enc, shape: tuple[int, ...] = rgb.shape) -> object:
+                    return pc.normalise(pc.decode(enc, shape), CODEC_MEAN, CODEC_STD)
+            jobs.append((codec, rgb.nbytes, job, 5 * rgb.nbytes + enc.nbytes))
+    return jobs
+
+
+def codec_sweep(role: str, settings: Settings, progress: bool = True,
+                threads: int = 1) -> Results:
+    """Time every codec but raw over its sweep: {codec: [((raw_bytes,), ms), ...]}:
+    encoding (role device) or decoding (role edge), in shuffled passes as the
+    paper's layers are (``time_jobs``: wall time, or CPU time with
+    ``settings.cpu_time``), OpenCV on ``threads`` threads as torch, the
+    allocator pinned as the nodes pin theirs."""
+    import cv2
+
+    pin_allocator()
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(threads)
+    try:
+        jobs = codec_jobs(role, settings)
+        times = time_jobs([j[2] for j in jobs], settings, footprints=[j[3] for j in jobs],
+                          progress=progress, desc=f'timing codecs ({role})')
+    finally:
+        cv2.setNumThreads(before)
+    results: Results = {}
+    for (codec, raw_bytes, _, _), ms in zip(jobs, times, strict=True):
+        results.setdefault(codec, []).append(((float(raw_bytes),), ms))
+    return results
+
+
+def fit_codecs(results: Results) -> dict[str, LayerModel]:
+    """One regression per codec on raw_bytes, coefficients and intercept >= 0."""
+    return {codec: fit_layer_model(np.array([r[0] for r in rows], dtype=np.float64),
+                                   np.array([r[1] for r in rows], dtype=np.float64),
+                                   CODEC_VARIABLES, positive=True)
+            for codec, rows in results.items() if rows}
+
+
+def profile_codecs(role: str, settings: Settings, progress: bool = True,
+                   threads: int = 1) -> dict[str, LayerModel]:
+    """This machine's codec models for a role: encoding (device) or decoding
+    (edge) ms regressed on the uncoded bytes (``Profile.codecs``)."""
+    return fit_codecs(codec_sweep(role, settings, progress=progress, threads=threads))
+
+
+def codecs_note(role: str, settings: Settings) -> str:
+    what = 'encoding' if role == 'device' else 'decoding (an input also normalised)'
+    return (f'Codecs: {what} timed on ReLU-like float32 activations of '
+            f'{len(_spread(CODEC_SHAPES, settings.codec_sizes))} shapes (4 KB-4 MB) and '
+            f'natural-ish RGB frames of '
+            f'{len(_spread(CODEC_FRAMES, max(3, settings.codec_sizes * 2 // 3)))} sizes '
+            f'(32x32-640x480), {"CPU" if settings.cpu_time else "wall"} time, fitted on '
+            'raw_bytes.')
+
+
 def fit(results: Results) -> dict[str, LayerModel]:
     """One regression per type or key (stage keys with coefficients >= 0)."""
     models = {}
@@ -711,12 +860,17 @@ def fit(results: Results) -> dict[str, LayerModel]:
 def profile_machine(role: str, name: str, *,
                     card: m.ModelCard | Sequence[m.ModelCard] | None, settings: Settings,
                     threads: int, cpu_quota: float | None = None, progress: bool = True,
-                    nets: Sequence[m.BranchyNetwork] = (), all_types: bool = False) -> Profile:
+                    nets: Sequence[m.BranchyNetwork] = (), all_types: bool = False,
+                    codecs: bool = True) -> Profile:
     """Time, fit and return a profile of this machine (in the current process,
-    its allocator pinned as the nodes pin theirs: ``edgent_ros.allocator``)."""
+    its allocator pinned as the nodes pin theirs: ``edgent_ros.allocator``),
+    with its link codecs' encoding (device) or decoding (edge) times unless
+    ``codecs`` is False."""
     pin_allocator()
     torch.set_num_threads(threads)
     results = sweep(card, settings, progress=progress, nets=nets, all_types=all_types)
+    codec_models = profile_codecs(role, settings, progress=progress, threads=threads) \
+        if codecs else {}
     facts = machine_facts(threads)
     if cpu_quota is not None:
         facts['cpu_quota'] = cpu_quota
@@ -747,8 +901,32 @@ def profile_machine(role: str, name: str, *,
                  + (f' Each chain timed after {settings.idle_ms:g} ms asleep (a device that '
                     'waits between frames).' if settings.idle_ms > 0 else '')
                  + (' CPU time, not wall time.' if settings.cpu_time else ''))
+    if codec_models:
+        notes = (notes + ' ' if notes else '') + codecs_note(role, settings)
     return Profile(name=name, role=role, source='measured by edgent-profile', machine=facts,
-                   layers=fit(results), notes=notes)
+                   layers=fit(results), notes=notes, codecs=codec_models)
+
+
+def add_codecs(base: Profile, settings: Settings, *, threads: int = 1,
+               progress: bool = True, when: str = '', command: str = '') -> Profile:
+    """``base`` with its codec models measured on this machine (in ``base``'s
+    role), scaled by its ``machine.emulated_slowdown`` as its layers are; the
+    layers untouched. ``when`` and ``command`` go into the notes."""
+    pin_allocator()
+    torch.set_num_threads(threads)
+    factor = float(base.machine.get('emulated_slowdown', 1.0) or 1.0)
+    measured = Profile(name=base.name, role=base.role, source=base.source, machine={},
+                       layers={}, codecs=profile_codecs(base.role, settings, progress=progress,
+                                                        threads=threads))
+    if factor > 1.0:
+        measured = measured.slowed(factor)
+    note = codecs_note(base.role, settings)[:-1] + (f', x{factor:g} as the layers' if factor > 1.0
+                                                     else '')
+    note += f'; measured on {threads} thread(s)' + (f' {when}' if when else '') + \
+        (f' by `{command}`' if command else '') + ' (the layers above not re-measured).'
+    return Profile(name=base.name, role=base.role, source=base.source, machine=base.machine,
+                   layers=base.layers, notes=(base.notes + ' ' if base.notes else '') + note,
+                   codecs=measured.codecs)
 
 
 def _models(names: Sequence[str]) -> tuple[list[m.ModelCard], list[m.BranchyNetwork]]:
@@ -801,6 +979,12 @@ def main(argv: list[str] | None = None) -> int:
                         help='measure nothing: write PROFILE (a path or a shipped name) with '
                              "--role and --slowdown applied (an emulated device's profile "
                              'from an edge one)')
+    parser.add_argument('--no-codecs', action='store_true',
+                        help='do not time the link codecs (the profile gets no codecs section)')
+    parser.add_argument('--codecs-only', action='store_true',
+                        help='with --from: time only the link codecs (in the role and, scaled '
+                             "by its emulated_slowdown, for the profile's machine) and write "
+                             "PROFILE with them, its layers untouched")
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
     if args.threads < 1:
@@ -808,6 +992,31 @@ def main(argv: list[str] | None = None) -> int:
     if not args.slowdown >= 1.0:
         parser.error(f'--slowdown must be >= 1, got {args.slowdown}')
     name = args.out.with_suffix('').name
+    if args.codecs_only:
+        if args.source is None:
+            parser.error('--codecs-only needs --from PROFILE')
+        if args.slowdown > 1.0 or args.no_codecs:
+            parser.error("--codecs-only takes the slowdown from the profile's machine."
+                         'emulated_slowdown; without --slowdown or --no-codecs')
+        try:
+            base = load_profile(resolve_profile_path(args.source))
+        except ProfileError as exc:
+            print(f'edgent-profile: error: {exc}', file=sys.stderr)
+            return 2
+        if base.role != args.role:
+            parser.error(f'--role {args.role} but profile {base.name} is role {base.role}')
+        settings = QUICK if args.quick else Settings()
+        settings = Settings(**{**settings.__dict__, 'seed': args.seed,
+                               'cpu_time': args.cpu_time})
+        command = 'edgent-profile ' + ' '.join(sys.argv[1:] if argv is None else argv)
+        profile = add_codecs(base, settings, threads=args.threads,
+                             when=time.strftime('%Y-%m-%d'), command=command)
+        profile = Profile(name=name, role=profile.role, source=profile.source,
+                          machine=profile.machine, layers=profile.layers, notes=profile.notes,
+                          codecs=profile.codecs)
+        _print_codecs(profile)
+        print(f'wrote {profile.save(args.out)}')
+        return 0
     if args.source is not None:
         try:
             base = load_profile(resolve_profile_path(args.source))
@@ -819,7 +1028,8 @@ def main(argv: list[str] | None = None) -> int:
                 f'edgent-profile --from {args.source} --role {args.role}' + \
                 (f' --slowdown {args.slowdown:g}.' if args.slowdown > 1.0 else '.')
         profile = Profile(name=name, role=args.role, source=profile.source,
-                          machine=profile.machine, layers=profile.layers, notes=notes)
+                          machine=profile.machine, layers=profile.layers, notes=notes,
+                          codecs=profile.codecs)
         print(f'wrote {profile.save(args.out)}')
         return 0
     settings = QUICK if args.quick else Settings()
@@ -834,7 +1044,7 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> Profile:
         return profile_machine(args.role, name, card=cards or None, settings=settings,
                                threads=args.threads, cpu_quota=args.cpu_quota, nets=nets,
-                               all_types=args.all_types)
+                               all_types=args.all_types, codecs=not args.no_codecs)
 
     try:
         if args.cpu_quota is not None:
@@ -858,8 +1068,16 @@ def main(argv: list[str] | None = None) -> int:
         terms = ' + '.join(f'{c:.3g}*{v}' for c, v in zip(lm.coef, lm.variables, strict=True))
         print(f'{kind:17} y = {terms} + {lm.intercept:.3g} ms   R2 {lm.r2:.3f}  '
               f'n {lm.samples}')
+    _print_codecs(profile)
     print(f'wrote {path}')
     return 0
+
+
+def _print_codecs(profile: Profile) -> None:
+    what = 'encode' if profile.role == 'device' else 'decode'
+    for codec, lm in profile.codecs.items():
+        print(f'codec {codec:12} {what} = {lm.coef[0] * 1e6:.3g} ms/MB + {lm.intercept:.3g} ms'
+              f'   R2 {lm.r2:.3f}  n {lm.samples}')
 
 
 if __name__ == '__main__':

@@ -65,8 +65,9 @@ def ensure_profile(role: str, quota: float | None, refresh: bool,
     path = cache_dir() / f'{role}{suffix}-{machine_key()}.yaml'
     if path.is_file() and not refresh:
         try:
-            load_profile(path)
-            return path
+            # One made before edgent-profile timed the link codecs is stale.
+            if load_profile(path).codecs:
+                return path
         except ProfileError:
             pass
     cmd = [tool('edgent-profile'), '--role', role, '--out', str(path)]
