@@ -40,6 +40,7 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from edgent_ros import codec_names
 from edgent_ros.inference import reply_wait_ms
 
 # While a transfer is out, a fact about it goes to the bandwidth monitor this
@@ -57,7 +58,7 @@ COUNTERS = ('received', 'frames', 'results', 'sent', 'replies', 'malformed_image
             'malformed_replies', 'bad_plans', 'edge_timeouts', 'late_replies', 'fallback', 'trials',
             'edge_recoveries', 'correct', 'labelled', 'skipped_late', 'dropped_behind',
             'compute_errors', 'unanswerable', 'bad_labels', 'late_unrun', 'frames_lost',
-            'oversized_images', 'trials_withheld')
+            'oversized_images', 'trials_withheld', 'encode_fallbacks')
 # A trial carries a frame's input only if, at the estimated bandwidth, it
 # crosses the link in at most this share of the deadline (input_trial_fits).
 INPUT_TRIAL_SHARE = 0.25
@@ -296,7 +297,19 @@ def plan_problem(plan: object, num_exits: int, layers: dict[int, int]) -> str | 
         if why is None and plan.fallback_num_layers != layers[plan.fallback_exit_point]:
             why = f'fallback exit {plan.fallback_exit_point} has the wrong layer count'
         why = None if why is None else f'fallback: {why}'
+    if why is None:
+        why = codec_names.codec_problem(plan_codec(plan), plan.partition_point,
+                                        plan.num_layers)
     return why
+
+
+def plan_codec(plan: object) -> str:
+    """How a plan's upload is coded: its codec, or ``raw`` when it is empty
+    at a partition that sends something (a planner from before codecs)."""
+    codec = str(plan.codec)
+    if not codec and plan.partition_point < plan.num_layers:
+        return codec_names.RAW
+    return codec
 
 
 @dataclass(eq=False)

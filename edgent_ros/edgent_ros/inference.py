@@ -12,7 +12,9 @@ from __future__ import annotations
 import statistics
 import time
 from collections import deque
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -20,6 +22,8 @@ import torch
 from edgent_ros import datasets
 from edgent_ros.allocator import pin_allocator
 from edgent_ros.model import BranchyNetwork, ModelCard
+
+T = TypeVar('T')
 
 
 class ActivationError(ValueError):
@@ -85,16 +89,26 @@ class CoInferenceModel:
         self.card = card
         self.num_exits = net.num_exits
         self.slowdown = float(slowdown)
-        # (exit, start, end) -> CPU times of its last runs, s (slowdown only)
-        self.cpu_history: dict[tuple[int, int, int | None], deque[float]] = {}
+        # (exit, start, end) of layers, or another run_slowed key -> CPU times
+        # of its last runs, s (slowdown only)
+        self.cpu_history: dict[Hashable, deque[float]] = {}
 
     def _run(self, exit_point: int, x: torch.Tensor, start: int, end: int | None) -> torch.Tensor:
+        def run() -> torch.Tensor:
+            with torch.inference_mode():
+                return self.net.run(exit_point, x, start, end)
+        return self.run_slowed((exit_point, start, end), run)
+
+    def run_slowed(self, key: Hashable, fn: Callable[[], T]) -> T:
+        """``fn()``, slowed down as the layers are (``slowdown``): with a
+        slowdown, the calling thread then sleeps until the call's wall time is
+        slowdown x the median CPU time of the last ``SLOW_HISTORY`` calls under
+        the same ``key`` (this one included). The device's encoding of what it
+        sends runs through this too: a slower device encodes slower."""
         wall0, cpu0 = time.perf_counter(), time.thread_time()
-        with torch.inference_mode():
-            out = self.net.run(exit_point, x, start, end)
+        out = fn()
         if self.slowdown > 1.0:
-            history = self.cpu_history.setdefault((exit_point, start, end),
-                                                  deque(maxlen=self.SLOW_HISTORY))
+            history = self.cpu_history.setdefault(key, deque(maxlen=self.SLOW_HISTORY))
             history.append(time.thread_time() - cpu0)
             wall = self.slowdown * statistics.median(history)
             time.sleep(max(0.0, wall - (time.perf_counter() - wall0)))

@@ -84,7 +84,9 @@ NODES: dict[str, tuple[NodeSpec, ...]] = {
                      ('edge_profile', 'edge_profile', 'string'))),
     ),
     'edge': (
+        # The device's plans, to refuse a tensor coded otherwise than its plan says.
         NodeSpec('edge_node', 'edgent_ros.nodes.edge_node:EdgeNode', 'edge', '/edge',
+                 (('plan', '/device/plan'),),
                  parameter_arguments=(('model', 'model', 'string'),)),
         NodeSpec('probe_echo', 'edgent_ros.nodes.probe_echo:ProbeEcho', 'probe_echo', '/edge'),
     ),

@@ -6,14 +6,22 @@ import numpy as np
 from rclpy.time import Time
 
 from edgent_ros import device_policy as dp
-from edgent_ros import tensor_codec
+from edgent_ros import payload_codec, tensor_codec
 from edgent_ros.inference import TopK
 from edgent_ros_interfaces.msg import InferenceResult, Tensor, TransferReport
 
 
 def tensor_msg(p: dp.Pending, array: np.ndarray, source_id: str) -> Tensor:
-    """An activation (or the input) of a frame, for the edge."""
-    out = tensor_codec.to_msg(array, name='activation')
+    """An activation (or the input) of a frame, for the edge, uncoded (raw)."""
+    return _addressed(tensor_codec.to_msg(array, name='activation'), p, source_id)
+
+
+def coded_tensor_msg(p: dp.Pending, enc: payload_codec.Encoded, source_id: str) -> Tensor:
+    """An activation (or the input) of a frame, for the edge, as ``enc`` codes it."""
+    return _addressed(tensor_codec.coded_to_msg(enc, name='activation'), p, source_id)
+
+
+def _addressed(out: Tensor, p: dp.Pending, source_id: str) -> Tensor:
     out.header = p.header
     out.frame_seq = p.seq
     out.source_id = source_id

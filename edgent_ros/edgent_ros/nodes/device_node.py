@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -28,14 +29,15 @@ from rclpy.subscription_content_filter_options import ContentFilterOptions
 from rclpy.time import Time
 from sensor_msgs.msg import Image
 
+from edgent_ros import codec_names, datasets, diagnostics, image_codec, payload_codec
 from edgent_ros import device_policy as dp
-from edgent_ros import diagnostics, image_codec
 from edgent_ros import model as m
 from edgent_ros.inference import CoInferenceModel, TopK, preprocess, top_k
 from edgent_ros.nodes import device_messages as msgs
 from edgent_ros.nodes.params import MODEL, THREADS, ParamSchema, ParamSpec
 from edgent_ros.nodes.runner import GuardedNode, run_node
 from edgent_ros.qos import LATCHED_QOS, NEWEST_IMAGE_QOS, TENSOR_QOS
+from edgent_ros.tensor_codec import TensorCodecError
 from edgent_ros_interfaces.msg import (
     BandwidthEstimate,
     EdgeReply,
@@ -93,6 +95,13 @@ TICK_S = 0.02  # how often frames out at the edge are checked
 WARM_POLL_S = 0.05  # how often, until the model is warm, whether to subscribe to images
 # The image reader's content filter (DDS SQL; %0, %1: max_image_width, _height).
 IMAGE_FILTER = 'width <= %0 AND height <= %1'
+# How a trial that carries a frame's input (to see whether a new or silent
+# edge answers) codes it, whatever the plan's codec: its uint8 pixels at the
+# network's input size. Lossless (the edge answers as from the float32 input),
+# a quarter of raw's bytes (the trial holds the link a quarter as long, and
+# fits input_trial_fits on a 4x slower link), a copy to encode, and accepted
+# by the edge under any plan.
+TRIAL_INPUT_CODEC = codec_names.PIXELS
 
 
 class DeviceNode(GuardedNode):
@@ -122,6 +131,7 @@ class DeviceNode(GuardedNode):
         net, card = m.load(m.resolve_model_path(model))
         self.model = CoInferenceModel(net, card, slowdown=slowdown)
         self.layers = {e.exit_point: e.num_layers for e in card.exits}
+        self.input_size = (card.input_shape[1], card.input_shape[2])
         self.best = max(card.exits, key=lambda e: (e.accuracy, e.exit_point))
         # Until the planner speaks: device only, most accurate exit.
         self.plan = Plan(plan_id=0, exit_point=self.best.exit_point, num_exits=len(card.exits),
@@ -229,7 +239,7 @@ class DeviceNode(GuardedNode):
         why = dp.plan_problem(plan, self.model.num_exits, self.layers)
         if why is not None:
             self.stats.inc('bad_plans')
-            self.get_logger().error(f'refusing plan {plan.plan_id}: {why}',
+            self.get_logger().error(f'refusing plan {plan.plan_id}: {why[:300]}',
                                     throttle_duration_sec=5.0)
             return
         self.plan = plan  # takes effect from the next frame
@@ -333,6 +343,9 @@ class DeviceNode(GuardedNode):
             self.get_logger().warning('no edge connected: answering frames on the device',
                                    throttle_duration_sec=5.0)
         start, p.trial = time.perf_counter(), take is dp.Take.TRIAL
+        # At the network's input size: the pixels an input codec sends, and
+        # (preprocess then resizes nothing) the network's input.
+        rgb = datasets.resize_rgb(np.ascontiguousarray(rgb), self.input_size)
         p.x = preprocess(rgb, self.model.card)
         how = None
         if take in (dp.Take.ALONE, dp.Take.TRIAL):
@@ -341,7 +354,7 @@ class DeviceNode(GuardedNode):
                                         behind=self.work.waiting())
         if how is not None and how.route is not dp.Route.FINISH:
             x = p.x
-            if p.trial and not dp.input_trial_fits(x.numel() * x.element_size(),
+            if p.trial and not dp.input_trial_fits(rgb.nbytes,  # as TRIAL_INPUT_CODEC
                                                    self.bandwidth_kbps,
                                                    plan.latency_requirement_ms):
                 p.trial = False  # the input would hold the link for long
@@ -349,7 +362,7 @@ class DeviceNode(GuardedNode):
             self.answer_alone(p, how, start)
             if p.trial:  # the trial carries the input
                 p.partition = 0
-                self.send(p, x)
+                self.send(p, x, rgb)
             return
         h = self.model.head(plan.exit_point, plan.partition_point, p.x)
         p.device_ms = (time.perf_counter() - start) * 1e3
@@ -357,22 +370,61 @@ class DeviceNode(GuardedNode):
             self.answer(p, top_k(h, self.top_k))
             if take is dp.Take.DEVICE_ONLY_TRIAL:  # its input, to a new edge
                 x, p.trial, p.partition = p.x, True, 0
-                self.send(p, x)
+                self.send(p, x, rgb)
             return
         p.h = h if take is dp.Take.SEND else None
-        self.send(p, h)
+        self.send(p, h, rgb)  # its encoding counts in p.device_ms
         if p.trial:  # it carries the activation; the device finishes the exit from it
             self.answer_alone(p, how, time.perf_counter(), h=h)
 
-    def send(self, p: dp.Pending, h: torch.Tensor) -> None:
-        """Send an activation to the edge; the policy waits for its reply."""
-        out = msgs.tensor_msg(p, h.numpy(), self.source_id)
+    def send(self, p: dp.Pending, h: torch.Tensor, rgb: np.ndarray) -> None:
+        """Send an activation (at partition 0: the input ``h``, whose pixels at
+        the network's input size are ``rgb``) to the edge, coded as
+        ``upload_codec`` says; the policy waits for its reply."""
+        out = self.encode(p, h, rgb)
         p.nbytes = len(out.data)
         with self.tick_lock:
             self.policy.sent(p, self.now_s(), self.age_ms(p.header))
             if self.tick_timer.is_canceled():
                 self.tick_timer.reset()
         self.tensor_pub.publish(out)
+
+    def upload_codec(self, p: dp.Pending) -> str:
+        """How a frame's upload is coded: a trial's input as TRIAL_INPUT_CODEC,
+        anything else as its plan says (raw if the plan predates codecs)."""
+        if p.trial and p.partition == 0:
+            return TRIAL_INPUT_CODEC
+        codec = dp.plan_codec(p.plan)
+        # on_plan refused plans whose codec cannot code their partition
+        return codec if codec_names.valid_at(codec, p.partition, p.plan.num_layers) else \
+            codec_names.RAW
+
+    def encode(self, p: dp.Pending, h: torch.Tensor, rgb: np.ndarray) -> Tensor:
+        """The frame's Tensor message. Coding it (not raw) adds to
+        p.device_ms (the planner predicts it as device time) and, on an
+        emulated slower device, is slowed as the layers are. A payload the
+        codec cannot code (an activation holding NaN, or beyond float16's
+        range) goes raw, counted (encode_fallbacks)."""
+        codec = self.upload_codec(p)
+        if codec != codec_names.RAW:
+            start = time.perf_counter()
+            try:
+                if p.partition == 0:
+                    enc = self.model.run_slowed(
+                        ('encode', codec, 0), lambda: payload_codec.encode_input(rgb, codec))
+                else:
+                    a = h.numpy()
+                    enc = self.model.run_slowed(
+                        ('encode', codec, p.plan.exit_point, p.partition),
+                        lambda: payload_codec.encode_activation(a, codec))
+                return msgs.coded_tensor_msg(p, enc, self.source_id)
+            except (payload_codec.CodecError, TensorCodecError) as exc:
+                self.stats.inc('encode_fallbacks')
+                self.get_logger().warning(f'frame {p.seq}: cannot code it as {codec} ({exc}); '
+                                          'sending it raw', throttle_duration_sec=5.0)
+            finally:
+                p.device_ms += (time.perf_counter() - start) * 1e3
+        return msgs.tensor_msg(p, h.numpy(), self.source_id)
 
     def on_reply(self, reply: EdgeReply) -> None:
         if reply.source_id != self.source_id:
@@ -465,6 +517,7 @@ class DeviceNode(GuardedNode):
         values: dict[str, object] = dict(self.stats.snapshot())
         values.update({'plan_id': self.plan.plan_id, 'exit_point': self.plan.exit_point,
                        'partition_point': self.plan.partition_point,
+                       'codec': dp.plan_codec(self.plan),
                        'in_flight': self.policy.in_flight, 'edge_answering': self.policy.edge_ok,
                        'callback_errors': self.callback_errors,
                        'bandwidth_kbps': self.bandwidth_kbps})
