@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import itertools
+
 from common import machine
 
 from edgent_ros import testbed
@@ -49,16 +51,21 @@ from edgent_ros.demo.pipeline import emulated_device_overrides, start_on_testbed
 DOCS = Path(__file__).resolve().parent.parent / 'docs'
 SLOWDOWN = 250.0
 RATE_HZ = 1.0
-FRAMES = 10
+FRAMES = 30
+MODEL = ''  # the default model
 BANDWIDTHS = [50, 100, 200, 400, 600, 800, 1000, 1500, 2000]
-DEADLINES = [100, 200, 300, 400, 500, 600, 700, 800, 900, 1000]
-MODES = ['edgent', 'device_only', 'edge_only', 'partition_only']
+DEADLINES = [100, 200, 300, 400, 500, 700, 1000]
+# Edgent (exit, partition and codec), the paper's three baselines (raw float32
+# as the paper sends it), sc2bench's JPEG edge only, Neurosurgeon with codecs.
+MODES = ['edgent', 'device_only', 'edge_only', 'partition_only', 'jpeg_edge_only',
+         'partition_only_codec']
+PAPER_MODES = MODES[:4]
 DYNAMIC_DEADLINE_MS = 1000.0
 # Steps that change the plan (edge <-> device) and fluctuations that must not;
 # the last four steps fall at other moments of the 1 s frame period.
 TRACE = [(0, 2000), (20, 80), (40, 1000), (55, 800), (60, 1200), (65, 900), (70, 100),
          (90, 600), (105, 2000), (117.3, 100), (129.6, 1500), (141.2, 80), (153.7, 800)]
-FIGURES = ('fig67', 'fig8', 'fig9', 'dynamic')
+FIGURES = ('fig67', 'fig8', 'fig9', 'dynamic', 'points')
 
 
 # --- the driver, inside the device namespace ---------------------------------------
@@ -67,6 +74,7 @@ class Driver:
 
     def __init__(self, bed_name: str) -> None:
         import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
         from rclpy.parameter_client import AsyncParameterClient
@@ -89,6 +97,8 @@ class Driver:
                                       LATCHED_QOS)
         self.node.create_subscription(BandwidthEstimate, '/device/bandwidth', self.on_bw,
                                       LATCHED_QOS)
+        self.calibration: dict[str, float] = {}
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self.on_diagnostics, 50)
         self.params = AsyncParameterClient(self.node, '/device/planner')
         self.camera = AsyncParameterClient(self.node, '/device/camera')
         self.bed = testbed.Testbed(rate_kbit=1.0, name=bed_name)
@@ -99,6 +109,18 @@ class Driver:
         for mode in ('device_only', 'edge_only', 'edgent'):  # calibration warm-up
             self.set(mode=mode)
             self.spin(lambda: False, 12.0 if mode != 'edgent' else 0.0)
+
+    def on_diagnostics(self, msg: object) -> None:
+        """Keep the planner's online calibration (for bench_advantage)."""
+        for status in msg.status:
+            if status.name.endswith('/planner: plan'):
+                values = {kv.key: kv.value for kv in status.values}
+                for key in ('device_scale', 'frame_overhead_ms', 'transfer_scale',
+                            'planning_margin'):
+                    try:
+                        self.calibration[key] = float(values[key])
+                    except (KeyError, ValueError):
+                        pass
 
     def on_bw(self, msg: object) -> None:
         self.bandwidth = float(msg.bandwidth_kbps)
@@ -147,9 +169,15 @@ class Driver:
         measured = [r.latency_ms for r in rows]
         predicted = [r.predicted_latency_ms for r in rows]
         labelled = [r for r in rows if r.label >= 0]
+        codecs = Counter(p.codec for t, p in self.plans if t >= rewound - 1.0) or \
+            Counter([plan.codec if plan else ''])
         return {
             'frames': len(rows), 'skipped': skipped, 'exit': exit_point, 'partition': partition,
+            'codec': plan.codec if plan else '', 'codecs_planned': dict(codecs),
+            'upload_bytes': plan.upload_bytes if plan else 0,
+            'expected_accuracy': plan.expected_accuracy if plan else 0.0,
             'plan_share': count / len(rows),
+            'fallback_share': sum(r.fallback for r in rows) / len(rows),
             'num_layers': plan.num_layers if plan else 0,
             'feasible': bool(plan.deadline_met) if plan else False,
             'bandwidth_estimate_kbps': self.bandwidth,
@@ -195,6 +223,28 @@ class Driver:
                 rows.append({'mode': mode, 'deadline_ms': deadline,
                              **self.level(FRAMES, 1.5)})
                 print(f'fig9 {mode} {deadline} ms: {rows[-1]}', flush=True)
+        self.set(mode='edgent')
+        return rows
+
+    def points(self) -> list[dict[str, object]]:
+        """The points bench_advantage proposes (where Edgent is predicted
+        strictly more accurate than every baseline), each in every mode."""
+        proposed = json.loads(advantage_path().read_text())['proposed']
+        rows = []
+        for point in proposed:
+            self.bed.set_rate(point['bandwidth_kbps'])
+            self.set(latency_requirement_ms=float(point['deadline_ms']))
+            self.spin(lambda: False, 8.0)
+            for mode in MODES:
+                self.set(mode=mode)
+                rows.append({'mode': mode, 'point': f"{point['bandwidth_kbps']:.0f} kbps, "
+                                                     f"{point['deadline_ms']:.0f} ms",
+                             'bandwidth_kbps': point['bandwidth_kbps'],
+                             'deadline_ms': point['deadline_ms'],
+                             'predicted': point['edgent'] if mode == 'edgent'
+                             else point['baselines'][mode], **self.level(FRAMES, 3.0)})
+                print(f"points {point['bandwidth_kbps']:.0f} kbps {point['deadline_ms']:.0f} ms "
+                      f'{mode}: {rows[-1]}', flush=True)
         self.set(mode='edgent')
         return rows
 
@@ -249,9 +299,29 @@ class Driver:
 
 def run_driver(args: argparse.Namespace) -> int:
     driver = Driver(args.testbed_name)
-    out = {name: getattr(driver, name)() for name in args.only}
+    out = {}
+    for name in args.only:
+        out[name] = getattr(driver, name)()
+        out.setdefault('calibration', {})[name] = dict(driver.calibration)
     Path(args.out).write_text(json.dumps(out))
     return 0
+
+
+def advantage_path() -> Path:
+    from edgent_ros import card
+
+    name = card.load_card(card.resolve_model_path(MODEL or card.DEFAULT_MODEL)).name
+    return Path(__file__).resolve().parent / 'results' / f'advantage_{name}.json'
+
+
+def suffix() -> str:
+    """What the default model's file names lack: _<model> for another."""
+    return f'_{Path(MODEL).stem}' if MODEL else ''
+
+
+def configure(args: argparse.Namespace) -> None:
+    global SLOWDOWN, FRAMES, MODEL, RATE_HZ
+    SLOWDOWN, FRAMES, MODEL, RATE_HZ = args.slowdown, args.frames, args.model, args.rate_hz
 
 
 # --- the main process: testbed, pipeline, reports --------------------------------------
@@ -263,22 +333,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--out', default='/tmp/edgent_eval.json')
     parser.add_argument('--previous', default='',
                         help='JSON of an earlier run whose other figures the report keeps')
+    parser.add_argument('--model', default='', help='a model other than the default')
+    parser.add_argument('--slowdown', type=float, default=SLOWDOWN,
+                        help='the emulated device\'s slowdown (default %(default)s)')
+    parser.add_argument('--frames', type=int, default=FRAMES, help='frames per level')
+    parser.add_argument('--rate-hz', type=float, default=RATE_HZ, help='camera rate')
     args = parser.parse_args(argv)
+    configure(args)
     if args.driver:
         return run_driver(args)
     why = testbed.available()
     if why:
         print(f'bench_testbed: skipped: the testbed cannot run here: {why}')
         return 0
-    overrides = emulated_device_overrides(SLOWDOWN, RATE_HZ, initial_kbps=2000.0)
+    overrides = emulated_device_overrides(SLOWDOWN, RATE_HZ, initial_kbps=2000.0, model=MODEL)
     log_dir = Path('/tmp/edgent_eval')
     log_dir.mkdir(exist_ok=True)
     started = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
     with testbed.Testbed(2000.0) as bed, open(log_dir / 'device.log', 'w') as dlog, \
             open(log_dir / 'edge.log', 'w') as elog:
-        start_on_testbed(bed, overrides, None, dlog, elog)
+        start_on_testbed(bed, overrides, None, dlog, elog, model=MODEL)
         driver = bed.spawn('device', [sys.executable, __file__, '--driver', '--testbed-name',
-                                      bed.name, '--out', args.out, '--only', *args.only])
+                                      bed.name, '--out', args.out, '--only', *args.only,
+                                      '--model', MODEL, '--slowdown', str(SLOWDOWN),
+                                      '--frames', str(FRAMES), '--rate-hz', str(RATE_HZ)])
         if driver.wait() != 0:
             print('bench_testbed: the driver failed; logs in /tmp/edgent_eval')
             return 1
@@ -292,13 +370,46 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_csv(name: str, rows: list[dict[str, object]]) -> Path:
-    path = DOCS / f'eval_{name}.csv'
+    path = DOCS / f'eval_{name}{suffix()}.csv'
     keys = list(dict.fromkeys(k for r in rows for k in r))
     with open(path, 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def cli_args() -> str:
+    out = f' --model {MODEL}' if MODEL else ''
+    out += f' --slowdown {SLOWDOWN:g}' if SLOWDOWN != 250.0 else ''
+    return out
+
+
+def never_worse(rows: list[dict[str, object]], key: str, strict: bool = False) -> list[str]:
+    """Edgent's accuracy within the deadline against every baseline's at each
+    level (``strict``: and whether it is above the best one with >= 95% met)."""
+    out = []
+    for level in dict.fromkeys(r[key] for r in rows):
+        mine = {r['mode']: r for r in rows if r[key] == level}
+        if 'edgent' not in mine:
+            continue
+        e = mine['edgent'].get('accuracy_within_deadline', 0.0)
+        others = {m: r.get('accuracy_within_deadline', 0.0) for m, r in mine.items()
+                  if m != 'edgent'}
+        best = max(others, key=others.__getitem__) if others else None
+        worse = [m for m, a in others.items() if a > e]
+        text = f'- {key} {level}: Edgent {100 * e:.1f}%'
+        if best is not None:
+            text += f', best baseline {best} {100 * others[best]:.1f}%'
+        paper = max((others[m] for m in PAPER_MODES if m in others), default=0.0)
+        text += f' (paper\'s three: {100 * paper:.1f}%)'
+        text += f'; worse than {worse}' if worse else '; never worse'
+        if strict and best is not None:
+            met = mine['edgent'].get('deadline_hit_rate', 0.0)
+            text += (f'; strictly better with {100 * met:.0f}% met: '
+                     f'{"yes" if e > others[best] and met >= 0.95 else "NO"}')
+        out.append(text)
+    return out
 
 
 def report(data: dict[str, object], started: str) -> None:
@@ -308,12 +419,16 @@ def report(data: dict[str, object], started: str) -> None:
 
     DOCS.mkdir(exist_ok=True)
     facts = machine()
-    lines = ['# Evaluation on the emulated testbed', '',
+    model = MODEL or 'branchy_alexnet_digits (the default model)'
+    lines = [f'# Evaluation on the emulated testbed: {model}', '',
              f'Measured {started} on {facts["cpu"]} ({facts["cpus"]} cores), device layers '
              f'slowed {SLOWDOWN:g}x (emulated_slowdown), link shaped with tc tbf, camera at '
              f'{RATE_HZ:g} Hz, {FRAMES} frames per level (the same held-out frames each), '
              'this machine\'s profiles. Command: '
-             '`scripts/run.sh python bench/bench_testbed.py` (as root).', '']
+             f'`scripts/run.sh python bench/bench_testbed.py{cli_args()}` (as root). Plans '
+             'choose exit, partition and codec (issue 17); the baselines are the paper\'s '
+             'three (raw float32), JPEG edge only (sc2bench\'s bar) and partition only with '
+             'the best codec.', '']
     errors = []
     if 'fig67' in data:
         rows = data['fig67']
@@ -335,16 +450,22 @@ def report(data: dict[str, object], started: str) -> None:
             ax.grid(alpha=0.3)
         axes[1].set_ylabel('ms')
         fig.tight_layout()
-        fig.savefig(DOCS / 'eval_fig67.png', dpi=110)
+        fig.savefig(DOCS / f'eval_fig67{suffix()}.png', dpi=110)
         errors += [r['prediction_error'] for r in rows if r.get('frames')]
         lines += ['## Figures 6 and 7: deadline 1000 ms, bandwidth 50 kbps to 2 Mbps', '',
-                  '| kbps | exit | partition | predicted ms | measured ms | error | deadline met |',
-                  '|---:|---:|---:|---:|---:|---:|---:|']
+                  '| kbps | exit | partition | codec | bytes up | predicted ms | measured ms '
+                  '| error | deadline met |',
+                  '|---:|---:|---:|---|---:|---:|---:|---:|---:|']
         lines += [f"| {r['bandwidth_kbps']} | {r.get('exit')} | {r.get('partition')}/"
-                  f"{r.get('num_layers')} | {r.get('predicted_ms', 0):.1f} | "
+                  f"{r.get('num_layers')} | {r.get('codec') or '-'} | {r.get('upload_bytes', 0)} "
+                  f"| {r.get('predicted_ms', 0):.1f} | "
                   f"{r.get('measured_ms', 0):.1f} | {100 * r.get('prediction_error', 0):.0f}% | "
                   f"{100 * r.get('deadline_hit_rate', 0):.0f}% |" for r in rows]
-        lines += ['', '![Figs 6-7](eval_fig67.png)', '']
+        exits = [r.get('exit', 0) for r in rows if r.get('frames')]
+        rises = all(b >= a for a, b in itertools.pairwise(exits))
+        lines += ['', f'Exit point by bandwidth: {exits} ('
+                  f'{"never falls as the bandwidth rises" if rises else "NOT monotone"}).',
+                  '', f'![Figs 6-7](eval_fig67{suffix()}.png)', '']
     if 'fig8' in data:
         rows = data['fig8']
         write_csv('fig8', rows)
@@ -357,16 +478,17 @@ def report(data: dict[str, object], started: str) -> None:
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        fig.savefig(DOCS / 'eval_fig8.png', dpi=110)
+        fig.savefig(DOCS / f'eval_fig8{suffix()}.png', dpi=110)
         errors += [r['prediction_error'] for r in rows if r.get('frames')]
         lines += ['## Figure 8: 500 kbps, deadline 100 to 1000 ms', '',
-                  '| deadline ms | exit | partition | predicted ms | measured ms | deadline met |',
-                  '|---:|---:|---:|---:|---:|---:|']
+                  '| deadline ms | exit | partition | codec | predicted ms | measured ms | '
+                  'deadline met |', '|---:|---:|---:|---|---:|---:|---:|']
         lines += [f"| {r['deadline_ms']} | {r.get('exit')} | {r.get('partition')}/"
-                  f"{r.get('num_layers')} | {r.get('predicted_ms', 0):.1f} | "
+                  f"{r.get('num_layers')} | {r.get('codec') or '-'} | "
+                  f"{r.get('predicted_ms', 0):.1f} | "
                   f"{r.get('measured_ms', 0):.1f} | {100 * r.get('deadline_hit_rate', 0):.0f}% |"
                   for r in rows]
-        lines += ['', '![Fig 8](eval_fig8.png)', '']
+        lines += ['', f'![Fig 8](eval_fig8{suffix()}.png)', '']
     if 'fig9' in data:
         rows = data['fig9']
         write_csv('fig9', rows)
@@ -381,7 +503,7 @@ def report(data: dict[str, object], started: str) -> None:
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        fig.savefig(DOCS / 'eval_fig9.png', dpi=110)
+        fig.savefig(DOCS / f'eval_fig9{suffix()}.png', dpi=110)
         lines += ['## Figure 9: 400 kbps, accuracy within the deadline', '',
                   '| deadline ms | ' + ' | '.join(MODES) + ' |',
                   '|---:|' + '---:|' * len(MODES)]
@@ -391,7 +513,27 @@ def report(data: dict[str, object], started: str) -> None:
                 r = next((r for r in rows if r['mode'] == mode and r['deadline_ms'] == d), {})
                 cells.append(f"{100 * r.get('accuracy_within_deadline', 0):.0f}%")
             lines.append(f'| {d} | ' + ' | '.join(cells) + ' |')
-        lines += ['', '![Fig 9](eval_fig9.png)', '']
+        lines += ['', 'Edgent\'s plans: ' + ', '.join(
+            f"{r['deadline_ms']} ms: exit {r.get('exit')}, partition {r.get('partition')}/"
+            f"{r.get('num_layers')}, {r.get('codec') or 'device only'}"
+            for r in rows if r['mode'] == 'edgent') + '.', '']
+        lines += never_worse(rows, 'deadline_ms')
+        lines += ['', f'![Fig 9](eval_fig9{suffix()}.png)', '']
+    if 'points' in data:
+        rows = data['points']
+        write_csv('points', [{k: v for k, v in r.items() if k != 'predicted'} for r in rows])
+        lines += ['## Where Edgent is predicted strictly better: verified', '',
+                  'Points proposed by `bench/bench_advantage.py` (its map: '
+                  f'`bench/results/advantage_*.png`), each run in every mode, {FRAMES} frames.',
+                  '', '| kbps | deadline ms | mode | plan | predicted ms | measured ms | '
+                  'deadline met | accuracy within deadline |',
+                  '|---:|---:|---|---|---:|---:|---:|---:|']
+        lines += [f"| {r['bandwidth_kbps']:.0f} | {r['deadline_ms']:.0f} | {r['mode']} | "
+                  f"{r.get('exit')}/{r.get('partition')}/{r.get('codec') or '-'} | "
+                  f"{r.get('predicted_ms', 0):.0f} | {r.get('measured_ms', 0):.0f} | "
+                  f"{100 * r.get('deadline_hit_rate', 0):.0f}% | "
+                  f"{100 * r.get('accuracy_within_deadline', 0):.1f}% |" for r in rows]
+        lines += ['', *never_worse(rows, 'point', strict=True), '']
     if 'dynamic' in data:
         dyn = data['dynamic']
         write_csv('dynamic', [{'t_s': t, 'latency_ms': lat, 'exit': e, 'partition': p,
@@ -423,7 +565,7 @@ def report(data: dict[str, object], started: str) -> None:
         bx.set_xlabel('time since the trace started, s')
         bx.legend(fontsize=8, loc='upper left')
         fig.tight_layout()
-        fig.savefig(DOCS / 'eval_dynamic.png', dpi=110)
+        fig.savefig(DOCS / f'eval_dynamic{suffix()}.png', dpi=110)
         replans = [s['replan_s'] for s in dyn['steps'] if s['replan_s'] is not None]
         tracked = [s['estimate_within_35pct_s'] for s in dyn['steps']
                    if s.get('estimate_within_35pct_s') is not None]
@@ -452,12 +594,15 @@ def report(data: dict[str, object], started: str) -> None:
                       f'{statistics.median(replans):.2f} s, max {max(replans):.2f} s. '
                       f'Estimate within 35% of the new rate: median '
                       f'{statistics.median(tracked) if tracked else float("nan"):.2f} s.']
-        lines += ['', '![dynamic](eval_dynamic.png)', '']
+        lines += ['', f'![dynamic](eval_dynamic{suffix()}.png)', '']
     if errors:
         lines += ['## Predicted vs measured', '',
                   f'Median of the per-level median prediction errors (Figs. 6-8): '
                   f'{100 * statistics.median(errors):.1f}%.', '']
-    (DOCS / 'evaluation.md').write_text('\n'.join(lines) + '\n')
+    if data.get('calibration'):
+        lines += ['## The planner\'s online calibration after each figure', '',
+                  '```', json.dumps(data['calibration'], indent=1), '```', '']
+    (DOCS / f'evaluation{suffix()}.md').write_text('\n'.join(lines) + '\n')
     print('\n'.join(lines))
 
 

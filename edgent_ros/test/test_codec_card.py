@@ -99,3 +99,16 @@ def test_the_latency_model_plans_a_codec_only_with_its_accuracy_and_timing() -> 
                                 lat.with_codec_fallback(edge)[0])
     assert not any(c.codec == cn.INT8 for a in fewer.exits.values() for c in a.codecs)
     assert isinstance(thin.codecs[0], CodecEntry)
+
+
+def test_a_lossy_codec_is_never_planned_as_more_accurate_than_raw() -> None:
+    """Held-out noise (ResNet's exit 2 from a JPEG 50 scores one image more
+    than from raw floats) must not make coding look better than not."""
+    card = m.load_card(m.resolve_model_path('resnet18_digits64'))
+    above = [c for c in card.codecs if c.accuracy > card.exit(c.exit_point).accuracy]
+    assert above  # the shipped card has such entries
+    device, _ = lat.auto_profile('device', card)
+    edge, _ = lat.auto_profile('edge', card)
+    latency = lat.SubModelLatency(card, device, edge)
+    for e in card.exits:
+        assert all(c.accuracy <= e.accuracy for c in latency.exits[e.exit_point].codecs)
