@@ -187,8 +187,9 @@ class Calibrator:
 
     def _learn_delay(self, frame: FrameResult, bandwidth_kbps: float) -> bool:
         """Item 6: a frame of a remote plan answered on the device after
-        waiting for the edge took ``latency_ms``; its plan's route by the edge
-        would have taken at least as long. True if the remote delay moved."""
+        waiting ``transfer_ms`` for the edge: its plan's route by the edge
+        would have taken at least its device part and that wait. True if the
+        remote delay moved."""
         got = self.keys.get(frame.plan_id)
         if got is None or not got[2] or not (math.isfinite(bandwidth_kbps) and
                                               bandwidth_kbps > 0):
@@ -199,11 +200,15 @@ class Calibrator:
         p = self.planner
         held = p.remote_delay_ms
         try:
-            predicted = p.evaluate(exit_point, partition, bandwidth_kbps, 1.0,
-                                   codec=codec).total_ms - held
+            e = p.evaluate(exit_point, partition, bandwidth_kbps, 1.0, codec=codec)
         except ValueError:
             return False
-        delay = frame.latency_ms - predicted
+        # The edge's part of the route (transfers and edge) took longer than
+        # the frame waited for it; not necessarily as long as the frame took in
+        # all, which includes finishing it on the device after the wait (a
+        # frame queued once behind a probe would otherwise price every remote
+        # plan as slow as the device's fallback).
+        delay = frame.transfer_ms - (e.total_ms - held - e.device_ms)
         if delay <= held + DELAY_STEP_MS:
             return False
         p.set_remote_delay(delay)

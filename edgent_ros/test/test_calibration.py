@@ -137,7 +137,10 @@ def test_fallback_frames_calibrate_the_exit_they_ran_only() -> None:
     assert feed(cal, [alone] * 3) == [True, False, True]
     assert cal.planner.plan_factor(1, 3) == pytest.approx(1.5)  # 45 ms over 30
     assert cal.planner.plan_factor(*d.key) == 1.0
-    assert cal.planner.evaluate_key(d.key, 1000.0, 1e9).total_ms == pytest.approx(5000.0)
+    # The plan's route: its device part and the 4.9 s it waited (not the
+    # 5 s in all, which include finishing the frame on the device).
+    assert cal.planner.evaluate_key(d.key, 1000.0, 1e9).total_ms == pytest.approx(
+        d.device_ms + 4900.0)
     assert not cal.residuals and not cal.ratios  # nor is it a residual of the figures
 
 
@@ -282,3 +285,19 @@ def test_switching_calibration_off_forgets_the_delay() -> None:
     cal.observe(fell_back(1, d, 150.0), 1000.0)
     cal.set_enabled(False)
     assert cal.planner.remote_delay_ms == 0.0
+
+
+def test_a_frame_that_waited_briefly_prices_the_route_by_its_wait_not_its_fallback() -> None:
+    """A frame of a remote plan that waited 100 ms for the edge, then took
+    600 ms on the device: the edge's route is at least its device part and
+    100 ms, not 700 ms (seen on the testbed: the first JPEG after device-only
+    frames, queued behind a bandwidth probe, priced every remote plan 800 ms
+    slower and kept the plan on the device)."""
+    cal = Calibrator(small_planner())
+    d = published(cal, 1, 2, 3)
+    frame = FrameResult(plan_id=1, exit_point=2, partition=4,
+                        latency_ms=d.device_ms + 100.0 + 600.0, device_ms=600.0,
+                        transfer_ms=100.0, fallback=True)
+    assert cal.observe(frame, 1000.0)
+    assert cal.planner.evaluate_key(d.key, 1000.0, 1e9).total_ms == pytest.approx(
+        d.device_ms + 100.0)
