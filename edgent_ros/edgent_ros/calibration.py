@@ -164,7 +164,12 @@ class Calibrator:
             self.transfer_ratios.append(min(2.0, max(0.5, frame.transfer_ms / upload_raw)))
         changed = False
         if basis.device_base_ms * scale_now >= 1.0:
-            self.device_ratios.append(frame.device_ms / basis.device_base_ms)
+            # The device scale is the layers' speed: a frame that ran no layer
+            # on the device (partition 0: its device time is preparing and
+            # coding the input, a profiled millisecond against a measured
+            # twenty on the testbed) calibrates its own plan, not every layer.
+            if frame.partition > 0:
+                self.device_ratios.append(frame.device_ms / basis.device_base_ms)
             self.plan_ratios.setdefault(key, deque(maxlen=10)).append(
                 frame.device_ms / (basis.device_base_ms * scale_now))
             changed = self._update_plan_factor(key)

@@ -13,6 +13,7 @@ import pytest
 
 from edgent_ros.bandwidth import MIN_SAMPLE_BYTES
 from edgent_ros.calibration import RECORDED_PLANS, Calibrator, FrameResult
+from edgent_ros.latency import CodecCost
 from edgent_ros.planner import Decision, ExitCosts, Planner
 
 BIG = 4 * MIN_SAMPLE_BYTES  # an upload that says something of the bandwidth
@@ -301,3 +302,21 @@ def test_a_frame_that_waited_briefly_prices_the_route_by_its_wait_not_its_fallba
     assert cal.observe(frame, 1000.0)
     assert cal.planner.evaluate_key(d.key, 1000.0, 1e9).total_ms == pytest.approx(
         d.device_ms + 100.0)
+
+
+def test_input_frames_coded_on_the_device_do_not_scale_the_layers() -> None:
+    """Frames of a plan that sends the input as pixels or a JPEG run no
+    layer on the device: their device time (preparing and coding the input)
+    over its profiled encoding must not become the layers' scale (on the
+    testbed it made every layer 22x slower, and every JPEG too slow)."""
+    exits = [ExitCosts(1, 0.8, [10.0, 10.0], [1.0, 1.0], [4000, 2000, 0], 40,
+                       codecs=[CodecCost(0, 'pixels', 0.8, 1000, 1.0, 0.5)])]
+    cal = Calibrator(Planner(exits))
+    d = cal.planner.evaluate(1, 0, 1000.0, 1e9, codec='pixels')
+    cal.record(1, d)
+    for _ in range(12):
+        cal.observe(FrameResult(plan_id=1, exit_point=1, partition=0, latency_ms=40.0,
+                                device_ms=22.0, transfer_ms=10.0), 1000.0)
+    assert cal.planner.device_scale == 1.0
+    # Its own configuration learns it.
+    assert cal.planner.plan_factor(1, 0, 'pixels') == pytest.approx(22.0)
