@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f'bench_testbed: skipped: the testbed cannot run here: {why}')
         return 0
     overrides = emulated_device_overrides(SLOWDOWN, RATE_HZ, initial_kbps=2000.0, model=MODEL)
-    log_dir = Path('/tmp/edgent_eval')
+    log_dir = Path(f'/tmp/edgent_eval{suffix()}')
     log_dir.mkdir(exist_ok=True)
     started = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
     with testbed.Testbed(2000.0) as bed, open(log_dir / 'device.log', 'w') as dlog, \
@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                                       '--model', MODEL, '--slowdown', str(SLOWDOWN),
                                       '--frames', str(FRAMES), '--rate-hz', str(RATE_HZ)])
         if driver.wait() != 0:
-            print('bench_testbed: the driver failed; logs in /tmp/edgent_eval')
+            print(f'bench_testbed: the driver failed; logs in {log_dir}')
             return 1
     data = json.loads(Path(args.out).read_text())
     previous = Path(args.previous) if args.previous else None

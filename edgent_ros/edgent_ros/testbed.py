@@ -100,7 +100,9 @@ class Testbed:
 
     @property
     def veth(self) -> tuple[str, str]:
-        return f'{self.name[:10]}d', f'{self.name[:10]}e'
+        # The name's end (the pid in a default name): two testbeds at once must
+        # not share an interface name (15 characters at most).
+        return f'{self.name[-12:]}d', f'{self.name[-12:]}e'
 
     def __enter__(self) -> Testbed:
         self.start()

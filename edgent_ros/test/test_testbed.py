@@ -27,8 +27,10 @@ def test_frames_cross_the_shaped_link_and_everything_is_cleaned_up(
     # can come before the edge is discovered: the camera starts sooner than
     # the edge, which loads torch) would teach the planner that this device
     # is far faster than a Pi 3, and device-only plans would follow.
+    # Raw float32 (codecs:=raw): the 12 KB input is what must take its time
+    # on the link (a JPEG of it is 1 KB, within the shaper's burst).
     overrides = ['camera.rate_hz:=4.0', 'camera.wait_for_subscribers:=true',
-                 'planner.online_calibration:=false',
+                 'planner.online_calibration:=false', 'planner.codecs:=raw',
                  'planner.latency_requirement_ms:=1000.0',
                  f'planner.initial_bandwidth_kbps:={RATE_KBIT}']
     logs = {k: open(tmp_path / f'{k}.log', 'w') for k in ('device', 'edge')}
