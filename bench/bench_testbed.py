@@ -265,11 +265,11 @@ class Driver:
         steps = []
         applied = replay.applied
         for i, (when, rate) in enumerate(applied[1:], start=1):
-            before = ([(p.exit_point, p.partition_point) for t, p in self.plans if t < when]
-                      or [None])[-1]
+            before = ([(p.exit_point, p.partition_point, p.codec) for t, p in self.plans
+                       if t < when] or [None])[-1]
             end = applied[i + 1][0] if i + 1 < len(applied) else float('inf')
             new = [(t, p) for t, p in plans if when <= t < end and
-                   (p.exit_point, p.partition_point) != before]
+                   (p.exit_point, p.partition_point, p.codec) != before]
             tracked = [t for t, kbps in estimates
                        if when <= t < end and abs(kbps - rate) <= 0.35 * rate]
             steps.append({
@@ -277,8 +277,8 @@ class Driver:
                 'estimate_within_35pct_s': (tracked[0] - when) if tracked else None,
                 'replan_s': (new[0][0] - when) if new else None,
                 'plan_before': before,
-                'plan_after': (new[0][1].exit_point, new[0][1].partition_point) if new
-                else None})
+                'plan_after': (new[0][1].exit_point, new[0][1].partition_point,
+                               new[0][1].codec) if new else None})
         every = [{'latency_ms': r.latency_ms, 'fallback': r.fallback, 'skipped': r.skipped,
                   'device_ms': r.device_ms, 'deadline_met': r.deadline_met}
                  for _, r in self.results[start:]]
