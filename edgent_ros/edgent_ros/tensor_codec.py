@@ -12,11 +12,15 @@ from __future__ import annotations
 import array as array_module
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgent_ros import payload_codec
+from edgent_ros.codec_names import CODECS, RAW
 from edgent_ros_interfaces.msg import Tensor
+
+if TYPE_CHECKING:
+    from edgent_ros import payload_codec
 
 # Upper bounds on what a message may describe; a shape beyond them is refused
 # before any memory is touched (a hostile or corrupt message cannot make us
@@ -209,6 +213,9 @@ def dequantize(msg: Tensor, array: np.ndarray | None = None) -> np.ndarray:
 
 
 # --- coded payloads (edgent_ros.payload_codec) ----------------------------------------------
+# payload_codec (OpenCV) is imported where a coded payload is handled: the
+# planner and the bandwidth monitor, which only pack and read raw tensors,
+# stay without OpenCV.
 _CODEC_DTYPE = {'float16': Tensor.DATA_TYPE_FLOAT16, 'int8': Tensor.DATA_TYPE_INT8,
                 'int8_channel': Tensor.DATA_TYPE_INT8, 'pixels': Tensor.DATA_TYPE_UINT8}
 MAX_CHANNELS = 1 << 16
@@ -218,6 +225,8 @@ def coded_to_msg(enc: payload_codec.Encoded, msg: Tensor | None = None, *,
                  name: str = '') -> Tensor:
     """Fill the tensor fields of ``msg`` from a coded payload (a ``raw`` one as
     ``to_msg`` would). The header, frame and plan fields are the caller's."""
+    from edgent_ros import payload_codec
+
     if enc.codec == payload_codec.RAW:
         array = np.frombuffer(enc.data, dtype='<f4').reshape(enc.shape)
         return to_msg(array, msg, name=name)
@@ -242,16 +251,18 @@ def coded_to_msg(enc: payload_codec.Encoded, msg: Tensor | None = None, *,
 
 def msg_codec(msg: Tensor) -> str:
     """The message's codec name (empty means raw)."""
-    return msg.codec or payload_codec.RAW
+    return msg.codec or RAW
 
 
 def coded_from_msg(msg: Tensor, expected_shape: tuple[int, ...], *,
-                   allowed: tuple[str, ...] = payload_codec.CODECS) -> np.ndarray:
+                   allowed: tuple[str, ...] = CODECS) -> np.ndarray:
     """Decode a coded Tensor (codec not raw) to what the receiver expects,
     refusing (TensorCodecError) anything else: a codec not in ``allowed``, a
     data type that does not match the codec, quantisation fields on a codec
     that has none, or whatever ``payload_codec.decode`` refuses (sizes,
     scales, zero points, JPEG headers and bodies)."""
+    from edgent_ros import payload_codec
+
     codec = msg_codec(msg)
     if codec == payload_codec.RAW:
         raise TensorCodecError('a raw tensor goes through from_msg')

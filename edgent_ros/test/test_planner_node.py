@@ -50,7 +50,8 @@ def test_deadline_change_at_run_time_gives_a_new_plan(harness: object,
     estimates = node.create_publisher(BandwidthEstimate, 'bandwidth', LATCHED_QOS)
     planner = processes('planner_node', '-r', '__ns:=/plan_test',
                         '-p', 'latency_requirement_ms:=1000',  # an integer is taken too
-                        '-p', 'initial_bandwidth_kbps:=500.0')
+                        '-p', 'initial_bandwidth_kbps:=500.0',
+                        '-p', 'codecs:=raw')  # the paper's planner (Table II figures below)
     assert spin_until(executor, lambda: len(plans) >= 1, 30), planner
     first = plans[-1]
     assert first.deadline_met and first.latency_requirement_ms == 1000.0
