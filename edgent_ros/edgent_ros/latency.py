@@ -361,6 +361,22 @@ class Profile:
         return path
 
 
+def read_model(path: Path, what: str, spec: object, variables: Sequence[str]) -> LayerModel:
+    """One regression of a profile YAML, refused (ProfileError naming ``what``)
+    unless it regresses on exactly ``variables`` with finite coefficients."""
+    try:
+        model = LayerModel(**spec)
+    except TypeError as exc:
+        raise ProfileError(f'{path}: {what}: {exc}') from None
+    if list(model.variables) != list(variables) or len(model.coef) != len(model.variables):
+        raise ProfileError(f'{path}: {what} must regress on {list(variables)}, found '
+                           f'{model.variables} with {len(model.coef)} coefficients')
+    if not all(isinstance(v, (int, float)) and np.isfinite(v)
+               for v in [*model.coef, model.intercept]):
+        raise ProfileError(f'{path}: {what} has non-finite coefficients')
+    return model
+
+
 def load_profile(path: Path | str) -> Profile:
     """Read a profile YAML, checking every field."""
     path = Path(path)
@@ -372,18 +388,7 @@ def load_profile(path: Path | str) -> Profile:
         if kind not in ALL_VARIABLES:
             raise ProfileError(f'{path}: unknown layer type {kind!r} '
                                f'(known: {", ".join(ALL_VARIABLES)})')
-        try:
-            model = LayerModel(**spec)
-        except TypeError as exc:
-            raise ProfileError(f'{path}: layer type {kind}: {exc}') from None
-        if list(model.variables) != list(ALL_VARIABLES[kind]) or \
-                len(model.coef) != len(model.variables):
-            raise ProfileError(f'{path}: layer type {kind} must regress on '
-                               f'{list(ALL_VARIABLES[kind])}, found {model.variables} with '
-                               f'{len(model.coef)} coefficients')
-        values = [*model.coef, model.intercept]
-        if not all(isinstance(v, (int, float)) and np.isfinite(v) for v in values):
-            raise ProfileError(f'{path}: layer type {kind} has non-finite coefficients')
+        model = read_model(path, f'layer type {kind}', spec, ALL_VARIABLES[kind])
         layers[kind] = model
     codecs = {}
     raw_codecs = raw.get('codecs') or {}
@@ -393,15 +398,7 @@ def load_profile(path: Path | str) -> Profile:
         if codec not in CODECS or codec == RAW:
             raise ProfileError(f'{path}: unknown codec {codec!r} (known: '
                                f'{", ".join(c for c in CODECS if c != RAW)})')
-        try:
-            model = LayerModel(**spec)
-        except TypeError as exc:
-            raise ProfileError(f'{path}: codec {codec}: {exc}') from None
-        if tuple(model.variables) != CODEC_VARIABLES or len(model.coef) != 1 or not all(
-                isinstance(v, (int, float)) and np.isfinite(v)
-                for v in [*model.coef, model.intercept]):
-            raise ProfileError(f'{path}: codec {codec} must regress on {list(CODEC_VARIABLES)} '
-                               'with finite coefficients')
+        model = read_model(path, f'codec {codec}', spec, CODEC_VARIABLES)
         codecs[codec] = model
     role = raw.get('role')
     if role not in ROLES:
