@@ -47,6 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edgent_ros.bandwidth import MIN_SAMPLE_BYTES
+from edgent_ros.codec_names import jpeg_quality
 from edgent_ros.planner import Decision, PlanBasis, Planner
 
 RECORDED_PLANS = 64
@@ -72,6 +73,13 @@ def _quiet(kind: str, text: str) -> None:
     pass
 
 
+def _ratio_key(key: tuple[int, int, str | None]) -> tuple[int, int, str | None]:
+    """Where a configuration's device ratios are pooled: its own, but at
+    partition 0 the codec's (exit 0 for any exit: coding the input costs the
+    same whichever exit the edge then runs)."""
+    return (0, 0, key[2]) if key[1] == 0 else key
+
+
 class Calibrator:
     """The planner's online calibration: its state, and the rules that move it.
 
@@ -94,8 +102,8 @@ class Calibrator:
         self.device_ratios: deque[float] = deque(maxlen=30)
         self.transfer_ratios: deque[float] = deque(maxlen=20)
         self.ratios: deque[float] = deque(maxlen=40)  # measured / predicted latency
-        # (exit, partition) -> its frames' device time over the scaled prediction
         # (exit, partition, codec) -> its frames' device time over the prediction
+        # (at partition 0 pooled over exits: _ratio_key)
         self.plan_ratios: dict[tuple[int, int, str | None], deque[float]] = {}
         self.fresh_residuals = 0
         # plan id -> (exit, partition, remote); the bandwidth estimate the remote
@@ -151,7 +159,7 @@ class Calibrator:
                 return delayed
             if base * scale_now < 1.0:
                 return delayed
-            self.plan_ratios.setdefault(key, deque(maxlen=10)).append(
+            self.plan_ratios.setdefault(_ratio_key(key), deque(maxlen=10)).append(
                 frame.device_ms / (base * scale_now))
             return self._update_plan_factor(key) or delayed
         cleared = self._clear_delay(frame.plan_id)
@@ -170,7 +178,7 @@ class Calibrator:
             # twenty on the testbed) calibrates its own plan, not every layer.
             if frame.partition > 0:
                 self.device_ratios.append(frame.device_ms / basis.device_base_ms)
-            self.plan_ratios.setdefault(key, deque(maxlen=10)).append(
+            self.plan_ratios.setdefault(_ratio_key(key), deque(maxlen=10)).append(
                 frame.device_ms / (basis.device_base_ms * scale_now))
             changed = self._update_plan_factor(key)
         # The prediction without the overhead, under today's device calibration.
@@ -272,15 +280,27 @@ class Calibrator:
         return self._update_margin() or changed
 
     def _update_plan_factor(self, key: tuple[int, int, str | None]) -> bool:
-        """Set a plan's device factor from its frames (3 or more); True if it
-        moved by more than 5%."""
-        ratios = self.plan_ratios.get(key)
+        """Set a configuration's device factor from its frames (3 or more);
+        True if it moved by more than 5%. At partition 0 (no layer on the
+        device: its device time is coding the input) the factor is the
+        codec's at every exit, and a JPEG quality with no frames of its own
+        takes it from the quality that has them (the same encoder on the
+        same input)."""
+        ratios = self.plan_ratios.get(_ratio_key(key))
         if not ratios or len(ratios) < 3:
             return False
         factor = statistics.median(ratios)
         if abs(math.log(factor / self.planner.plan_factor(*key))) < math.log(1.05):
             return False
-        self.planner.set_plan_factor(key[0], key[1], factor, codec=key[2])
+        exit_point, partition, codec = key
+        if partition != 0 or codec is None:
+            self.planner.set_plan_factor(exit_point, partition, factor, codec=codec)
+            return True
+        jpeg = jpeg_quality(codec) is not None
+        for e, p, c in self.planner.configurations:
+            if p == 0 and (c == codec or (jpeg and jpeg_quality(c) is not None and
+                                          (0, 0, c) not in self.plan_ratios)):
+                self.planner.set_plan_factor(e, 0, factor, codec=c)
         return True
 
     def _update_margin(self) -> bool:

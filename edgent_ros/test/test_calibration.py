@@ -320,3 +320,52 @@ def test_input_frames_coded_on_the_device_do_not_scale_the_layers() -> None:
     assert cal.planner.device_scale == 1.0
     # Its own configuration learns it.
     assert cal.planner.plan_factor(1, 0, 'pixels') == pytest.approx(22.0)
+
+
+def input_planner() -> Planner:
+    """Two exits, each able to send its input as pixels or a JPEG at two
+    qualities (partition 0: no layer on the device, only the input's coding)."""
+    def coded(acc: float) -> list[CodecCost]:
+        return [CodecCost(0, 'pixels', acc, 1000, 0.2, 0.5),
+                CodecCost(0, 'jpeg90', acc, 600, 1.0, 0.5),
+                CodecCost(0, 'jpeg50', acc, 400, 1.0, 0.5)]
+    return Planner([
+        ExitCosts(1, 0.7, [10.0, 10.0], [1.0, 1.0], [4000, 2000, 0], 40, codecs=coded(0.7)),
+        ExitCosts(2, 0.8, [10.0, 10.0, 10.0], [1.0, 1.0, 1.0], [4000, 2000, 2000, 0], 40,
+                  codecs=coded(0.8))])
+
+
+def test_an_input_codec_learnt_at_one_exit_is_learnt_at_every_exit() -> None:
+    """At partition 0 the device runs no layer: the same coding of the same
+    input costs the same whichever exit the edge runs. On the testbed the
+    planner learnt that a JPEG 90 of exit 4 took 15x its profile, then chose
+    exit 5 from a JPEG 50 at its profile (predicted 32 ms, measured 76) and
+    missed frames; a JPEG of another quality, never run, is coded by the
+    same encoder and is learnt with it. Pixels (a copy) is not a JPEG: it
+    keeps its own profile."""
+    cal = Calibrator(input_planner())
+    d = cal.planner.evaluate(1, 0, 1000.0, 1e9, codec='jpeg90')
+    cal.record(1, d)
+    for _ in range(3):
+        cal.observe(FrameResult(plan_id=1, exit_point=1, partition=0, latency_ms=30.0,
+                                device_ms=15.0, transfer_ms=5.0), 1000.0)
+    p = cal.planner
+    assert p.plan_factor(1, 0, 'jpeg90') == pytest.approx(15.0)
+    assert p.plan_factor(2, 0, 'jpeg90') == pytest.approx(15.0)
+    assert p.plan_factor(2, 0, 'jpeg50') == pytest.approx(15.0)
+    assert p.plan_factor(1, 0, 'jpeg50') == pytest.approx(15.0)
+    assert p.plan_factor(2, 0, 'pixels') == 1.0
+    assert p.plan_factor(2, 1) == 1.0  # layers are not input coding
+    # A quality with frames of its own keeps what they measured.
+    d50 = p.evaluate(2, 0, 1000.0, 1e9, codec='jpeg50')
+    cal.record(2, d50)
+    for _ in range(3):
+        cal.observe(FrameResult(plan_id=2, exit_point=2, partition=0, latency_ms=20.0,
+                                device_ms=10.0 * d50.device_ms / 15.0, transfer_ms=5.0),
+                    1000.0)
+    assert p.plan_factor(1, 0, 'jpeg50') == pytest.approx(10.0)
+    assert p.plan_factor(1, 0, 'jpeg90') == pytest.approx(15.0)
+    for _ in range(3):  # more JPEG 90 frames do not overwrite JPEG 50's own
+        cal.observe(FrameResult(plan_id=1, exit_point=1, partition=0, latency_ms=30.0,
+                                device_ms=15.0, transfer_ms=5.0), 1000.0)
+    assert p.plan_factor(2, 0, 'jpeg50') == pytest.approx(10.0)
