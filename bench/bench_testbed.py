@@ -320,8 +320,9 @@ def suffix() -> str:
 
 
 def configure(args: argparse.Namespace) -> None:
-    global SLOWDOWN, FRAMES, MODEL, RATE_HZ
+    global SLOWDOWN, FRAMES, MODEL, RATE_HZ, BANDWIDTHS
     SLOWDOWN, FRAMES, MODEL, RATE_HZ = args.slowdown, args.frames, args.model, args.rate_hz
+    BANDWIDTHS = list(args.bandwidths)
 
 
 # --- the main process: testbed, pipeline, reports --------------------------------------
@@ -338,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
                         help='the emulated device\'s slowdown (default %(default)s)')
     parser.add_argument('--frames', type=int, default=FRAMES, help='frames per level')
     parser.add_argument('--rate-hz', type=float, default=RATE_HZ, help='camera rate')
+    parser.add_argument('--bandwidths', type=float, nargs='+', default=BANDWIDTHS,
+                        metavar='KBPS', help='fig67\'s link rates, kbit/s (default %(default)s)')
     args = parser.parse_args(argv)
     configure(args)
     if args.driver:
@@ -356,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         driver = bed.spawn('device', [sys.executable, __file__, '--driver', '--testbed-name',
                                       bed.name, '--out', args.out, '--only', *args.only,
                                       '--model', MODEL, '--slowdown', str(SLOWDOWN),
-                                      '--frames', str(FRAMES), '--rate-hz', str(RATE_HZ)])
+                                      '--frames', str(FRAMES), '--rate-hz', str(RATE_HZ),
+                                      '--bandwidths', *map(str, BANDWIDTHS)])
         if driver.wait() != 0:
             print(f'bench_testbed: the driver failed; logs in {log_dir}')
             return 1
