@@ -121,9 +121,13 @@ def test_codecs_only_merges_into_a_profile_keeping_its_layers(tmp_path: Path) ->
     assert pr.main(['--role', 'edge', '--codecs-only', '--quick', '--from', str(source),
                     '--out', str(out)]) == 0
     merged = lat.load_profile(out)
-    assert merged.layers == stripped.layers and merged.machine == stripped.machine
+    assert merged.layers == stripped.layers
+    assert merged.machine == {**stripped.machine, 'codec_pause_ms': pr.CODEC_PAUSE_MS}
     assert set(merged.codecs) == set(CODED)
-    assert '--codecs-only' in merged.notes and merged.notes.startswith(stripped.notes)
+    assert '--codecs-only' in merged.notes
+    # The layers' notes kept, the codecs' replaced (one codec note, the new one).
+    assert merged.notes.startswith(stripped.notes.split('Codecs: ')[0].rstrip())
+    assert merged.notes.count('Codecs: ') == 1 and 'asleep' in merged.notes
     # Scaled by the profile's emulated slowdown as its layers are: far slower
     # than this machine's own decoding.
     assert merged.codec_ms('jpeg75', VGA) > 3 * base.codec_ms('jpeg75', VGA)
@@ -149,3 +153,34 @@ def test_a_cached_profile_with_codecs_is_reused(tmp_path: Path,
     path = pipeline.cache_dir() / f'edge-{pipeline.machine_key()}.yaml'
     lat.load_profile(lat.resolve_profile_path('ci_host_edge')).save(path)
     assert pipeline.ensure_profile('edge', None, False) == path  # no profiling run
+
+
+def test_timed_jobs_can_each_follow_a_pause_that_is_not_timed() -> None:
+    """A node codes one frame's payload after its thread waited for the
+    frame: coding a 32x32 JPEG took 13 us in a tight loop and 200 us after
+    a 5 ms sleep here (x250 on the emulated device: 3 ms planned, 50 ms
+    measured). Codecs are timed so: each call after ``pause_ms`` asleep,
+    the sleep not in its time."""
+    import itertools
+    import time
+    calls: list[float] = []
+    settings = dataclasses.replace(pr.QUICK, warmup=0, repeats=4)
+    ms = pr.time_jobs([lambda: calls.append(time.perf_counter())] * 2, settings,
+                      pause_ms=5.0)
+    assert len(calls) == 8
+    assert min(b - a for a, b in itertools.pairwise(calls)) >= 0.005
+    assert max(ms) < 2.0  # the pauses are not timed, nor scale the CPU time
+
+
+def test_codecs_are_timed_after_a_pause_and_profiles_say_so(tmp_path: Path) -> None:
+    assert pr.CODEC_PAUSE_MS >= 5.0
+    base = lat.load_profile(lat.resolve_profile_path('ci_host_edge'))
+    stripped = dataclasses.replace(base, codecs={}, machine={
+        k: v for k, v in base.machine.items() if k != 'codec_pause_ms'})
+    assert pipeline.stale_codecs(stripped)
+    assert pipeline.stale_codecs(dataclasses.replace(base, machine=stripped.machine))
+    merged = pr.add_codecs(stripped, pr.QUICK, progress=False)
+    assert merged.machine['codec_pause_ms'] == pr.CODEC_PAUSE_MS
+    assert not pipeline.stale_codecs(merged)
+    for name in SHIPPED:  # the shipped profiles were timed so
+        assert not pipeline.stale_codecs(lat.load_profile(lat.resolve_profile_path(name)))
