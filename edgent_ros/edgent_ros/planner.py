@@ -394,12 +394,20 @@ class Planner:
             feasible = self._total_at(flat, bandwidth_kbps, down) <= deadline_ms
         return self._decision(flat, feasible, bandwidth_kbps, deadline_ms, down)
 
-    def device_alone(self, deadline_ms: float) -> Decision:
+    def device_alone(self, deadline_ms: float, mode: str = 'edgent') -> Decision:
         """What the device runs when the edge cannot be used: Algorithm 1 with
         every partition but p = N ruled out. The most accurate exit whose
-        device-only latency meets the deadline, else the fastest one."""
+        device-only latency meets the deadline, else the fastest one. A
+        baseline ``mode`` has no early exit: its own exit (the most
+        accurate), whole on the device, whatever the deadline."""
         if not deadline_ms > 0:
             raise ValueError(f'deadline must be > 0 ms, got {deadline_ms}')
+        if mode != 'edgent':
+            if mode not in MODES:
+                raise ValueError(f'unknown planner mode {mode!r} (modes: {", ".join(MODES)})')
+            end = self._ends[int(self._order[0])]
+            return self._decision(end, self._total_at(end, 1.0, 1.0) <= deadline_ms, 1.0,
+                                  deadline_ms, 1.0)
         totals = {seg: self._total_at(self._ends[seg], 1.0, 1.0)
                   for seg in range(len(self.exits))}
         for seg in self._order:
@@ -408,12 +416,16 @@ class Planner:
         fastest = min(totals, key=totals.__getitem__)
         return self._decision(self._ends[fastest], False, 1.0, deadline_ms, 1.0)
 
-    def device_exit_ms(self) -> list[float]:
+    def device_exit_ms(self, mode: str = 'edgent') -> list[float]:
         """Each exit run whole on the device alone, predicted ms, in exit order
-        (the fallback's prediction is one of them)."""
+        (the fallback's prediction is one of them; 0: no such exit, or, for a
+        baseline ``mode``, not one it runs: only its own exit)."""
+        only = None if mode == 'edgent' else self.exits[int(self._order[0])].exit_point
         by_exit = {e.exit_point: self._total_at(self._ends[seg], 1.0, 1.0)
-                   for seg, e in enumerate(self.exits)}
-        return [by_exit.get(i, 0.0) for i in range(1, max(by_exit) + 1)]  # 0: no such exit
+                   for seg, e in enumerate(self.exits)
+                   if only is None or e.exit_point == only}
+        top = max(e.exit_point for e in self.exits)
+        return [by_exit.get(i, 0.0) for i in range(1, top + 1)]
 
     def evaluate(self, exit_point: int, partition: int, bandwidth_kbps: float,
                  deadline_ms: float, download_kbps: float | None = None, *,

@@ -14,7 +14,7 @@ from edgent_ros import codec_names as cn
 from edgent_ros import latency as lat
 from edgent_ros import model as m
 from edgent_ros.latency import CodecCost
-from edgent_ros.planner import ExitCosts, Planner, PlanTable, should_switch
+from edgent_ros.planner import MODES, ExitCosts, Planner, PlanTable, should_switch
 
 
 @st.composite
@@ -644,3 +644,41 @@ def test_a_codec_outside_its_place_is_refused() -> None:
     with pytest.raises(ValueError, match='cannot code'):
         Planner([ExitCosts(1, 0.8, [1.0, 1.0], [1.0, 1.0], [10, 10, 0], 4,
                            codecs=[CodecCost(0, 'int8', 0.8, 5, 0.0, 0.0)])])
+
+
+@pytest.mark.parametrize('mode', [m for m in MODES if m != 'edgent'])
+def test_a_baseline_has_no_early_exit_to_fall_back_to(paper_planner: Planner,
+                                                      mode: str) -> None:
+    """The baselines (the paper's three, JPEG edge only, partition only with
+    codecs) run one exit, the most accurate. A frame of theirs the edge
+    answers too late must not be answered by Edgent's early exits on the
+    device: on the testbed it was (exit 1, in time), and baselines tied
+    Edgent at points where Edgent alone chose exit 1. Their fallback is
+    their own exit run whole on the device, and it is the only exit whose
+    device time goes with the plan."""
+    from edgent_ros import device_policy as dp
+    from edgent_ros_interfaces.msg import Plan
+
+    best = paper_planner.plan_mode(mode, 400.0, 50.0).exit_point
+    for deadline in (50.0, 1000.0, 1e6):
+        d = paper_planner.device_alone(deadline, mode=mode)
+        assert (d.exit_point, d.partition) == (best, d.num_layers)
+    per_exit = paper_planner.device_exit_ms(mode=mode)
+    assert [e for e, ms in enumerate(per_exit, 1) if ms > 0] == [best]
+    # Answered alone, a late frame of such a plan runs its own exit or none.
+    d = paper_planner.plan_mode(mode, 400.0, 100.0)
+    fallback = paper_planner.device_alone(100.0, mode=mode)
+    plan = Plan(exit_point=d.exit_point, num_exits=len(paper_planner.exits),
+                partition_point=d.partition, num_layers=d.num_layers,
+                predicted_latency_ms=d.total_ms, predicted_device_ms=d.device_ms,
+                latency_requirement_ms=100.0, fallback_exit_point=fallback.exit_point,
+                fallback_num_layers=fallback.num_layers, predicted_fallback_ms=fallback.total_ms,
+                predicted_device_tail_ms=paper_planner.device_tail_ms(d.exit_point, d.partition),
+                predicted_device_exit_ms=per_exit)
+    for age in (0.0, 60.0):
+        how = dp.bounded(plan, dp.Route.FALLBACK, age, fallback_exit=fallback.exit_point,
+                         head_done=True, have_input=True, behind=0)
+        assert how.exit_point in (0, best)
+    # Edgent's own fallback still right-sizes.
+    assert paper_planner.device_alone(50.0).exit_point != best or \
+        len(paper_planner.exits) == 1

@@ -57,7 +57,8 @@ PARAMS = ParamSchema(
               'edgent (Algorithm 1 over exit, partition and codec), or a baseline on the '
               'most accurate exit: device_only, edge_only (raw input), partition_only (its '
               'fastest partition, raw), jpeg_edge_only (the input as a JPEG), '
-              'partition_only_codec (any partition and codec).', choices=MODES),
+              'partition_only_codec (any partition and codec). A baseline has no early exit: '
+              'the device answers its late frames with that exit too.', choices=MODES),
     ParamSpec('codecs', 'all',
               'Link codecs the plans may use besides raw float32: all, raw (none), or a '
               f'comma-separated list of {", ".join(c for c in CODECS if c != RAW)}. Each '
@@ -288,7 +289,7 @@ class PlannerNode(GuardedNode):
         self.plan_id += 1
         self.current = d
         self.calibrator.record(self.plan_id, d)
-        fallback = self.planner.device_alone(d.deadline_ms)
+        fallback = self.planner.device_alone(d.deadline_ms, mode=self.mode)
         self.plan_pub.publish(Plan(
             header=Header(stamp=self.get_clock().now().to_msg(), frame_id=self.card.name),
             plan_id=self.plan_id, exit_point=d.exit_point, num_exits=len(self.card.exits),
@@ -301,7 +302,7 @@ class PlannerNode(GuardedNode):
             fallback_exit_point=fallback.exit_point, fallback_num_layers=fallback.num_layers,
             predicted_fallback_ms=fallback.total_ms,
             predicted_device_tail_ms=self.planner.device_tail_ms(d.exit_point, d.partition),
-            predicted_device_exit_ms=self.planner.device_exit_ms()))
+            predicted_device_exit_ms=self.planner.device_exit_ms(mode=self.mode)))
         verdict = 'meets' if d.feasible else 'CANNOT meet (best effort: fastest plan)'
         self.get_logger().info(
             f'plan {self.plan_id}: exit {d.exit_point}, partition {d.partition}/{d.num_layers}'
