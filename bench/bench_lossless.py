@@ -93,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
                     packed = [compress(b) for b in payloads]
                     after = [len(b) for b in packed]
                     enc_ms = statistics.median(
-                        paused_ms(lambda b=b: compress(b)) for b in payloads[:TIMED])
+                        paused_ms(lambda b=b, f=compress: f(b)) for b in payloads[:TIMED])
                     dec_ms = statistics.median(
-                        paused_ms(lambda b=b: decompress(b)) for b in packed[:TIMED])
+                        paused_ms(lambda b=b, f=decompress: f(b)) for b in packed[:TIMED])
                     added_ms = enc_ms * args.slowdown + dec_ms
                     saved = {bw: (float(np.median(before)) - float(np.median(after))) * 8.0 / bw
                              for bw in BANDWIDTHS_KBPS}

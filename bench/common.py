@@ -43,5 +43,12 @@ def write(name: str, payload: dict[str, object]) -> Path:
     """Write bench/results/<name>.json and return its path."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f'{name}.json'
-    path.write_text(json.dumps(payload, indent=2) + '\n')
+    path.write_text(json.dumps(payload, indent=2, default=_plain) + '\n')
     return path
+
+
+def _plain(value: object) -> object:
+    """numpy scalars (a numpy bool in a result) as the Python values they hold."""
+    if hasattr(value, 'item'):
+        return value.item()
+    raise TypeError(f'{type(value).__name__} is not JSON serialisable')
