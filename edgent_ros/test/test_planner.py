@@ -284,14 +284,12 @@ def test_an_echo_that_appears_is_probed_at_once() -> None:
     # The link measured at 10 kbit/s (the edge was dead): the next 8 KB probe
     # would wait 8192 * 8 / 10 / duty = 13 s. A restarted edge's echo matching
     # must not wait for that (issue 15, item 6).
-    # (At that estimate a full probe would take longer than its share of
-    # MAX_INTERVAL_S: the smallest goes.)
     s = bw.ProbeScheduler(max_rate_hz=5.0, idle_s=0.25, duty=0.5, probe_bytes=8192)
-    assert s.probe_now(0.0, 10.0) == s.min_bytes
+    assert s.probe_now(0.0, 10.0) == 8192
     assert s.probe_now(5.0, 10.0) == 0
     s.passive(5.1)  # and a report of a frame sent to the dead edge just came
     s.edge_appeared()
-    assert s.probe_now(5.2, 10.0) == 8192  # a full one: the edge may be on a new link
+    assert s.probe_now(5.2, 10.0) == 8192
     assert s.probe_now(5.3, 10.0) == 0  # once; then the usual pace
 
 
