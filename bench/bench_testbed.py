@@ -523,7 +523,12 @@ def report(data: dict[str, object], started: str) -> None:
             for r in rows if r['mode'] == 'edgent') + '.', '']
         lines += never_worse(rows, 'deadline_ms')
         lines += ['', f'![Fig 9](eval_fig9{suffix()}.png)', '']
-    if 'points' in data:
+    if 'points' in data and not data['points']:
+        lines += ['## Where Edgent is predicted strictly better: verified', '',
+                  '`bench/bench_advantage.py` proposed no point for this model: nowhere on its '
+                  'map is Edgent predicted strictly better than every baseline with a safety '
+                  'margin (`bench/results/advantage_*.{json,png}`; docs/runs.md says why).', '']
+    elif 'points' in data:
         rows = data['points']
         write_csv('points', [{k: v for k, v in r.items() if k != 'predicted'} for r in rows])
         lines += ['## Where Edgent is predicted strictly better: verified', '',
