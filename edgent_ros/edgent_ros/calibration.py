@@ -26,8 +26,13 @@ the ``Calibrator`` learns, and sets on its ``Planner``:
    predicted that much slower (one plan at a time, the planner went through
    partitions 17, 18 and 19 of the same exit, a missed frame each) until a
    frame comes back from the edge, or the bandwidth estimate rises above
-   DELAY_KBPS_FACTOR times the one it was learnt at (a better link; a
-   falling estimate only confirms it). The other items learn only from
+   DELAY_KBPS_FACTOR times both the one it was learnt at and the one the
+   failed plan assumed (a better link; a falling estimate only confirms
+   it). A wait the estimate explains when the frame falls back may have
+   pulled that estimate down itself (a bound): the frame is kept, and when
+   the estimate rises again the wait it no longer explains becomes the
+   delay (on the testbed at 50 kbps a JPEG plan otherwise came back with
+   every probe, a late frame each time). The other items learn only from
    frames the edge answered, so without it a plan whose every frame falls
    back (a link that carries its estimated rate but queues) was chosen
    again and again.
@@ -110,6 +115,9 @@ class Calibrator:
         # delay (item 6) was learnt at (None: no delay)
         self.keys: dict[int, tuple[int, int, bool, str]] = {}
         self.delay_kbps: float | None = None
+        # The last remote frame that waited for the edge in vain: (exit,
+        # partition, codec, its wait ms, the bandwidth its plan assumed)
+        self.failed: tuple[int, int, str, float, float] | None = None
 
     # --- what the planner said ---------------------------------------------------
     def record(self, plan_id: int, d: Decision) -> None:
@@ -210,6 +218,23 @@ class Calibrator:
         if not (math.isfinite(frame.transfer_ms) and frame.transfer_ms > 0):
             return False  # answered alone at once (the edge taken as down): no wait measured
         exit_point, partition, _, codec = got
+        # Kept until the delay goes: an estimate that explains the wait now
+        # may be one the wait itself pulled down (a bound); when it rises
+        # again, what it no longer explains is the delay (``bandwidth``).
+        planned = self.plans[frame.plan_id][0].bandwidth_kbps
+        self.failed = (exit_point, partition, codec, float(frame.transfer_ms),
+                       planned if math.isfinite(planned) else bandwidth_kbps)
+        return self._delay_at(bandwidth_kbps, f'a frame of exit {exit_point}, partition '
+                              f'{partition} waited for the edge in vain and was answered on '
+                              f'the device at {frame.latency_ms:.0f} ms')
+
+    def _delay_at(self, bandwidth_kbps: float, why: str) -> bool:
+        """Set the remote delay from the failed frame kept (``self.failed``):
+        its wait beyond its route's remote part at ``bandwidth_kbps``. True if
+        it moved (only up: a rising estimate does not make the wait shorter)."""
+        if self.failed is None:
+            return False
+        exit_point, partition, codec, waited_ms, planned_kbps = self.failed
         p = self.planner
         held = p.remote_delay_ms
         try:
@@ -221,35 +246,46 @@ class Calibrator:
         # all, which includes finishing it on the device after the wait (a
         # frame queued once behind a probe would otherwise price every remote
         # plan as slow as the device's fallback).
-        delay = frame.transfer_ms - (e.total_ms - held - e.device_ms)
+        delay = waited_ms - (e.total_ms - held - e.device_ms)
         if delay <= held + DELAY_STEP_MS:
             return False
         p.set_remote_delay(delay)
-        self.delay_kbps = bandwidth_kbps
-        self.log('remote_delay', f'a frame of exit {exit_point}, partition {partition} waited '
-                 f'for the edge in vain and was answered on the device at '
-                 f'{frame.latency_ms:.0f} ms: planning every remote plan {delay:.0f} ms slower '
+        # It holds until the link beats both the estimate now and the one the
+        # failed plan assumed (a plan made at 30 kbps on the testbed failed,
+        # its wait pulled the estimate to a 10 kbps bound, and 15 would have
+        # cleared the delay for the same plan to fail again).
+        self.delay_kbps = max(bandwidth_kbps, planned_kbps, self.delay_kbps or 0.0)
+        self.log('remote_delay', f'{why}: planning every remote plan {delay:.0f} ms slower '
                  'than the link and the edge predict')
         return True
 
     def _clear_delay(self, plan_id: int) -> bool:
         """A frame of a remote plan came back from the edge: the delay goes."""
         got = self.keys.get(plan_id)
-        if got is None or not got[2] or self.delay_kbps is None:
+        if got is None or not got[2] or self.failed is None:
             return False
+        held = self.planner.remote_delay_ms > 0
         self._forget_delays()
-        return True
+        return held
 
     def bandwidth(self, kbps: float) -> bool:
         """A new bandwidth estimate: the remote delay goes if it rose above
-        DELAY_KBPS_FACTOR times the estimate the delay was learnt at (a
-        better link: try it); True if it went."""
-        if self.delay_kbps is None or not (math.isfinite(kbps) and kbps > 0):
+        DELAY_KBPS_FACTOR times the higher of the estimate the delay was
+        learnt at and the one the failed plan assumed (a better link: try
+        it); short of that, with no delay held, the failed frame's wait that
+        this estimate no longer explains becomes the delay. True if the delay
+        moved."""
+        if self.failed is None or not (math.isfinite(kbps) and kbps > 0):
             return False
-        if kbps <= DELAY_KBPS_FACTOR * self.delay_kbps:
-            return False
-        self._forget_delays()
-        return True
+        above = max(self.delay_kbps or 0.0, self.failed[4])
+        if kbps > DELAY_KBPS_FACTOR * above:
+            held = self.planner.remote_delay_ms > 0
+            self._forget_delays()
+            return held
+        if self.planner.remote_delay_ms > 0:
+            return False  # held: not raised with every estimate
+        return self._delay_at(kbps, f'the estimate rose to {kbps:.0f} kbps, which does not '
+                              f'explain a frame\'s {self.failed[3]:.0f} ms wait for the edge')
 
     def _update_scales(self) -> bool:
         p, changed = self.planner, False
@@ -328,6 +364,7 @@ class Calibrator:
 
     def _forget_delays(self) -> None:
         self.delay_kbps = None
+        self.failed = None
         self.planner.set_remote_delay(0.0)
 
     # --- changes from outside ------------------------------------------------------------

@@ -369,3 +369,38 @@ def test_an_input_codec_learnt_at_one_exit_is_learnt_at_every_exit() -> None:
         cal.observe(FrameResult(plan_id=1, exit_point=1, partition=0, latency_ms=30.0,
                                 device_ms=15.0, transfer_ms=5.0), 1000.0)
     assert p.plan_factor(2, 0, 'jpeg50') == pytest.approx(10.0)
+
+
+def jpeg_planner() -> Planner:
+    """The default model's shape at partition 0: a 1162-byte JPEG to the edge
+    (53 ms to code on the device) or the whole exit on the device (620 ms)."""
+    return Planner([ExitCosts(4, 0.97, [620.0], [2.0], [12288, 0], 40,
+                              codecs=[CodecCost(0, 'jpeg90', 0.97, 1162, 53.0, 0.5)])])
+
+
+def test_a_wait_the_estimate_explains_only_while_it_is_low_is_learnt_when_it_rises() -> None:
+    """Measured on the testbed at 50 kbit/s (fig67, 2026-12-05): a JPEG plan
+    made at 30 kbps (what a probe found left by DDS discovery) waited 874 ms
+    for the edge in vain. The frame's own wait had pulled the estimate down
+    to a 10 kbps bound, which explains 874 ms, so no delay was learnt; the
+    next probe's 30 kbps made the JPEG look fine again, and the level went
+    on flipping (73% of frames met; device only meets them all). When the
+    estimate rises back, the wait it no longer explains is the delay; it
+    goes once the link beats the one the failed plan assumed, or a remote
+    frame comes back."""
+    cal = Calibrator(jpeg_planner())
+    d = cal.planner.evaluate(4, 0, 30.0, 1e9, codec='jpeg90')
+    cal.record(1, d)
+    assert d.total_ms < 747.0  # planned: it meets the deadline with the margin
+    wait = FrameResult(plan_id=1, exit_point=4, partition=1, latency_ms=900.0, device_ms=53.0,
+                       transfer_ms=874.0, fallback=True)
+    cal.observe(wait, 10.0)  # at the bound the wait pulled the estimate down to
+    assert cal.planner.remote_delay_ms == 0.0  # explained, for now
+    assert cal.bandwidth(30.0)  # the probe: 874 ms is no longer explained
+    again = cal.planner.evaluate(4, 0, 30.0, 1e9, codec='jpeg90')
+    assert again.total_ms > 747.0  # the JPEG no longer looks fine: device only
+    assert cal.planner.plan(30.0, 747.0).partition == 1
+    assert not cal.bandwidth(40.0)  # 40 is not 1.5 x the plan's 30
+    assert cal.planner.remote_delay_ms > 0
+    assert cal.bandwidth(50.0)  # a better link than the plan assumed: try it
+    assert cal.planner.remote_delay_ms == 0.0
