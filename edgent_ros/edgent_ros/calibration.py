@@ -19,8 +19,9 @@ the ``Calibrator`` learns, and sets on its ``Planner``:
    shrunk by it;
 6. a delay for every remote configuration: a frame that the device
    answered alone after waiting for the edge in vain (a fallback with
-   ``transfer_ms``, the wait, above 0; a frame answered alone at once, the
-   edge taken as down, teaches nothing) took at least its latency by its
+   ``transfer_ms``, the wait, above 0, also one then answered as late
+   without running; a frame answered alone at once, the edge taken as
+   down, teaches nothing) took at least its latency by its
    plan's route, that much more than predicted. The link (or the edge)
    answered that much later than modelled, so every remote plan is
    predicted that much slower (one plan at a time, the planner went through
@@ -146,8 +147,14 @@ class Calibrator:
     def observe(self, frame: FrameResult, bandwidth_kbps: float) -> bool:
         """Learn from one frame measured under a recorded plan, at the bandwidth
         estimated now; True if the planner's figures moved (plan again)."""
-        if not self.enabled or frame.skipped or frame.plan_id not in self.plans:
+        if not self.enabled or frame.plan_id not in self.plans:
             return False
+        if frame.skipped:
+            # Not run: nothing to learn but, for one answered as late after
+            # waiting for the edge in vain, that wait (item 6).
+            waited = frame.fallback and math.isfinite(frame.transfer_ms) and \
+                frame.transfer_ms > 0
+            return waited and self._learn_delay(frame, bandwidth_kbps)
         if not (math.isfinite(frame.latency_ms) and math.isfinite(frame.device_ms)):
             return False
         got = self.keys.get(frame.plan_id)

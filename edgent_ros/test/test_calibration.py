@@ -404,3 +404,25 @@ def test_a_wait_the_estimate_explains_only_while_it_is_low_is_learnt_when_it_ris
     assert cal.planner.remote_delay_ms > 0
     assert cal.bandwidth(50.0)  # a better link than the plan assumed: try it
     assert cal.planner.remote_delay_ms == 0.0
+
+
+def test_a_frame_answered_as_late_after_waiting_for_the_edge_still_teaches_the_delay() -> None:
+    """On the testbed at 50 kbit/s the JPEG frames that waited for the edge
+    in vain were answered at once as late (no exit had time left, frames
+    were waiting): reported skipped, with their wait. Skipped frames teach
+    nothing else, but this one's wait is the delay's evidence: all 8 of the
+    level's misses were such frames, and no delay was ever learnt."""
+    cal = Calibrator(jpeg_planner())
+    d = cal.planner.evaluate(4, 0, 30.0, 1e9, codec='jpeg90')
+    cal.record(1, d)
+    late = FrameResult(plan_id=1, exit_point=0, partition=0, latency_ms=950.0, device_ms=53.0,
+                       transfer_ms=874.0, fallback=True, skipped=True)
+    assert cal.observe(late, 30.0)
+    assert cal.planner.remote_delay_ms > 0
+    assert cal.planner.plan(30.0, 747.0).partition == 1  # device only, then
+    # A skipped frame that never waited teaches nothing.
+    cal2 = Calibrator(jpeg_planner())
+    cal2.record(1, d)
+    assert not cal2.observe(FrameResult(plan_id=1, exit_point=0, partition=0, latency_ms=1200.0,
+                                        device_ms=0.0, transfer_ms=0.0, fallback=True,
+                                        skipped=True), 30.0)
