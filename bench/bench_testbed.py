@@ -349,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     if why:
         print(f'bench_testbed: skipped: the testbed cannot run here: {why}')
         return 0
+    previous = Path(args.previous) if args.previous else None
+    # Read before the run: --out may be the same file, which the run rewrites.
+    kept = json.loads(previous.read_text()) if previous and previous.is_file() else {}
     overrides = emulated_device_overrides(SLOWDOWN, RATE_HZ, initial_kbps=2000.0, model=MODEL)
     log_dir = Path(f'/tmp/edgent_eval{suffix()}')
     log_dir.mkdir(exist_ok=True)
@@ -365,9 +368,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f'bench_testbed: the driver failed; logs in {log_dir}')
             return 1
     data = json.loads(Path(args.out).read_text())
-    previous = Path(args.previous) if args.previous else None
-    if previous and previous.is_file():  # keep the figures not re-run this time
-        data = {**json.loads(previous.read_text()), **data}
+    if kept:  # keep the figures not re-run this time
+        calibration = {**kept.get('calibration', {}), **data.get('calibration', {})}
+        data = {**kept, **data, 'calibration': calibration}
         Path(args.out).write_text(json.dumps(data))
     report(data, started)
     return 0
