@@ -21,6 +21,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -164,7 +165,38 @@ def edge_command(edge_overrides: Sequence[str] = (), model: str = '') -> list[st
         [a for o in edge_overrides for a in ('--set', o)] + ([f'model:={model}'] if model else [])
 
 
+def default_log_dir() -> Path:
+    """A fresh directory for one run's node logs, the caller's own (mode 0700):
+    a fixed one in /tmp, made by a first run as root, left later users a
+    PermissionError on its log files."""
+    return Path(tempfile.mkdtemp(prefix='edgent_demo-'))
+
+
+def open_logs(log_dir: Path) -> dict[str, IO]:
+    """The device's and the edge's log files in ``log_dir`` (made if need be)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    logs: dict[str, IO] = {}
+    try:
+        for role in ('device', 'edge'):
+            logs[role] = open(log_dir / f'{role}.log', 'w')  # closed by run_demo
+    except OSError:
+        for f in logs.values():
+            f.close()
+        raise
+    return logs
+
+
 def main(argv: list[str] | None = None) -> int:
+    """edgent-demo; a failure it can name (a file it cannot write, a tool that
+    failed) ends with that message and exit status 1, not a traceback."""
+    try:
+        return run_demo(argv)
+    except (OSError, subprocess.SubprocessError, ProfileError) as exc:
+        print(f'edgent-demo: error: {exc}', file=sys.stderr)
+        return 1
+
+
+def run_demo(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='edgent-demo', description=__doc__.splitlines()[0])
     parser.add_argument('--frames', type=int, default=60, help='frames to answer (default 60)')
     parser.add_argument('--rate', type=float, default=5.0, help='camera frames per second')
@@ -183,12 +215,28 @@ def main(argv: list[str] | None = None) -> int:
                              'over 32x32 gets 640x480 camera frames')
     parser.add_argument('--no-testbed', action='store_true', help='unshaped, on loopback')
     parser.add_argument('--reprofile', action='store_true', help='profile this machine again')
-    parser.add_argument('--log-dir', type=Path, default=Path('/tmp/edgent_demo'))
+    parser.add_argument('--log-dir', type=Path, default=None,
+                        help='where the nodes\' logs go (default: a fresh temporary directory)')
     args = parser.parse_args(argv)
     if args.frames < 1 or args.rate <= 0 or args.bandwidth_kbps <= 0 or args.deadline_ms <= 0:
         parser.error('--frames, --rate, --bandwidth-kbps and --deadline-ms must be positive')
     if not args.slowdown >= 1 or (args.cpu_quota is not None and not 0 < args.cpu_quota <= 1):
         parser.error('--slowdown must be >= 1 and --cpu-quota in (0, 1]')
+    args.log_dir = args.log_dir or default_log_dir()
+    try:  # before anything is started or profiled
+        logs = open_logs(args.log_dir)
+    except OSError as exc:
+        parser.error(f'cannot write the node logs in {args.log_dir}: '
+                     f'{exc.strerror or exc}')
+    try:
+        return demo(args, parser, logs)
+    finally:
+        for f in logs.values():
+            f.close()
+
+
+def demo(args: argparse.Namespace, parser: argparse.ArgumentParser, logs: dict[str, IO]) -> int:
+    """The demo proper, its logs open."""
     try:
         dds_profile.apply()  # every process the demo starts inherits it
     except ValueError as exc:
@@ -223,8 +271,6 @@ def main(argv: list[str] | None = None) -> int:
                    *(['--model', args.model] if args.model else []),
                    '--timeout', str(120 + 3 * args.frames / args.rate),
                    '--ros-args', '-r', '__ns:=/device']
-    args.log_dir.mkdir(parents=True, exist_ok=True)
-    logs = {role: open(args.log_dir / f'{role}.log', 'w') for role in ('device', 'edge')}
     device = f'device node CPU limited to {100 * quota:.0f}% of one core' if quota else \
         f'device layers slowed {slowdown:g}x'
     where = (f'device and edge in two network namespaces, link shaped to '
@@ -256,9 +302,6 @@ def main(argv: list[str] | None = None) -> int:
                     p.wait(timeout=20)
     except KeyboardInterrupt:
         code = 130
-    finally:
-        for f in logs.values():
-            f.close()
     print(f'[edgent-demo] done in {time.monotonic() - start:.0f} s; node logs in {args.log_dir}',
           flush=True)
     return code
