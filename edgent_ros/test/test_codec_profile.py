@@ -184,3 +184,14 @@ def test_codecs_are_timed_after_a_pause_and_profiles_say_so(tmp_path: Path) -> N
     assert not pipeline.stale_codecs(merged)
     for name in SHIPPED:  # the shipped profiles were timed so
         assert not pipeline.stale_codecs(lat.load_profile(lat.resolve_profile_path(name)))
+
+
+def test_the_codec_sweep_pauses_before_every_timed_call() -> None:
+    """The sweep itself (not only time_jobs) codes as a node does: every timed
+    call after CODEC_PAUSE_MS asleep, so it takes at least that per call."""
+    import time
+    settings = dataclasses.replace(pr.QUICK, warmup=0, repeats=2)
+    calls = len(pr.codec_jobs('device', settings)) * settings.repeats
+    start = time.perf_counter()
+    pr.codec_sweep('device', settings, progress=False)
+    assert time.perf_counter() - start >= calls * pr.CODEC_PAUSE_MS / 1e3
