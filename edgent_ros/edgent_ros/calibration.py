@@ -29,8 +29,15 @@ the ``Calibrator`` learns, and sets on its ``Planner``:
    frame comes back from the edge, or the bandwidth estimate rises above
    DELAY_KBPS_FACTOR times both the one it was learnt at and the one the
    failed plan assumed (a better link; a falling estimate only confirms
-   it). A wait the estimate explains when the frame falls back may have
-   pulled that estimate down itself (a bound): the frame is kept, and when
+   it), or it has been held ``DELAY_HOLD_S``: then remote plans are tried
+   again (a link that dropped and came back to the rate the failed plan
+   assumed would otherwise never be tried: the demo's device stayed on
+   the device at 10 Mbit/s after a drop to 300 kbit/s). A delay learnt
+   again within a hold of being dropped is held twice as long, up to
+   ``DELAY_HOLD_MAX_S`` (one late frame per retry on a link that stays
+   bad); a frame back from the edge resets the hold. A wait the estimate
+   explains when the frame falls back may have pulled that estimate down
+   itself (a bound): the frame is kept, and when
    the estimate rises again the wait it no longer explains becomes the
    delay (on the testbed at 50 kbps a JPEG plan otherwise came back with
    every probe, a late frame each time). The other items learn only from
@@ -48,6 +55,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +67,8 @@ from edgent_ros.planner import Decision, PlanBasis, Planner
 RECORDED_PLANS = 64
 DELAY_KBPS_FACTOR = 1.5  # the learnt delay holds until the estimate rises this much
 DELAY_STEP_MS = 5.0  # a learnt delay moves by more than this, or not at all
+DELAY_HOLD_S = 5.0  # a learnt delay is tried again (dropped) after this long ...
+DELAY_HOLD_MAX_S = 60.0  # ... doubled each time it is learnt again at once, up to this
 
 
 @dataclass(frozen=True)
@@ -96,8 +106,15 @@ class Calibrator:
 
     def __init__(self, planner: Planner, *, margin_quantile: float = 0.95,
                  enabled: bool = True,
-                 log: Callable[[str, str], None] = _quiet) -> None:
+                 log: Callable[[str, str], None] = _quiet,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.planner = planner
+        self.clock = clock
+        # When the remote delay was set (None: none held), how long it is
+        # held, and when one was last dropped for having been held that long.
+        self.delay_since: float | None = None
+        self.delay_hold_s = DELAY_HOLD_S
+        self.delay_dropped_at: float | None = None
         self.margin_quantile = float(margin_quantile)
         self.enabled = enabled
         self.log = log
@@ -149,6 +166,10 @@ class Calibrator:
         estimated now; True if the planner's figures moved (plan again)."""
         if not self.enabled or frame.plan_id not in self.plans:
             return False
+        expired = self._expire_delay()
+        return self._observe(frame, bandwidth_kbps) or expired
+
+    def _observe(self, frame: FrameResult, bandwidth_kbps: float) -> bool:
         if frame.skipped:
             # Not run: nothing to learn but, for one answered as late after
             # waiting for the edge in vain, that wait (item 6).
@@ -256,6 +277,13 @@ class Calibrator:
         delay = waited_ms - (e.total_ms - held - e.device_ms)
         if delay <= held + DELAY_STEP_MS:
             return False
+        now = self.clock()
+        if held == 0.0:
+            if self.delay_dropped_at is not None and \
+                    now - self.delay_dropped_at < self.delay_hold_s:
+                # Tried again and failed again at once: wait longer before the next try.
+                self.delay_hold_s = min(DELAY_HOLD_MAX_S, 2.0 * self.delay_hold_s)
+            self.delay_since = now
         p.set_remote_delay(delay)
         # It holds until the link beats both the estimate now and the one the
         # failed plan assumed (a plan made at 30 kbps on the testbed failed,
@@ -273,7 +301,22 @@ class Calibrator:
             return False
         held = self.planner.remote_delay_ms > 0
         self._forget_delays()
+        self.delay_hold_s, self.delay_dropped_at = DELAY_HOLD_S, None
         return held
+
+    def _expire_delay(self) -> bool:
+        """Drop a delay held ``delay_hold_s``: remote plans are tried again.
+        True if one was dropped."""
+        if self.delay_since is None or self.planner.remote_delay_ms == 0.0:
+            return False
+        now = self.clock()
+        if now - self.delay_since < self.delay_hold_s:
+            return False
+        self.log('remote_delay', f'held {now - self.delay_since:.0f} s: remote plans are '
+                 'tried again')
+        self._forget_delays()
+        self.delay_dropped_at = now
+        return True
 
     def bandwidth(self, kbps: float) -> bool:
         """A new bandwidth estimate: the remote delay goes if it rose above
@@ -282,8 +325,9 @@ class Calibrator:
         it); short of that, with no delay held, the failed frame's wait that
         this estimate no longer explains becomes the delay. True if the delay
         moved."""
+        expired = self._expire_delay()
         if self.failed is None or not (math.isfinite(kbps) and kbps > 0):
-            return False
+            return expired
         above = max(self.delay_kbps or 0.0, self.failed[4])
         if kbps > DELAY_KBPS_FACTOR * above:
             held = self.planner.remote_delay_ms > 0
@@ -370,6 +414,7 @@ class Calibrator:
         self.planner.clear_plan_factors()
 
     def _forget_delays(self) -> None:
+        self.delay_since = None
         self.delay_kbps = None
         self.failed = None
         self.planner.set_remote_delay(0.0)

@@ -12,7 +12,13 @@ import math
 import pytest
 
 from edgent_ros.bandwidth import MIN_SAMPLE_BYTES
-from edgent_ros.calibration import RECORDED_PLANS, Calibrator, FrameResult
+from edgent_ros.calibration import (
+    DELAY_HOLD_MAX_S,
+    DELAY_HOLD_S,
+    RECORDED_PLANS,
+    Calibrator,
+    FrameResult,
+)
 from edgent_ros.latency import CodecCost
 from edgent_ros.planner import Decision, ExitCosts, Planner
 
@@ -426,3 +432,55 @@ def test_a_frame_answered_as_late_after_waiting_for_the_edge_still_teaches_the_d
     assert not cal2.observe(FrameResult(plan_id=1, exit_point=0, partition=0, latency_ms=1200.0,
                                         device_ms=0.0, transfer_ms=0.0, fallback=True,
                                         skipped=True), 30.0)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_a_delay_learnt_when_the_link_dropped_goes_when_it_comes_back() -> None:
+    """The demo's trace, 10 Mbit/s then 300 kbit/s then back: the first
+    frame after the drop fell back under a plan made at 10 Mbit/s; the delay
+    it taught was held until the estimate rose above 1.5 times that, which a
+    link back at 10 Mbit/s never does, so the device never used the edge
+    again. Held DELAY_HOLD_S, remote plans are tried again."""
+    clock = FakeClock()
+    cal = Calibrator(small_planner(), clock=clock)
+    d = published(cal, 1, 2, 3)  # planned at 1000 kbps
+    assert cal.observe(fell_back(1, d, 150.0), 1000.0)
+    for kbps in (300.0, 320.0, 1000.0):  # the drop, then back to the rate it failed at
+        clock.t += 1.0
+        assert not cal.bandwidth(kbps)
+        assert cal.planner.remote_delay_ms > 0
+    clock.t += DELAY_HOLD_S
+    assert cal.bandwidth(1000.0)  # held long enough: try the edge again
+    assert cal.planner.remote_delay_ms == 0.0
+
+
+def test_a_delay_that_fails_again_at_once_is_held_twice_as_long() -> None:
+    """A link that stays bad costs one late frame per retry, and retries
+    grow apart up to DELAY_HOLD_MAX_S; a frame back from the edge resets them."""
+    clock = FakeClock()
+    cal = Calibrator(small_planner(), clock=clock)
+    holds = []
+    for plan_id in range(1, 8):
+        d = published(cal, plan_id, 2, 3)
+        cal.observe(fell_back(plan_id, d, 150.0), 1000.0)  # fails again at once
+        start = clock.t
+        for _ in range(1000):  # 500 s at most
+            if cal.bandwidth(1000.0):
+                break
+            clock.t += 0.5
+        holds.append(clock.t - start)
+    assert holds[0] == pytest.approx(DELAY_HOLD_S)
+    assert holds[1] == pytest.approx(2 * DELAY_HOLD_S)
+    assert max(holds) == pytest.approx(DELAY_HOLD_MAX_S)
+    d = published(cal, 20, 2, 3)
+    cal.observe(fell_back(20, d, 150.0), 1000.0)
+    d2 = published(cal, 21, 2, 2)
+    assert cal.observe(frame(21, d2), 1000.0)  # the edge answered: delay gone, hold reset
+    assert cal.delay_hold_s == DELAY_HOLD_S
