@@ -24,7 +24,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,9 +169,12 @@ class Testbed:
         _signal_group(proc, signal.SIGKILL)
         proc.wait()
 
-    def replay(self, trace: Sequence[tuple[float, float]]) -> TraceReplay:
-        """Apply a bandwidth trace: (seconds from now, kbit/s) steps, in a thread."""
-        replay = TraceReplay(self, list(trace))
+    def replay(self, trace: Sequence[tuple[float, float]],
+               on_step: Callable[[float, float], None] | None = None) -> TraceReplay:
+        """Apply a bandwidth trace: (seconds from now, kbit/s) steps, in a thread;
+        0 kbit/s takes the link down until the next step. ``on_step(t, kbps)``
+        is called after each step is applied."""
+        replay = TraceReplay(self, list(trace), on_step)
         replay.start()
         return replay
 
@@ -218,27 +221,44 @@ class Testbed:
 class TraceReplay(threading.Thread):
     """Changes a testbed's rate at the trace's times; ``stop()`` ends it early.
 
-    ``applied`` records (monotonic time, kbit/s) of each change actually made,
-    so a bench can measure how long the system took to react to each step.
+    A step of 0 kbit/s takes the link down (``set_link(False)``); the next
+    step with a rate brings it up again at that rate. ``applied`` records
+    (monotonic time, kbit/s) of each change actually made, so a bench can
+    measure how long the system took to react to each step.
     """
 
-    def __init__(self, bed: Testbed, trace: list[tuple[float, float]]) -> None:
+    def __init__(self, bed: Testbed, trace: list[tuple[float, float]],
+                 on_step: Callable[[float, float], None] | None = None) -> None:
         super().__init__(daemon=True)
         for t, rate in trace:
-            if t < 0 or not rate > 0:
-                raise TestbedError(f'bad trace step ({t}, {rate}): need t >= 0, rate > 0')
+            if not (t >= 0 and rate >= 0) or t == float('inf') or rate == float('inf'):
+                raise TestbedError(f'bad trace step ({t}, {rate}): need finite t >= 0, '
+                                   'rate >= 0 (0: link down)')
         self.bed = bed
         self.trace = sorted(trace)
+        self.on_step = on_step
         self.applied: list[tuple[float, float]] = []
         self._cancel = threading.Event()
         self.start_time = time.monotonic()
 
     def run(self) -> None:
+        down = False
         for t, rate in self.trace:
             if self._cancel.wait(max(0.0, self.start_time + t - time.monotonic())):
                 return
-            self.bed.set_rate(rate)
+            if rate == 0:
+                if not down:
+                    self.bed.set_link(False)
+                down = True
+            else:
+                if down:
+                    self.bed.set_link(True)
+                    down = False
+                if rate != self.bed.rate_kbit:
+                    self.bed.set_rate(rate)
             self.applied.append((time.monotonic(), rate))
+            if self.on_step is not None:
+                self.on_step(time.monotonic() - self.start_time, rate)
 
     def stop(self) -> None:
         self._cancel.set()

@@ -1,15 +1,19 @@
-"""edgent-demo: the whole pipeline on this machine, then a summary.
+"""edgent-demo: the whole pipeline on this machine, its link following a trace.
 
 Camera, device, planner and bandwidth monitor run as the "device", the edge
 node and probe echo as the "edge", as separate processes talking over DDS.
 As root the two sides live in two network namespaces joined by a tc-shaped
-link at ``--bandwidth-kbps``, and the device's layers run ``--slowdown``
-times slower than this CPU (the device node's emulated_slowdown; or, with
-``--cpu-quota``, the device node runs under a cgroup CPU quota instead);
-otherwise everything runs unshaped on loopback, and the demo says so. The
-planner uses latency profiles of this machine (made once with
-edgent-profile and cached). Prints a line per frame and a summary,
-and exits after ``--frames`` frames.
+link, and the link follows a bandwidth trace (``--trace``; by default 10
+Mbit/s, 300 kbit/s, 2 Mbit/s, down for 6 s, back up: about a minute), so the
+plan changes, the device falls back when the edge cannot answer, and
+recovers. The device's layers run ``--slowdown`` times slower than this CPU
+(the device node's emulated_slowdown; or, with ``--cpu-quota``, the device
+node runs under a cgroup CPU quota instead). Without root the link cannot be
+shaped: the demo says so and runs on loopback, the device still slowed. The
+planner uses latency profiles of this machine (made once with edgent-profile
+and cached). It prints a line per plan change and per fallback, a status
+line every 10 s and a summary per phase of the trace, and writes a PNG
+timeline.
 """
 
 from __future__ import annotations
@@ -18,18 +22,22 @@ import argparse
 import hashlib
 import os
 import platform
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from edgent_ros import dds_profile, testbed
-from edgent_ros.card import ModelError, load_card, resolve_model_path
+from edgent_ros import dds_profile, testbed, timeline
+from edgent_ros.card import ModelCard, ModelError, load_card, resolve_model_path
 from edgent_ros.latency import Profile, ProfileError, load_profile
+from edgent_ros.report import FrameRecord
 
 
 def tool(name: str) -> str:
@@ -196,19 +204,29 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+DEFAULT_MODEL = 'branchy_alexnet_digits'  # the parameter files' (config/*.yaml)
+DEFAULT_TRACE = '10000:12,300:12,2000:12,0:6,10000:12'
+START_TIMEOUT_S = 120.0  # for the first answered frame (the edge loads torch first)
+
+
 def run_demo(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='edgent-demo', description=__doc__.splitlines()[0])
-    parser.add_argument('--frames', type=int, default=60, help='frames to answer (default 60)')
+    parser.add_argument('--trace', default=None,
+                        help='the link\'s rates: KBPS:SECONDS,... (0 kbit/s: the link down); '
+                             f'default {DEFAULT_TRACE}')
+    parser.add_argument('--bandwidth-kbps', type=float, default=None,
+                        help='instead of --trace: a steady link at this rate, as long as the '
+                             'default trace')
     parser.add_argument('--rate', type=float, default=5.0, help='camera frames per second')
-    parser.add_argument('--bandwidth-kbps', type=float, default=10000.0,
-                        help='rate of the shaped link (default 10000)')
-    parser.add_argument('--deadline-ms', type=float, default=100.0,
-                        help='latency requirement per frame (default 100)')
+    parser.add_argument('--deadline-ms', type=float, default=40.0,
+                        help='latency requirement per frame (default 40: under what the '
+                             'slowed device takes for the deepest exits, so the exit changes '
+                             'too; at 100 only the partition does)')
     parser.add_argument('--slowdown', type=float, default=20.0,
                         help='device layers this many times slower than this CPU (default 20)')
     parser.add_argument('--cpu-quota', type=float, default=None,
                         help='instead of --slowdown: the device node under a CPU quota, as a '
-                             'fraction of one core (e.g. 0.15)')
+                             'fraction of one core (e.g. 0.15; needs root)')
     parser.add_argument('--model', default='',
                         help='model name in the package\'s models/ or path to its YAML '
                              '(default: the parameter files\', branchy_alexnet_digits); a model '
@@ -216,12 +234,24 @@ def run_demo(argv: list[str] | None = None) -> int:
     parser.add_argument('--no-testbed', action='store_true', help='unshaped, on loopback')
     parser.add_argument('--reprofile', action='store_true', help='profile this machine again')
     parser.add_argument('--log-dir', type=Path, default=None,
-                        help='where the nodes\' logs go (default: a fresh temporary directory)')
+                        help='where the nodes\' logs, the frames (frames.json) and the timeline '
+                             '(timeline.png) go (default: a fresh temporary directory)')
     args = parser.parse_args(argv)
-    if args.frames < 1 or args.rate <= 0 or args.bandwidth_kbps <= 0 or args.deadline_ms <= 0:
-        parser.error('--frames, --rate, --bandwidth-kbps and --deadline-ms must be positive')
+    if args.rate <= 0 or args.deadline_ms <= 0:
+        parser.error('--rate and --deadline-ms must be positive')
     if not args.slowdown >= 1 or (args.cpu_quota is not None and not 0 < args.cpu_quota <= 1):
         parser.error('--slowdown must be >= 1 and --cpu-quota in (0, 1]')
+    if args.trace is not None and args.bandwidth_kbps is not None:
+        parser.error('give --trace or --bandwidth-kbps, not both')
+    if args.bandwidth_kbps is not None:
+        if not 0 < args.bandwidth_kbps < float('inf'):
+            parser.error('--bandwidth-kbps must be positive')
+        length = timeline.parse_trace(DEFAULT_TRACE)[-1][0]
+        args.trace = f'{args.bandwidth_kbps:g}:{length:g}'
+    try:
+        args.trace = timeline.parse_trace(args.trace or DEFAULT_TRACE)
+    except ValueError as exc:
+        parser.error(f'--trace: {exc}')
     args.log_dir = args.log_dir or default_log_dir()
     try:  # before anything is started or profiled
         logs = open_logs(args.log_dir)
@@ -235,6 +265,33 @@ def run_demo(argv: list[str] | None = None) -> int:
             f.close()
 
 
+def say(text: str) -> None:
+    print(f'[edgent-demo] {text}', flush=True)
+
+
+class Relay(threading.Thread):
+    """Prints the monitor's lines as they come, and notes its first frame."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.first = threading.Event()
+        self.device_alone = False  # frames came, but only from the device's fallback
+        self.t0 = 0.0  # wall clock of the first frame the plan answered (the monitor's)
+
+    def run(self) -> None:
+        for line in self.stream:
+            if line.startswith('[edgent-monitor]'):
+                continue  # its summary: the demo prints its own
+            print(line, end='', flush=True)
+            if 'first frame answered' in line:
+                found = re.search(r'\(t0 (\d+(?:\.\d*)?)\)', line)
+                self.t0 = float(found.group(1)) if found else time.time()
+                self.first.set()
+            elif 'first frames answered by the device alone' in line:
+                self.device_alone = True
+
+
 def demo(args: argparse.Namespace, parser: argparse.ArgumentParser, logs: dict[str, IO]) -> int:
     """The demo proper, its logs open."""
     try:
@@ -245,66 +302,183 @@ def demo(args: argparse.Namespace, parser: argparse.ArgumentParser, logs: dict[s
     why = 'asked for with --no-testbed' if args.no_testbed else testbed.available()
     shaped = why is None
     quota = args.cpu_quota if shaped else None
-    slowdown = args.slowdown if shaped and quota is None else 1.0
+    slowdown = args.slowdown if quota is None else 1.0
     if not shaped:
-        print(f'[edgent-demo] NOT shaped: {why}; running on loopback without a link limit '
-              'or a slowed device', flush=True)
+        say(f'NOT shaped: {why}. Without the testbed (network namespaces and tc, which '
+            'need root) the link cannot follow the trace: everything runs on loopback at '
+            f'full speed. The device\'s layers still run {slowdown:g}x slower (that needs no '
+            'root), so the plan still differs from running it all on the device.')
+        if args.cpu_quota is not None:
+            say('--cpu-quota needs the testbed\'s cgroups: using --slowdown instead')
+    try:
+        card = load_card(resolve_model_path(args.model or DEFAULT_MODEL))
+    except ModelError as exc:
+        parser.error(str(exc))
     if args.model:
-        try:
-            card = load_card(resolve_model_path(args.model))
-        except ModelError as exc:
-            parser.error(str(exc))
-        print(f'[edgent-demo] model {card.name}: {card.architecture}, input '
-              f'{"x".join(map(str, card.input_shape))}, {len(card.exits)} exits', flush=True)
+        say(f'model {card.name}: {card.architecture}, input '
+            f'{"x".join(map(str, card.input_shape))}, {len(card.exits)} exits')
     device_profile = ensure_profile('device', quota, args.reprofile, slowdown=slowdown,
                                     model=args.model)
     edge_profile = ensure_profile('edge', None, args.reprofile, model=args.model)
+    trace = args.trace
     overrides = [f'planner.device_profile:={device_profile}',
                  f'planner.edge_profile:={edge_profile}',
                  f'planner.latency_requirement_ms:={args.deadline_ms}',
-                 f'planner.initial_bandwidth_kbps:={args.bandwidth_kbps}',
+                 f'planner.initial_bandwidth_kbps:={trace[0][1]}',
                  f'camera.rate_hz:={args.rate}', f'device.emulated_slowdown:={slowdown}']
-    bringup = tool('edgent-bringup')
-    device_cmd = [bringup, '--role', 'device'] + [a for o in overrides for a in ('--set', o)]
-    device_cmd += [f'model:={args.model}'] if args.model else []
-    monitor_cmd = [tool('edgent-monitor'), '--frames', str(args.frames),
-                   *(['--model', args.model] if args.model else []),
-                   '--timeout', str(120 + 3 * args.frames / args.rate),
+    frames_json = args.log_dir / 'frames.json'
+    monitor_cmd = [tool('edgent-monitor'), '--view', 'events', '--json', str(frames_json),
+                   '--status-period', '10', '--model', args.model or DEFAULT_MODEL,
                    '--ros-args', '-r', '__ns:=/device']
     device = f'device node CPU limited to {100 * quota:.0f}% of one core' if quota else \
         f'device layers slowed {slowdown:g}x'
-    where = (f'device and edge in two network namespaces, link shaped to '
-             f'{args.bandwidth_kbps:g} kbit/s (tc tbf), {device}') if shaped \
-        else 'one host, loopback'
-    print(f'[edgent-demo] {where}; deadline {args.deadline_ms:g} ms; {args.frames} frames at '
-          f'{args.rate:g} Hz', flush=True)
+    where = ('device and edge in two network namespaces joined by a tc-shaped link, '
+             f'{device}') if shaped else f'one host, loopback, {device}'
+    say(f'{where}; deadline {args.deadline_ms:g} ms; camera at {args.rate:g} Hz')
+    say('For each frame the planner picks how deep the network runs (the exit) and how many '
+        'of its stages run on the device before the rest go to the edge (the partition): the '
+        'most accurate choice that meets the deadline at the bandwidth it measures.')
+    say(('The link will follow: ' if shaped else 'The trace the link would follow: ')
+        + timeline.trace_text(trace) + '. Lines below: plan changes, fallbacks, and every 10 s '
+        'how the last 10 s went.')
     start = time.monotonic()
+    code, t0, steps = 1, None, []
     try:
         if shaped:
-            with testbed.Testbed(args.bandwidth_kbps) as bed:
+            with testbed.Testbed(trace[0][1]) as bed:
                 start_on_testbed(bed, overrides, quota, logs['device'], logs['edge'],
                                  model=args.model)
-                code = bed.spawn('device', monitor_cmd).wait()
+                monitor = bed.spawn('device', monitor_cmd, stdout=subprocess.PIPE, text=True)
+                code, t0, steps = follow(monitor, trace, bed)
         else:
             env = dict(os.environ, PYTHONUNBUFFERED='1')
             env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+            bringup = tool('edgent-bringup')
+            device_cmd = [bringup, '--role', 'device'] + \
+                [a for o in overrides for a in ('--set', o)] + \
+                ([f'model:={args.model}'] if args.model else [])
             procs = [subprocess.Popen(edge_command(model=args.model), env=env,
-                                      stdout=logs['edge'],
-                                      stderr=subprocess.STDOUT),
+                                      stdout=logs['edge'], stderr=subprocess.STDOUT,
+                                      start_new_session=True),
                      subprocess.Popen(device_cmd, env=env, stdout=logs['device'],
-                                      stderr=subprocess.STDOUT)]
+                                      stderr=subprocess.STDOUT, start_new_session=True)]
             try:
-                code = subprocess.run(monitor_cmd, env=env).returncode
+                monitor = subprocess.Popen(monitor_cmd, env=env, stdout=subprocess.PIPE,
+                                           text=True, start_new_session=True)
+                procs.append(monitor)
+                code, t0, steps = follow(monitor, trace, None)
             finally:
                 for p in procs:
-                    p.terminate()
+                    _signal(p, signal.SIGINT)
                 for p in procs:
-                    p.wait(timeout=20)
+                    try:
+                        p.wait(timeout=20)
+                    except subprocess.TimeoutExpired:
+                        _signal(p, signal.SIGKILL)
+                        p.wait()
     except KeyboardInterrupt:
         code = 130
-    print(f'[edgent-demo] done in {time.monotonic() - start:.0f} s; node logs in {args.log_dir}',
-          flush=True)
+    if t0 is not None and frames_json.is_file():
+        tell(frames_json, trace if shaped else None, steps, t0, args, card)
+    elif code != 130:
+        say(f'no frame was answered as planned within {START_TIMEOUT_S:g} s of starting: see '
+            f'the node logs in {args.log_dir}')
+    say(f'done in {time.monotonic() - start:.0f} s; node logs in {args.log_dir}')
     return code
+
+
+def _signal(proc: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(proc.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def follow(monitor: subprocess.Popen, trace: list[tuple[float, float]],
+           bed: testbed.Testbed | None) -> tuple[int, float | None, list[tuple[float, float]]]:
+    """Relay the monitor's lines; from its first answered frame, play the
+    trace on the link (when there is a testbed) for the trace's length, then
+    stop the monitor. Returns its exit status, the trace's start (wall clock)
+    and the steps applied (s since that start, kbit/s)."""
+    relay = Relay(monitor.stdout)
+    relay.start()
+    steps: list[tuple[float, float]] = []
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not relay.first.wait(0.5):
+            if monitor.poll() is not None or time.monotonic() > deadline:
+                if relay.device_alone:
+                    say(f'the edge answered no frame within {START_TIMEOUT_S:g} s (the '
+                        'device answered them alone): is the edge node up? see edge.log')
+                _signal(monitor, signal.SIGINT)
+                monitor.wait(timeout=30)
+                return 1, None, steps
+        t0 = relay.t0
+        replay = None
+        if bed is not None:
+            def step(t: float, kbps: float) -> None:
+                steps.append((t, kbps))
+                what = 'DOWN: no packet crosses' if kbps == 0 else \
+                    f'{timeline.kbps_text(kbps)} (tc tbf)'
+                print(f'{t:7.1f} s  LINK {what}', flush=True)
+
+            replay = bed.replay(trace[:-1], on_step=step)
+        try:
+            time.sleep(max(0.0, t0 + trace[-1][0] - time.time()))
+        finally:
+            if replay is not None:
+                replay.stop()
+    finally:
+        _signal(monitor, signal.SIGINT)
+        try:
+            code = monitor.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            _signal(monitor, signal.SIGKILL)
+            code = monitor.wait()
+        relay.join(timeout=5)
+    return code, t0, steps
+
+
+def tell(frames_json: Path, trace: list[tuple[float, float]] | None,
+         steps: list[tuple[float, float]], t0: float, args: argparse.Namespace,
+         card: ModelCard | None) -> None:
+    """The summary per phase of the trace, and the PNG timeline (the link's
+    steps at the times they were applied, when they were)."""
+    import json
+
+    title = ('edgent-demo: ' + timeline.trace_text(trace)) if trace else \
+        'edgent-demo, unshaped (loopback)'
+    if trace and steps:
+        trace = [*steps, (max(trace[-1][0], steps[-1][0]), steps[-1][1])]
+
+    data = json.loads(frames_json.read_text())
+    # From the first frame the plan answered: those before came while the
+    # device was still finding the edge.
+    frames = [FrameRecord(**r) for r in data.get('frames', []) if r['received_s'] >= t0]
+    plans = [timeline.PlanRecord(**p) for p in data.get('plans', [])]
+    estimates = [tuple(e) for e in data.get('estimates', [])]
+    log = timeline.EventLog(card, t0)
+    for plan in plans:
+        log.on_plan(plan)
+    for r in frames:
+        log.on_frame(r)
+    overall = timeline.figures_of(frames)
+    say(f"summary: {overall['frames']} frames, deadline met in "
+        f"{100 * overall['hit_rate']:.1f}%, accuracy {100 * overall['accuracy']:.1f}%, "
+        f"latency median {overall['latency_ms_median']:.0f} ms, p95 "
+        f"{overall['latency_ms_p95']:.0f} ms")
+    say(f'{log.plan_changes} plan changes; {len(log.episodes)} fallback episodes '
+        f'({sum(n for *_, n in log.episodes)} frames answered by the device alone); answered by '
+        f"the edge {overall['edge']}, by the device as planned {overall['device']}, "
+        f"skipped {overall['skipped']}")
+    if trace:
+        say('by phase of the trace:')
+        for line in timeline.phase_lines(timeline.phases(trace, frames, plans, t0, card)):
+            print('    ' + line, flush=True)
+    png = timeline.render(
+        args.log_dir / 'timeline.png', trace=trace, estimates=estimates, plans=plans,
+        frames=frames, t0=t0, deadline_ms=args.deadline_ms, title=title)
+    say(f'timeline (link, plan, latency, who answered): {png}')
 
 
 if __name__ == '__main__':

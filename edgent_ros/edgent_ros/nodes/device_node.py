@@ -173,8 +173,10 @@ class DeviceNode(GuardedNode):
         self.worker = threading.Thread(target=self.compute_loop, name='device_compute',
                                        daemon=True)
         self.worker.start()
+        slowed = f'; layers emulated {slowdown:g}x slower (emulated_slowdown)' \
+            if slowdown > 1 else ''
         self.get_logger().info(f'model {card.name}; device {self.source_id}; until a plan '
-                               f'arrives: exit {self.best.exit_point}, device only')
+                               f'arrives: exit {self.best.exit_point}, device only{slowed}')
 
     def subscribe_images(self) -> None:
         if not self.warm.is_set() or self.image_sub is not None:
