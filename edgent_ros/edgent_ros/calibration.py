@@ -33,9 +33,10 @@ the ``Calibrator`` learns, and sets on its ``Planner``:
    again (a link that dropped and came back to the rate the failed plan
    assumed would otherwise never be tried: the demo's device stayed on
    the device at 10 Mbit/s after a drop to 300 kbit/s). A delay learnt
-   again within a hold of being dropped is held twice as long, up to
-   ``DELAY_HOLD_MAX_S`` (one late frame per retry on a link that stays
-   bad); a frame back from the edge resets the hold. A wait the estimate
+   again before any frame came back from the edge since the retry is held
+   twice as long, up to ``DELAY_HOLD_MAX_S``: a link that stays bad costs
+   a late frame (and those queued behind it) per retry, retries growing
+   apart; a frame back from the edge resets the hold. A wait the estimate
    explains when the frame falls back may have pulled that estimate down
    itself (a bound): the frame is kept, and when
    the estimate rises again the wait it no longer explains becomes the
@@ -67,8 +68,8 @@ from edgent_ros.planner import Decision, PlanBasis, Planner
 RECORDED_PLANS = 64
 DELAY_KBPS_FACTOR = 1.5  # the learnt delay holds until the estimate rises this much
 DELAY_STEP_MS = 5.0  # a learnt delay moves by more than this, or not at all
-DELAY_HOLD_S = 5.0  # a learnt delay is tried again (dropped) after this long ...
-DELAY_HOLD_MAX_S = 60.0  # ... doubled each time it is learnt again at once, up to this
+DELAY_HOLD_S = 10.0  # a learnt delay is tried again (dropped) after this long ...
+DELAY_HOLD_MAX_S = 120.0  # ... doubled while the retries fail, up to this
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class Calibrator:
         # held, and when one was last dropped for having been held that long.
         self.delay_since: float | None = None
         self.delay_hold_s = DELAY_HOLD_S
-        self.delay_dropped_at: float | None = None
+        self.retrying = False  # a held delay was dropped; no edge frame came back since
         self.margin_quantile = float(margin_quantile)
         self.enabled = enabled
         self.log = log
@@ -279,10 +280,9 @@ class Calibrator:
             return False
         now = self.clock()
         if held == 0.0:
-            if self.delay_dropped_at is not None and \
-                    now - self.delay_dropped_at < self.delay_hold_s:
-                # Tried again and failed again at once: wait longer before the next try.
+            if self.retrying:  # tried again, and failed again: wait longer next time
                 self.delay_hold_s = min(DELAY_HOLD_MAX_S, 2.0 * self.delay_hold_s)
+                self.retrying = False
             self.delay_since = now
         p.set_remote_delay(delay)
         # It holds until the link beats both the estimate now and the one the
@@ -297,11 +297,13 @@ class Calibrator:
     def _clear_delay(self, plan_id: int) -> bool:
         """A frame of a remote plan came back from the edge: the delay goes."""
         got = self.keys.get(plan_id)
-        if got is None or not got[2] or self.failed is None:
+        if got is None or not got[2]:
+            return False
+        self.delay_hold_s, self.retrying = DELAY_HOLD_S, False
+        if self.failed is None:
             return False
         held = self.planner.remote_delay_ms > 0
         self._forget_delays()
-        self.delay_hold_s, self.delay_dropped_at = DELAY_HOLD_S, None
         return held
 
     def _expire_delay(self) -> bool:
@@ -315,7 +317,7 @@ class Calibrator:
         self.log('remote_delay', f'held {now - self.delay_since:.0f} s: remote plans are '
                  'tried again')
         self._forget_delays()
-        self.delay_dropped_at = now
+        self.retrying = True
         return True
 
     def bandwidth(self, kbps: float) -> bool:
