@@ -4,13 +4,14 @@ _edgent_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if [ -f "$_edgent_root/.venv/bin/activate" ]; then
   # shellcheck disable=SC1091
   VIRTUAL_ENV_DISABLE_PROMPT=1 . "$_edgent_root/.venv/bin/activate"
-  if [ "$(cat "$_edgent_root/.venv/.edgent-mode" 2>/dev/null)" = wheels ]; then
+  case "$(cat "$_edgent_root/.venv/.edgent-mode" 2>/dev/null)" in wheels*)
     # The ament index of the ROS 2 wheels lives in the venv's share/.
     case ":${AMENT_PREFIX_PATH:-}:" in *":$VIRTUAL_ENV:"*) ;; *)
       export AMENT_PREFIX_PATH="$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}" ;; esac
     case ":${CMAKE_PREFIX_PATH:-}:" in *":$VIRTUAL_ENV:"*) ;; *)
       export CMAKE_PREFIX_PATH="$VIRTUAL_ENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}" ;; esac
-  fi
+    ;;
+  esac
 fi
 if [ -f "$_edgent_root/install/setup.bash" ]; then
   # colcon's scripts read unset variables: relax `set -u` while sourcing.

@@ -4,9 +4,9 @@
 # 1. Python environment (.venv):
 #    - a ROS 2 distribution is sourced and rclpy imports: a venv that sees the
 #      system's packages (--system-site-packages), plus requirements/common.in;
-#    - otherwise: a plain venv with ROS 2 Kilted core from PyPI wheels and the
-#      rest, pinned by requirements/venv.lock, and the fixes those wheels need
-#      to build messages.
+#    - otherwise: a plain venv with ROS 2 core from PyPI wheels and the rest,
+#      pinned by requirements/$ROS_DISTRO.lock (Jazzy by default; `ROS_DISTRO=kilted
+#      make setup` for Kilted), and the fixes those wheels need to build messages.
 # 2. colcon build of both packages into build/ and install/.
 # Each step is skipped when a hash of its inputs matches the last run.
 set -euo pipefail
@@ -20,9 +20,16 @@ if [ -n "${ROS_DISTRO:-}" ] && python3 -c 'import rclpy' >/dev/null 2>&1; then
   BASE_PYTHON=$(command -v python3)
   REQS=(requirements/common.in)
 else
-  MODE=wheels
+  DISTRO=${ROS_DISTRO:-jazzy}
+  if [ ! -f "requirements/$DISTRO.lock" ]; then
+    have=$(cd requirements && ls ./*.lock | sed 's#^\./##; s#\.lock$##' | tr '\n' ' ')
+    echo "[setup] error: ROS_DISTRO=$DISTRO: no requirements/$DISTRO.lock; from PyPI wheels" \
+      "this repository sets up: ${have% }" >&2
+    exit 1
+  fi
+  MODE=wheels-$DISTRO
   BASE_PYTHON=${PYTHON:-python3}
-  REQS=(requirements/venv.lock)
+  REQS=("requirements/$DISTRO.lock")
 fi
 
 # --- 1. Python environment --------------------------------------------------
@@ -33,8 +40,9 @@ if [ -f "$VENV/.edgent-deps" ] && [ "$(cat "$VENV/.edgent-deps")" = "$deps_hash"
   say "python environment up to date ($MODE)"
 else
   say "creating $VENV ($MODE)"
-  rm -rf "$VENV"
-  if [ "$MODE" = wheels ]; then
+  # Another environment's build (another distribution) is not reused.
+  rm -rf "$VENV" build install
+  if [ "${MODE#wheels}" != "$MODE" ]; then
     "$BASE_PYTHON" -m venv "$VENV"
   else
     "$BASE_PYTHON" -m venv --system-site-packages "$VENV"
@@ -44,7 +52,7 @@ else
     | grep -v 'is ignored: it is neither a file nor a directory' || true
   "$VENV/bin/python" -c 'import torch, numpy, sklearn, cv2, yaml, tqdm, rclpy' \
     || { echo "[setup] error: the Python environment is incomplete" >&2; exit 1; }
-  if [ "$MODE" = wheels ]; then
+  if [ "${MODE#wheels}" != "$MODE" ]; then
     # The wheels' exported CMake targets name include directories of the
     # machine that built them (a manylinux Python prefix). Point the Python
     # one at ours, and drop the numpy one: rosidl_generator_py finds numpy's
