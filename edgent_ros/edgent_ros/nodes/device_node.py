@@ -25,7 +25,11 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.event_handler import PublisherEventCallbacks, QoSPublisherMatchedInfo
 from rclpy.serialization import deserialize_message
-from rclpy.subscription_content_filter_options import ContentFilterOptions
+
+try:
+    from rclpy.subscription_content_filter_options import ContentFilterOptions
+except ImportError:  # Jazzy's rclpy has no content filters (Kilted brought them)
+    ContentFilterOptions = None
 from rclpy.time import Time
 from sensor_msgs.msg import Image
 
@@ -189,11 +193,12 @@ class DeviceNode(GuardedNode):
         # by DDS (a content filter), before this node copies them: a flood of
         # 12-megapixel frames otherwise costs it a copy of each (36 MB) and
         # takes the place of camera frames in the reader (docs/flood.md).
+        filtered = {} if ContentFilterOptions is None else {'content_filter_options': (
+            ContentFilterOptions(IMAGE_FILTER, self.image_filter_args()))}
         self.image_sub = self.create_subscription(
-            Image, 'image', self.on_image_raw, NEWEST_IMAGE_QOS, raw=True,
-            content_filter_options=ContentFilterOptions(IMAGE_FILTER, self.image_filter_args()))
-        if not self.image_sub.is_cft_enabled:
-            self.get_logger().warning('this RMW has no content filters: images over '
+            Image, 'image', self.on_image_raw, NEWEST_IMAGE_QOS, raw=True, **filtered)
+        if not getattr(self.image_sub, 'is_cft_enabled', False):
+            self.get_logger().warning('this rclpy or RMW has no content filters: images over '
                                    'max_image_width x max_image_height are dropped here, after '
                                    'they were received')
         self.get_logger().info('model warmed up: taking images')
@@ -293,7 +298,7 @@ class DeviceNode(GuardedNode):
         """A new max_image_width or max_image_height: the DDS filter follows."""
         w, h = self.max_image_size
         self.max_image_size = (w if width is None else width, h if height is None else height)
-        if self.image_sub is not None and self.image_sub.is_cft_enabled:
+        if self.image_sub is not None and getattr(self.image_sub, 'is_cft_enabled', False):
             self.image_sub.set_content_filter(IMAGE_FILTER, self.image_filter_args())
 
     def oversized(self, what: str) -> None:
