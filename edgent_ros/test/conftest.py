@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 import shutil
@@ -83,6 +84,12 @@ def executable(name: str) -> str:
     if path is None:
         pytest.fail(f'{name} is not on PATH: run the tests through `make test`')
     return path
+
+
+# rclpy's content filters (Kilted and later): images over a device's size
+# limits are dropped by DDS, never received. On Jazzy the node drops them.
+CONTENT_FILTERS = importlib.util.find_spec('rclpy.subscription_content_filter_options') \
+    is not None
 
 
 def spin_until(executor: object, predicate: object, timeout: float) -> bool:

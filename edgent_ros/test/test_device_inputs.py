@@ -7,7 +7,6 @@ sees it; a flood leaves the device working on the newest frame only."""
 
 from __future__ import annotations
 
-import importlib.util
 import time
 
 import numpy as np
@@ -23,10 +22,9 @@ from edgent_ros import image_codec
 from edgent_ros.qos import IMAGE_QOS
 from edgent_ros_interfaces.msg import FrameLabel, InferenceResult
 
-from .conftest import spin_until
+from .conftest import CONTENT_FILTERS, spin_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
-CONTENT_FILTERS = importlib.util.find_spec('rclpy.subscription_content_filter_options') is not None
 
 NS = '/din'
 
