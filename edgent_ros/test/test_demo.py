@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -109,3 +111,18 @@ def test_without_the_testbed_the_demo_says_so_and_still_slows_the_device(
     assert 'summary:' in out and (tmp_path / 'timeline.png').is_file()
     device_log = (tmp_path / 'device.log').read_text()
     assert 'layers emulated 20x slower' in device_log, device_log[-2000:]
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_ctrl_c_ends_the_demo_with_a_line_not_a_traceback(tmp_path: Path) -> None:
+    """Ctrl-C while the pipeline starts or runs: the demo stops its nodes and
+    exits 130, saying so, without a traceback."""
+    proc = subprocess.Popen([demo_tool(), '--no-testbed', '--trace', '10000:60', '--log-dir',
+                             str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    time.sleep(8.0)  # profiles cached by the tests above: the nodes are starting
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    assert 'Traceback' not in out + err

@@ -202,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, subprocess.SubprocessError, ProfileError) as exc:
         print(f'edgent-demo: error: {exc}', file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C while profiling or starting: no traceback
+        print('edgent-demo: interrupted', file=sys.stderr)
+        return 130
 
 
 DEFAULT_MODEL = 'branchy_alexnet_digits'  # the parameter files' (config/*.yaml)
