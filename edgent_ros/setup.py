@@ -19,7 +19,8 @@ setup(
         ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE_NAME}']),
         (f'share/{PACKAGE_NAME}', ['package.xml']),
         (f'share/{PACKAGE_NAME}/launch', glob('launch/*.launch.py')),
-        (f'share/{PACKAGE_NAME}/config', glob('config/*.yaml') + glob('config/*.xml')),
+        (f'share/{PACKAGE_NAME}/config', glob('config/*.yaml') + glob('config/*.xml') +
+         glob('config/*.perspective')),
         (f'share/{PACKAGE_NAME}/config/profiles', glob('config/profiles/*.yaml')),
         (f'share/{PACKAGE_NAME}/models', glob('models/*.yaml') + glob('models/*.pt') +
          glob('models/*.md')),

@@ -24,7 +24,7 @@ unset AMENT_PREFIX_PATH CMAKE_PREFIX_PATH COLCON_PREFIX_PATH VIRTUAL_ENV
 # Messages (every field at its extremes, malformed ones), every node over
 # real DDS, the end-to-end pipeline.
 tests=(test/test_tensor_codec.py test/test_hostile_messages.py test/test_planner_node.py
-       test/test_pipeline.py test/test_bringup.py)
+       test/test_codec_nodes.py test/test_pipeline.py test/test_bringup.py)
 if [ $# -gt 0 ]; then tests=("$@"); fi
 cd "$dest"
 echo "[test] ${tests[*]} on ROS 2 $(cat .venv/.edgent-mode)"
