@@ -29,11 +29,12 @@ the ``Calibrator`` learns, and sets on its ``Planner``:
    frame comes back from the edge, or the bandwidth estimate rises above
    DELAY_KBPS_FACTOR times both the one it was learnt at and the one the
    failed plan assumed (a better link; a falling estimate only confirms
-   it), or after the estimate fell below a tenth of the failed plan's rate
-   (``DELAY_DROP_FACTOR``: the link went away, which explains the failure)
-   came back to three quarters of it (``DELAY_BACK_SHARE``: the link is
-   back; on the testbed a wait's bound pulls the estimate down threefold,
-   not tenfold), or it has been held ``DELAY_HOLD_S``: then remote plans are tried
+   it), or as soon as the estimate falls below a tenth of the failed plan's
+   rate (``DELAY_DROP_FACTOR``: the link dropped or went away, which
+   explains the failure, and the estimate now prices remote plans by
+   itself; on the testbed a failed frame's wait pulled the estimate down
+   threefold, not tenfold), or it has been held ``DELAY_HOLD_S``: then
+   remote plans are tried
    again (a link that dropped and came back to the rate the failed plan
    assumed would otherwise never be tried: the demo's device stayed on
    the device at 10 Mbit/s after a drop to 300 kbit/s). A delay learnt
@@ -72,10 +73,9 @@ from edgent_ros.planner import Decision, PlanBasis, Planner
 RECORDED_PLANS = 64
 DELAY_KBPS_FACTOR = 1.5  # the learnt delay holds until the estimate rises this much
 DELAY_STEP_MS = 5.0  # a learnt delay moves by more than this, or not at all
-DELAY_DROP_FACTOR = 10.0  # a link that fell this far below the failed plan's rate ...
-DELAY_BACK_SHARE = 0.75  # ... and came back to this share of it: the delay goes
-DELAY_HOLD_S = 10.0  # a learnt delay is tried again (dropped) after this long ...
-DELAY_HOLD_MAX_S = 120.0  # ... doubled while the retries fail, up to this
+DELAY_DROP_FACTOR = 10.0  # an estimate this far below the failed plan's rate explains it
+DELAY_HOLD_S = 60.0  # a learnt delay is tried again (dropped) after this long ...
+DELAY_HOLD_MAX_S = 600.0  # ... doubled while the retries fail, up to this
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,6 @@ class Calibrator:
         self.delay_since: float | None = None
         self.delay_hold_s = DELAY_HOLD_S
         self.retrying = False  # a held delay was dropped; no edge frame came back since
-        self.delay_low_kbps = math.inf  # the lowest estimate since the delay was set
         self.margin_quantile = float(margin_quantile)
         self.enabled = enabled
         self.log = log
@@ -291,7 +290,6 @@ class Calibrator:
                 self.delay_hold_s = min(DELAY_HOLD_MAX_S, 2.0 * self.delay_hold_s)
                 self.retrying = False
             self.delay_since = now
-            self.delay_low_kbps = bandwidth_kbps
         p.set_remote_delay(delay)
         # It holds until the link beats both the estimate now and the one the
         # failed plan assumed (a plan made at 30 kbps on the testbed failed,
@@ -332,25 +330,22 @@ class Calibrator:
         """A new bandwidth estimate: the remote delay goes if it rose above
         DELAY_KBPS_FACTOR times the higher of the estimate the delay was
         learnt at and the one the failed plan assumed (a better link: try
-        it), or came back to DELAY_BACK_SHARE of the failed plan's rate after
-        falling below 1/DELAY_DROP_FACTOR of it (the link went away and is
-        back); short of that, with no delay held, the failed frame's wait that
-        this estimate no longer explains becomes the delay. True if the delay
+        it), or fell below 1/DELAY_DROP_FACTOR of the failed plan's rate (a
+        drop that explains the failure); short of that, with no delay held,
+        the failed frame's wait that this estimate no longer explains becomes
+        the delay. True if the delay
         moved."""
         expired = self._expire_delay()
         if self.failed is None or not (math.isfinite(kbps) and kbps > 0):
             return expired
         planned = self.failed[4]
         above = max(self.delay_kbps or 0.0, planned)
-        if self.planner.remote_delay_ms > 0:
-            self.delay_low_kbps = min(self.delay_low_kbps, kbps)
-        back = self.delay_low_kbps * DELAY_DROP_FACTOR < planned and \
-            kbps >= DELAY_BACK_SHARE * planned
-        if back:
-            self.log('remote_delay', f'the link is back ({kbps:.0f} kbps after '
-                     f'{self.delay_low_kbps:.0f}): remote plans are tried again')
+        dropped = self.planner.remote_delay_ms > 0 and kbps * DELAY_DROP_FACTOR < planned
+        if dropped:
+            self.log('remote_delay', f'the estimate fell to {kbps:.0f} kbps, a tenth of the '
+                     f'{planned:.0f} kbps the failed plan assumed: the link explains it')
             self.delay_hold_s, self.retrying = DELAY_HOLD_S, False
-        if back or kbps > DELAY_KBPS_FACTOR * above:
+        if dropped or kbps > DELAY_KBPS_FACTOR * above:
             held = self.planner.remote_delay_ms > 0
             self._forget_delays()
             return held
@@ -436,7 +431,6 @@ class Calibrator:
 
     def _forget_delays(self) -> None:
         self.delay_since = None
-        self.delay_low_kbps = math.inf
         self.delay_kbps = None
         self.failed = None
         self.planner.set_remote_delay(0.0)

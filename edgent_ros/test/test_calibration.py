@@ -469,13 +469,13 @@ def test_a_delay_that_fails_again_at_once_is_held_twice_as_long() -> None:
     holds = []
     for plan_id in range(1, 8):
         d = published(cal, plan_id, 2, 3)
-        clock.t += 25.0  # the retry's plan is chosen late (a quiet link), and fails
+        clock.t += 100.0  # the retry's plan is chosen late (a quiet link), and fails
         cal.observe(fell_back(plan_id, d, 150.0), 1000.0)  # fails again
         start = clock.t
-        for _ in range(1000):  # 500 s at most
+        for _ in range(2000):  # 2000 s at most
             if cal.bandwidth(1000.0):
                 break
-            clock.t += 0.5
+            clock.t += 1.0
         holds.append(clock.t - start)
     assert holds[0] == pytest.approx(DELAY_HOLD_S)
     assert holds[1] == pytest.approx(2 * DELAY_HOLD_S)
@@ -487,21 +487,22 @@ def test_a_delay_that_fails_again_at_once_is_held_twice_as_long() -> None:
     assert cal.delay_hold_s == DELAY_HOLD_S
 
 
-def test_a_delay_goes_when_the_link_that_went_away_comes_back() -> None:
-    """The link down (the estimate falls far below what the failed plan
-    assumed: the drop explains the failure), then back near that rate: remote
-    plans are tried at once, not after the hold (on Jazzy the demo's device
-    stayed on the device 9 s after the link came back). A fall of a third
-    (a failed frame's wait pulling the estimate to a bound: 30 to 10 kbps on
-    the testbed) and back is the same link: the delay holds."""
+def test_a_delay_goes_when_the_estimate_falls_far_enough_to_explain_the_failure() -> None:
+    """The link down (the estimate falls below a tenth of what the failed
+    plan assumed: the drop explains the failure, and the estimate now prices
+    remote plans by itself): the delay goes at once, so when the link is back
+    the edge is used again as soon as the estimate says so (on Jazzy the
+    demo's device stayed on the device 9 s after the link came back, and the
+    fault bench took 14 s). A fall of a third (a failed frame's wait pulling
+    the estimate to a bound: 30 to 10 kbps on the testbed) is the same link:
+    the delay holds."""
     clock = FakeClock()
     cal = Calibrator(small_planner(), clock=clock)
     d = published(cal, 1, 2, 3)  # planned at 1000 kbps
     cal.observe(fell_back(1, d, 150.0), 1000.0)
-    for kbps in (400.0, 2.0, 3.0, 600.0):  # down, then coming back
-        assert not cal.bandwidth(kbps)
-        assert cal.planner.remote_delay_ms > 0
-    assert cal.bandwidth(800.0)  # back: try the edge
+    assert not cal.bandwidth(400.0)
+    assert cal.planner.remote_delay_ms > 0
+    assert cal.bandwidth(2.0)  # down: the estimate explains it
     assert cal.planner.remote_delay_ms == 0.0
 
     bound = Calibrator(small_planner(), clock=clock)
