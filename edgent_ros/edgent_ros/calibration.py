@@ -340,7 +340,8 @@ class Calibrator:
             return expired
         planned = self.failed[4]
         above = max(self.delay_kbps or 0.0, planned)
-        dropped = self.planner.remote_delay_ms > 0 and kbps * DELAY_DROP_FACTOR < planned
+        # Held or kept (a wait the estimate explained): either way the drop explains it.
+        dropped = kbps * DELAY_DROP_FACTOR < planned
         if dropped:
             self.log('remote_delay', f'the estimate fell to {kbps:.0f} kbps, a tenth of the '
                      f'{planned:.0f} kbps the failed plan assumed: the link explains it')

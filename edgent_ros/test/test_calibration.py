@@ -504,6 +504,17 @@ def test_a_delay_goes_when_the_estimate_falls_far_enough_to_explain_the_failure(
     assert cal.planner.remote_delay_ms > 0
     assert cal.bandwidth(2.0)  # down: the estimate explains it
     assert cal.planner.remote_delay_ms == 0.0
+    # A failed frame kept without a delay (its wait explained by the estimate
+    # then) is forgotten by such a drop too: else the link back at the failed
+    # plan's rate made its wait the delay, held until 1.5 times that rate
+    # (the demo on Jazzy stayed on the device after the link was back).
+    d = published(cal, 2, 2, 3)  # planned at 1000 kbps
+    cal.observe(fell_back(2, d, d.total_ms + 3.0), 5.0)  # explained at 5 kbps: no delay
+    assert cal.planner.remote_delay_ms == 0.0 and cal.failed is not None
+    cal.bandwidth(4.0)
+    assert cal.failed is None
+    assert not cal.bandwidth(1000.0)
+    assert cal.planner.remote_delay_ms == 0.0
 
     bound = Calibrator(small_planner(), clock=clock)
     d = published(bound, 1, 2, 3)
