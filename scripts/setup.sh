@@ -53,17 +53,8 @@ else
   "$VENV/bin/python" -c 'import torch, numpy, sklearn, cv2, yaml, tqdm, rclpy' \
     || { echo "[setup] error: the Python environment is incomplete" >&2; exit 1; }
   if [ "${MODE#wheels}" != "$MODE" ]; then
-    # The wheels' exported CMake targets name include directories of the
-    # machine that built them (a manylinux Python prefix). Point the Python
-    # one at ours, and drop the numpy one: rosidl_generator_py finds numpy's
-    # headers itself, and a numpy path inside .venv (inside the source tree)
-    # would make CMake refuse to export our own targets.
-    py_inc=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
-    grep -rlE '/opt/python/cp3[0-9]+-cp3[0-9]+' "$VENV/share" | while read -r f; do
-      sed -i -E \
-        -e 's#;/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include##g' \
-        -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#$py_inc#g" "$f"
-    done
+    # The wheels' CMake files name paths of the machine that built them.
+    scripts/fix-ros-wheels.sh "$VENV" "$VENV/bin/python"
   fi
   echo "$deps_hash" > "$VENV/.edgent-deps"
   echo "$MODE" > "$VENV/.edgent-mode"
