@@ -65,16 +65,21 @@ fi
 # edgent_ros (ament_python). --symlink-install makes edgent_ros a develop
 # install: Python sources are used in place, so only the interfaces, the
 # package manifests, setup.py and the installed data trigger a rebuild.
+# colcon runs on the venv's Python (`python -m colcon`): it writes its own
+# interpreter into the installed executables, and a robot's colcon (apt) runs
+# on the system Python, which does not see the venv's torch.
+# Bump BUILD_RECIPE when the build itself changes (it rebuilds).
+BUILD_RECIPE=2
 # shellcheck source=scripts/env.sh
 . scripts/env.sh
-src_hash=$( { echo "$deps_hash"; find edgent_ros_interfaces edgent_ros/package.xml edgent_ros/setup.py \
+src_hash=$( { echo "$deps_hash $BUILD_RECIPE"; find edgent_ros_interfaces edgent_ros/package.xml edgent_ros/setup.py \
   edgent_ros/setup.cfg edgent_ros/resource edgent_ros/launch edgent_ros/config edgent_ros/models \
   -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -d' ' -f1)
 if [ -f install/.edgent-build ] && [ "$(cat install/.edgent-build)" = "$src_hash" ]; then
   say "build up to date"
 else
   say "colcon build"
-  colcon --log-base build/log build --base-paths edgent_ros_interfaces edgent_ros \
+  python -m colcon --log-base build/log build --base-paths edgent_ros_interfaces edgent_ros \
     --build-base build --install-base install --symlink-install \
     --event-handlers console_cohesion- summary+ \
     --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF >build.log 2>&1 \

@@ -8,4 +8,6 @@ cd "$(dirname "$0")/.."
 . scripts/env.sh
 export PYTHONSAFEPATH=1
 cd edgent_ros
-exec pytest "$@"
+# The venv's pytest: a `pytest` on PATH may be the system's (a venv that sees
+# the system's packages does not get its own), which runs without torch.
+exec python -m pytest "$@"
