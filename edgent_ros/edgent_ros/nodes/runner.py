@@ -30,15 +30,16 @@ def executor_kind() -> str:
 
 def make_executor(context: Context | None = None) -> Executor:
     """The executor the nodes spin on: rclpy's EventsExecutor where this rclpy
-    has it (Kilted and later), else the single-threaded one. On this project's
-    bench the events executor ran the whole device side with a third of the CPU
-    (docs/footprint.md). ``EDGENT_EXECUTOR=single`` (or ``events``) chooses.
+    has it (Kilted's, and Jazzy's 7.1.6 that requirements/jazzy.lock pins), else
+    the single-threaded one. On this project's bench the events executor ran the
+    whole device side with a third of the CPU (docs/footprint.md).
+    ``EDGENT_EXECUTOR=single`` (or ``events``) chooses.
     No node needs more than one executor thread: the device node computes on a
     thread of its own."""
     if executor_kind() == 'events':
         try:
             from rclpy.experimental import EventsExecutor
-        except ImportError:  # Jazzy's rclpy has none
+        except ImportError:  # an older rclpy has none
             pass
         else:
             return EventsExecutor(context=context)
