@@ -166,7 +166,8 @@ def make_robot(tmp: Path) -> dict[str, object]:
     ws.mkdir(parents=True)
     copy_repository(ws)
     return {'tmp': tmp, 'prefix': prefix, 'env': env, 'ws': ws,
-            'sourced': f'. {prefix}/setup.bash && '}
+            'sourced': f'. {prefix}/setup.bash && ',
+            'sourced_argv': ['bash', '-c', f'. {prefix}/setup.bash && exec "$@"', 'bash']}
 
 
 def test_rclpy_imports_with_only_the_ros_setup_sourced(robot: dict[str, object]) -> None:
@@ -235,18 +236,18 @@ def test_the_build_imports_from_where_it_should(set_up: dict[str, object]) -> No
 
 
 def test_nodes_run_on_the_sourced_ros(set_up: dict[str, object]) -> None:
-    """The repository's own tests of the message exchange (two processes) and
-    of the pipeline (camera, device and edge node processes started by their
-    installed executables), run in the copy on the sourced ROS 2."""
+    """The repository's own tests, run in the copy on the sourced ROS 2: the
+    message exchange between two processes, and edgent-bringup starting every
+    node (camera, device, bandwidth monitor, planner, edge, probe echo) as a
+    process of its installed executable until results and plans arrive."""
     assert set_up['setup'].returncode == 0, 'scripts/setup.sh failed (see the test above)'
     tests = ['test/test_exchange.py',
-             'test/test_pipeline.py::test_every_frame_answered_through_the_edge_and_scored']
-    result = run(set_up['sourced'] + 'scripts/test.sh -p no:cacheprovider -q ' + ' '.join(tests),
-                 set_up['env'], cwd=set_up['ws'], timeout=300)
+             'test/test_bringup.py::test_bringup_runs_the_pipeline[processes]']
+    result = run([*set_up['sourced_argv'], 'scripts/test.sh', '-p', 'no:cacheprovider', '-q',
+                  *tests], set_up['env'], cwd=set_up['ws'], timeout=300)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-6000:]
     assert re.search(r'\b3 passed\b', out), out[-3000:]
-
 
 def test_setup_refuses_a_distribution_it_has_no_lock_for(tmp_path: Path) -> None:
     """With no ROS sourced, ROS_DISTRO picks requirements/<distro>.lock; one
