@@ -166,7 +166,7 @@ class Testbed:
 
     def kill(self, proc: subprocess.Popen) -> None:
         """SIGKILL a spawned process and everything it started (a crash, a power cut)."""
-        _signal_group(proc, signal.SIGKILL)
+        signal_group(proc, signal.SIGKILL)
         proc.wait()
 
     def replay(self, trace: Sequence[tuple[float, float]],
@@ -198,7 +198,7 @@ class Testbed:
     def stop(self) -> None:
         """Stop every process started here and remove namespaces, links and groups."""
         for proc in self.processes:
-            _signal_group(proc, signal.SIGINT)
+            signal_group(proc, signal.SIGINT)
         deadline = time.monotonic() + 15
         for proc in self.processes:
             try:
@@ -206,7 +206,7 @@ class Testbed:
             except subprocess.TimeoutExpired:
                 pass
             # The launcher and whatever it started, whether it exited or not.
-            _signal_group(proc, signal.SIGKILL)
+            signal_group(proc, signal.SIGKILL)
             proc.wait()
         self.processes.clear()
         for group in self.groups:
@@ -265,7 +265,7 @@ class TraceReplay(threading.Thread):
         self.join(timeout=5)
 
 
-def _signal_group(proc: subprocess.Popen, signum: int) -> None:
+def signal_group(proc: subprocess.Popen, signum: int) -> None:
     """Signal the process group (session) a spawned process leads."""
     try:
         os.killpg(proc.pid, signum)
@@ -285,7 +285,7 @@ def leftovers() -> list[str]:
 
 
 __all__ = ['QuotaError', 'Testbed', 'TestbedError', 'TraceReplay', 'available', 'dds_env',
-           'leftovers', 'remove_leftovers']
+           'leftovers', 'remove_leftovers', 'signal_group']
 
 
 def remove_leftovers() -> list[str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import platform
 import re
@@ -372,12 +373,12 @@ def demo(args: argparse.Namespace, parser: argparse.ArgumentParser, logs: dict[s
                 code, t0, steps = follow(monitor, trace, None)
             finally:
                 for p in procs:
-                    _signal(p, signal.SIGINT)
+                    testbed.signal_group(p, signal.SIGINT)
                 for p in procs:
                     try:
                         p.wait(timeout=20)
                     except subprocess.TimeoutExpired:
-                        _signal(p, signal.SIGKILL)
+                        testbed.signal_group(p, signal.SIGKILL)
                         p.wait()
     except KeyboardInterrupt:
         code = 130
@@ -388,13 +389,6 @@ def demo(args: argparse.Namespace, parser: argparse.ArgumentParser, logs: dict[s
             f'the node logs in {args.log_dir}')
     say(f'done in {time.monotonic() - start:.0f} s; node logs in {args.log_dir}')
     return code
-
-
-def _signal(proc: subprocess.Popen, signum: int) -> None:
-    try:
-        os.killpg(proc.pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def follow(monitor: subprocess.Popen, trace: list[tuple[float, float]],
@@ -413,7 +407,7 @@ def follow(monitor: subprocess.Popen, trace: list[tuple[float, float]],
                 if relay.device_alone:
                     say(f'the edge answered no frame within {START_TIMEOUT_S:g} s (the '
                         'device answered them alone): is the edge node up? see edge.log')
-                _signal(monitor, signal.SIGINT)
+                testbed.signal_group(monitor, signal.SIGINT)
                 monitor.wait(timeout=30)
                 return 1, None, steps
         t0 = relay.t0
@@ -432,11 +426,11 @@ def follow(monitor: subprocess.Popen, trace: list[tuple[float, float]],
             if replay is not None:
                 replay.stop()
     finally:
-        _signal(monitor, signal.SIGINT)
+        testbed.signal_group(monitor, signal.SIGINT)
         try:
             code = monitor.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            _signal(monitor, signal.SIGKILL)
+            testbed.signal_group(monitor, signal.SIGKILL)
             code = monitor.wait()
         relay.join(timeout=5)
     return code, t0, steps
@@ -447,8 +441,6 @@ def tell(frames_json: Path, trace: list[tuple[float, float]] | None,
          card: ModelCard | None) -> None:
     """The summary per phase of the trace, and the PNG timeline (the link's
     steps at the times they were applied, when they were)."""
-    import json
-
     title = ('edgent-demo: ' + timeline.trace_text(trace)) if trace else \
         'edgent-demo, unshaped (loopback)'
     if trace and steps:
