@@ -116,12 +116,13 @@ def test_without_the_testbed_the_demo_says_so_and_still_slows_the_device(
 @pytest.mark.ros
 @pytest.mark.slow
 def test_ctrl_c_ends_the_demo_with_a_line_not_a_traceback(tmp_path: Path) -> None:
-    """Ctrl-C while the pipeline starts or runs: the demo stops its nodes and
-    exits 130, saying so, without a traceback."""
+    """Ctrl-C while the demo profiles this machine (an empty profile cache: a
+    first run): it exits 130, saying so, without a traceback."""
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / 'cache'))
     proc = subprocess.Popen([demo_tool(), '--no-testbed', '--trace', '10000:60', '--log-dir',
-                             str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    time.sleep(8.0)  # profiles cached by the tests above: the nodes are starting
+                             str(tmp_path / 'logs')], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(6.0)  # profiling: edgent-profile takes half a minute here
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out[-2000:] + err[-2000:]
