@@ -58,7 +58,8 @@ COUNTERS = ('received', 'frames', 'results', 'sent', 'replies', 'malformed_image
             'malformed_replies', 'bad_plans', 'edge_timeouts', 'late_replies', 'fallback', 'trials',
             'edge_recoveries', 'correct', 'labelled', 'skipped_late', 'dropped_behind',
             'compute_errors', 'unanswerable', 'bad_labels', 'late_unrun', 'frames_lost',
-            'oversized_images', 'trials_withheld', 'encode_fallbacks')
+            'oversized_images', 'trials_withheld', 'encode_fallbacks', 'edge_late',
+            'edge_busy')
 # A trial carries a frame's input only if, at the estimated bandwidth, it
 # crosses the link in at most this share of the deadline (input_trial_fits).
 INPUT_TRIAL_SHARE = 0.25
@@ -252,6 +253,19 @@ def reply_wait_s(plan: object, age_ms: float, reply_timeout_s: float) -> float:
     return min(wait_ms / 1e3, reply_timeout_s)
 
 
+def edge_budget_ms(plan: object, wait_s: float) -> float:
+    """What a tensor tells the edge of its deadline (Tensor.deadline_ms): the
+    time the edge has from its arrival to reply in time, ms. The device waits
+    ``wait_s`` for the reply (:func:`reply_wait_s`: until a local answer
+    would no longer meet the deadline); the plan's predicted upload and
+    download come off it. Never 0 (which says no deadline): at least a
+    microsecond, or below 0 when nothing is left."""
+    budget = wait_s * 1e3 - plan.predicted_upload_ms - plan.predicted_download_ms
+    if not math.isfinite(budget):
+        return 0.0 if budget > 0 else -1.0
+    return budget if abs(budget) >= 1e-3 else -1e-3
+
+
 def reply_problem(class_ids: Sequence[int], scores: Sequence[float], edge_ms: float,
                   num_classes: int) -> str | None:
     """Why an edge reply cannot be taken as the frame's answer, or None: it
@@ -266,6 +280,11 @@ def reply_problem(class_ids: Sequence[int], scores: Sequence[float], edge_ms: fl
         return f'class ids {bad[:3]} outside 0..{num_classes - 1}'
     if not all(math.isfinite(s) and 0.0 <= s <= 1.0 for s in scores):
         return 'scores are not all probabilities (finite, in [0, 1])'
+    return time_problem(edge_ms)
+
+
+def time_problem(edge_ms: float) -> str | None:
+    """Why an edge reply's time on the edge cannot be taken, or None."""
     if not (math.isfinite(edge_ms) and edge_ms >= 0.0):
         return f'edge time {edge_ms} ms is not a finite, non-negative time'
     return None
@@ -354,6 +373,7 @@ class ReplyKind(enum.Enum):
     MALFORMED = 'malformed'  # answer it on the device instead
     TRIAL = 'trial'  # a trial's reply (the frame is answered already)
     LATE = 'late'  # after the device answered alone (or unknown)
+    NOT_RUN = 'not_run'  # the edge did not compute it (late, busy): answer it on the device
 
 
 @dataclass(frozen=True)
@@ -463,8 +483,11 @@ class DevicePolicy:
         self.stats.inc('trials' if p.trial else 'sent')
 
     def reply(self, seq: int, now_s: float, edge_held_ms: float, *,
-              well_formed: bool) -> Reply:
-        """The edge answered frame ``seq`` at ``now_s``."""
+              well_formed: bool, not_run: str = '') -> Reply:
+        """The edge answered frame ``seq`` at ``now_s``; ``not_run``: it did
+        not compute it, and why ('late': its deadline was out of reach there;
+        'busy': its queue was full). Such a frame is answered on the device at
+        once, while that may still meet its deadline."""
         with self._lock:
             recovered = not self.edge_ok
             self.edge_ok = True  # any answer, even a late one, shows the edge is back
@@ -490,6 +513,9 @@ class DevicePolicy:
         if not well_formed:
             self.stats.inc('malformed_replies')
             return Reply(ReplyKind.MALFORMED, p, recovered=recovered)
+        if not_run:
+            self.stats.inc(f'edge_{not_run}')
+            return Reply(ReplyKind.NOT_RUN, p, fact=fact, recovered=recovered)
         self.stats.inc('replies')
         return Reply(ReplyKind.ANSWER, p, max(0.0, round_trip_ms - edge_held_ms), fact,
                      recovered)

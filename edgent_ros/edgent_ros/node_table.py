@@ -77,7 +77,7 @@ NODES: dict[str, tuple[NodeSpec, ...]] = {
                  'bandwidth_monitor', '/device',
                  (('probe', '/edge/probe'), ('probe/reply', '/edge/probe/reply'))),
         NodeSpec('planner_node', 'edgent_ros.nodes.planner_node:PlannerNode', 'planner',
-                 '/device', parameter_arguments=(
+                 '/device', (('edge_load', '/edge/edge_load'),), parameter_arguments=(
                      ('latency_requirement_ms', 'latency_requirement_ms', 'double'),
                      ('model', 'model', 'string'),
                      ('device_profile', 'device_profile', 'string'),

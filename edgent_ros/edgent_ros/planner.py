@@ -195,6 +195,7 @@ class Planner:
         self._compute = self._device + self._edge
         self._factor = np.ones(len(self._device_base))
         self.remote_delay_ms = 0.0
+        self.edge_wait_ms = 0.0
         self._upload_bits = np.array(cols['upload']) * 8.0
         self.transfer_scale = 1.0
         self._result_bits = np.array(cols['result']) * 8.0
@@ -245,7 +246,8 @@ class Planner:
 
     def _rescale(self) -> None:
         self._device = self._device_base * self.device_scale * self._factor
-        self._compute = self._device + self._edge + self._remote * self.remote_delay_ms
+        self._compute = self._device + self._edge + \
+            self._remote * (self.remote_delay_ms + self.edge_wait_ms)
 
     def set_transfer_scale(self, scale: float) -> None:
         """Multiply every upload's predicted time by ``scale``: measured transfer
@@ -281,6 +283,17 @@ class Planner:
         if not (np.isfinite(delay_ms) and delay_ms >= 0):
             raise ValueError(f'remote delay must be a number >= 0 ms, got {delay_ms}')
         self.remote_delay_ms = float(delay_ms)
+        self._rescale()
+
+    def set_edge_wait(self, wait_ms: float) -> None:
+        """Add ``wait_ms`` to every remote configuration's edge time: the wait
+        at an edge other devices share before a frame's tail starts (its
+        published load, corrected by what this device's frames measured,
+        edge_service.EdgeWait). A saturated edge so moves plans towards the
+        device before their deadlines fail."""
+        if not (np.isfinite(wait_ms) and wait_ms >= 0):
+            raise ValueError(f'edge wait must be a number >= 0 ms, got {wait_ms}')
+        self.edge_wait_ms = float(wait_ms)
         self._rescale()
 
     def clear_plan_factors(self) -> None:
@@ -469,7 +482,8 @@ class Planner:
             accuracy=float(self._accuracy[flat]), bandwidth_kbps=float(up),
             deadline_ms=float(deadline), total_ms=self._total_at(flat, up, down),
             device_ms=float(self._device[flat]) + self.overhead_ms,
-            upload_ms=float(upload_ms), edge_ms=float(self._edge[flat]),
+            upload_ms=float(upload_ms),
+            edge_ms=float(self._edge[flat]) + (self.edge_wait_ms if remote else 0.0),
             download_ms=float(download_ms), upload_bytes=int(self._upload_bits[flat] / 8),
             codec=self._codec[flat])
 

@@ -6,6 +6,7 @@ reading); no rclpy node, no layers. Each test runs in milliseconds.
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 
@@ -212,6 +213,28 @@ def test_a_malformed_reply_has_the_device_answer_instead() -> None:
     assert r.kind is dp.ReplyKind.MALFORMED and r.fact is None
     assert pol.stats['malformed_replies'] == 1
     assert pol.route(r.pending, 100.0, fallback_exit=2).route is dp.Route.FINISH
+
+
+def test_a_frame_the_edge_did_not_run_is_answered_on_the_device_at_once() -> None:
+    pol = policy()
+    pol.sent(pending(1), 0.0, 0.0)
+    pol.sent(pending(2), 0.0, 0.0)
+    late = pol.reply(1, 0.1, 0.5, well_formed=True, not_run='late')
+    busy = pol.reply(2, 0.1, 0.1, well_formed=True, not_run='busy')
+    assert late.kind is busy.kind is dp.ReplyKind.NOT_RUN
+    assert late.fact is not None and late.fact.edge_held_ms == 0.5  # still measures the link
+    assert (pol.stats['edge_late'], pol.stats['edge_busy'], pol.stats['replies']) == (1, 1, 0)
+    assert pol.in_flight == 0 and pol.edge_ok  # the edge is there, only loaded
+    assert pol.route(late.pending, 100.0, fallback_exit=2).route is dp.Route.FINISH
+
+
+def test_the_edge_is_told_the_time_it_has() -> None:
+    p = plan()
+    p.predicted_upload_ms, p.predicted_download_ms = 12.0, 1.0
+    assert dp.edge_budget_ms(p, 0.100) == pytest.approx(87.0)
+    assert dp.edge_budget_ms(p, 0.013) == -1e-3  # nothing left: late, never 0 (no deadline)
+    assert dp.edge_budget_ms(p, 0.005) == pytest.approx(-8.0)
+    assert dp.edge_budget_ms(p, math.inf) == 0.0  # no deadline
 
 
 def test_the_reply_wait_lasts_until_a_local_answer_would_be_late() -> None:

@@ -21,7 +21,8 @@ A = (4, 0, 'jpeg90')
 B = (2, 3, 'int8')
 
 
-def job(source: str, key: tuple[int, int, str] = A, arrival: float = 0.0, deadline: float = math.inf) -> Job:
+def job(source: str, key: tuple[int, int, str] = A, arrival: float = 0.0,
+        deadline: float = math.inf) -> Job:
     return Job(source=source, key=key, arrival_s=arrival, deadline_s=deadline)
 
 

@@ -67,7 +67,7 @@ def check_every_parameter(node: Node, executor: object, target: str,
     assert sorted(dynamic) == sorted(effects), \
         f'{target}: parameters settable at run time {sorted(dynamic)}, with effects tested ' \
         f'{sorted(effects)}'
-    for name in dynamic:
+    for name in effects:  # in the order given: some effects measure what others set
         effects[name](client)
 
 
@@ -118,15 +118,25 @@ def test_edge_parameters(harness: object, processes: object) -> None:
     assert spin_until(executor, lambda: tensors.get_subscription_count() > 0, 60)
     frame = np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)
 
-    def ask(seq: int) -> EdgeReply:
+    def send(seq: int, source: str = '/pe_test', deadline_ms: float = 0.0) -> None:
         msg = tensor_codec.to_msg(frame, name='activation')
         msg.frame_seq = seq
-        msg.source_id = '/pe_test'
+        msg.source_id = source
         msg.exit_point = 5
         msg.partition_point = 0
+        msg.deadline_ms = deadline_ms
         tensors.publish(msg)
-        assert spin_until(executor, lambda: any(r.frame_seq == seq for r in replies), 30)
+
+    def reply_to(seq: int, timeout: float = 30.0) -> EdgeReply | None:
+        if not spin_until(executor, lambda: any(r.frame_seq == seq for r in replies), timeout):
+            return None
         return next(r for r in replies if r.frame_seq == seq)
+
+    def ask(seq: int, **kwargs: object) -> EdgeReply:
+        send(seq, **kwargs)
+        reply = reply_to(seq)
+        assert reply is not None, f'no reply to tensor {seq}'
+        return reply
 
     def top_k(client: AsyncParameterClient) -> None:
         assert len(ask(1).top_k_class_ids) == 3
@@ -134,7 +144,73 @@ def test_edge_parameters(harness: object, processes: object) -> None:
         assert len(ask(2).top_k_class_ids) == 5
         set_refused(executor, client, 'top_k', 0)  # below the declared range
 
-    check_every_parameter(node, executor, '/pe/edge', {'top_k': top_k})
+    def allowed_sources(client: AsyncParameterClient) -> None:
+        set_ok(executor, client, 'allowed_sources', '/robot1, /robot2')
+        send(10, source='/pe_test')
+        assert reply_to(10, timeout=1.5) is None  # not allowed: dropped unanswered
+        assert ask(11, source='/robot2').status == EdgeReply.STATUS_OK
+        assert 'at most' in set_refused(executor, client, 'allowed_sources',
+                                        ','.join(f'/r{i}' for i in range(40)))
+        set_ok(executor, client, 'allowed_sources', '')
+        assert ask(12).status == EdgeReply.STATUS_OK
+
+    def rate_limit_hz(client: AsyncParameterClient) -> None:
+        set_ok(executor, client, 'rate_limit_hz', 0.5)  # a burst of one, then one in 2 s
+        for seq in range(20, 26):
+            send(seq, source='/pe_rate')
+            spin_until(executor, lambda: False, 0.05)
+        spin_until(executor, lambda: False, 0.5)
+        assert len([r for r in replies if 20 <= r.frame_seq < 26]) == 1
+        set_ok(executor, client, 'rate_limit_hz', 0.0)
+        assert ask(27, source='/pe_rate').status == EdgeReply.STATUS_OK
+
+    def service(client: AsyncParameterClient) -> None:
+        set_ok(executor, client, 'service', 'fifo')  # computes whatever its deadline
+        assert ask(30, deadline_ms=0.001).status == EdgeReply.STATUS_OK
+        set_ok(executor, client, 'service', 'edf')  # out of reach: answered late
+        late = ask(31, deadline_ms=0.001)
+        assert late.status == EdgeReply.STATUS_LATE and not late.top_k_class_ids
+        assert ask(32, deadline_ms=-1.0).status == EdgeReply.STATUS_LATE
+        set_refused(executor, client, 'service', 'lifo')
+
+    def batching(client: AsyncParameterClient) -> None:
+        # A window long enough that three tensors sent together meet in it.
+        set_ok(executor, client, 'batch_window_ms', 400.0)
+        set_ok(executor, client, 'max_batch', 8)
+        for seq, source in zip((40, 41, 42), ('/b1', '/b2', '/b3'), strict=True):
+            send(seq, source=source)
+        assert all(reply_to(s) is not None for s in (40, 41, 42))
+        assert {r.batch_size for r in replies if 40 <= r.frame_seq <= 42} == {3}, \
+            [(r.frame_seq, r.batch_size, r.edge_queue_ms) for r in replies]
+        set_ok(executor, client, 'max_batch', 1)
+        for seq, source in zip((43, 44), ('/b1', '/b2'), strict=True):
+            send(seq, source=source)
+        assert all(reply_to(s) is not None for s in (43, 44))
+        assert {r.batch_size for r in replies if r.frame_seq in (43, 44)} == {1}
+        set_refused(executor, client, 'max_batch', 0)
+
+    def queue_per_source(client: AsyncParameterClient) -> None:
+        # The batch window holds the first tensor: the second finds the queue full.
+        set_ok(executor, client, 'max_batch', 8)
+        set_ok(executor, client, 'batch_window_ms', 400.0)
+        set_ok(executor, client, 'queue_per_source', 1)
+        send(50, source='/q')
+        send(51, source='/q')
+        assert reply_to(51).status == EdgeReply.STATUS_BUSY
+        assert reply_to(50).status == EdgeReply.STATUS_OK
+        set_ok(executor, client, 'queue_per_source', 4)
+        send(52, source='/q')
+        send(53, source='/q')
+        assert {reply_to(52).status, reply_to(53).status} == {EdgeReply.STATUS_OK}
+        set_ok(executor, client, 'batch_window_ms', 0.0)
+
+    # max_batch first: the edge batches a size only until it is measured not
+    # to pay, and the others' tensors would measure it. batch_window_ms is
+    # tested with it.
+    check_every_parameter(node, executor, '/pe/edge', {
+        'max_batch': batching, 'batch_window_ms': lambda _: None, 'top_k': top_k,
+        'allowed_sources': allowed_sources, 'rate_limit_hz': rate_limit_hz,
+        'service': service, 'queue_per_source': queue_per_source})
 
 
 def test_probe_echo_has_no_parameter_to_lie_about(harness: object, processes: object) -> None:

@@ -682,3 +682,19 @@ def test_a_baseline_has_no_early_exit_to_fall_back_to(paper_planner: Planner,
     # Edgent's own fallback still right-sizes.
     assert paper_planner.device_alone(50.0).exit_point != best or \
         len(paper_planner.exits) == 1
+
+
+def test_the_edge_wait_is_added_to_remote_plans_only(paper_planner: Planner) -> None:
+    planner = Planner(paper_planner.exits)  # its own: the fixture is shared
+    before = planner.plan(20000.0, 1000.0)
+    assert not before.device_only
+    planner.set_edge_wait(400.0)
+    during = planner.evaluate_key(before.key, 20000.0, 1000.0)
+    assert during.total_ms == pytest.approx(before.total_ms + 400.0)
+    assert during.edge_ms == pytest.approx(before.edge_ms + 400.0)
+    alone = planner.device_alone(1000.0)
+    assert planner.evaluate_key(alone.key, 20000.0, 1000.0).edge_ms == 0.0
+    planner.set_edge_wait(1e6)
+    assert planner.plan(20000.0, 1000.0).device_only
+    with pytest.raises(ValueError):
+        planner.set_edge_wait(float('nan'))

@@ -14,7 +14,7 @@ from rclpy.parameter_client import AsyncParameterClient
 from edgent_ros import latency as lat
 from edgent_ros.bandwidth import SOURCE_PROBE
 from edgent_ros.qos import LATCHED_QOS
-from edgent_ros_interfaces.msg import BandwidthEstimate, InferenceResult, Plan
+from edgent_ros_interfaces.msg import BandwidthEstimate, EdgeLoad, InferenceResult, Plan
 
 from .conftest import spin_until
 
@@ -195,6 +195,7 @@ def test_every_planner_parameter_takes_effect_at_run_time_or_is_refused(
         'edge_profile': (renamed_profile(tmp_path, 'paper_desktop_edge', 'my_edge'),
                          'edge_profile', 'my_edge'),
         'codecs': ('pixels, int8_channel', 'codecs', 'pixels,int8_channel'),
+        'load_aware': (False, 'load_aware', 'False'),
     }
     read_only = {'model': 'another_model', 'diagnostics_period_s': 5.0}
     assert set(applied) | set(read_only) == set(PARAMS.specs)
@@ -246,3 +247,28 @@ def test_a_resnet_card_plans_with_the_default_profiles(harness: object,
     assert spin_until(executor, lambda: 'device_profile' in profiles(), 20)
     assert profiles()['device_profile'] == 'ci_host_device_native'
     assert profiles()['edge_profile'] == 'ci_host_edge'
+
+
+def test_a_loaded_edge_moves_the_plan_to_the_device_and_back(harness: object,
+                                                             processes: object) -> None:
+    """edge_load's wait is added to every remote plan (load_aware), and only then."""
+    node, executor = harness
+    plans: list[Plan] = []
+    node.create_subscription(Plan, 'plan', plans.append, LATCHED_QOS)
+    loads = node.create_publisher(EdgeLoad, 'edge_load', LATCHED_QOS)
+    processes('planner_node', '-r', '__ns:=/plan_test', '-p', 'latency_requirement_ms:=1000.0',
+              '-p', 'initial_bandwidth_kbps:=20000.0', '-p', 'codecs:=raw')
+    assert spin_until(executor, lambda: len(plans) >= 1, 30)
+    idle = plans[-1]
+    assert idle.partition_point < idle.num_layers  # a fast link to an idle edge: remote
+    loads.publish(EdgeLoad(edge_id='/edge/edge', wait_ms=5000.0, busy_share=1.0))
+    assert spin_until(executor, lambda: plans[-1].partition_point == plans[-1].num_layers, 20)
+    assert plans[-1].deadline_met  # on the device, in time
+    loads.publish(EdgeLoad(edge_id='/edge/edge', wait_ms=float('nan')))  # ignored, logged
+    assert set_param(node, executor, '/plan_test/planner', 'load_aware', False).successful
+    assert spin_until(executor, lambda: plans[-1].partition_point < plans[-1].num_layers, 20)
+    assert plans[-1].predicted_edge_ms < 1000.0  # no wait in it
+    assert set_param(node, executor, '/plan_test/planner', 'load_aware', True).successful
+    assert spin_until(executor, lambda: plans[-1].partition_point == plans[-1].num_layers, 20)
+    loads.publish(EdgeLoad(edge_id='/edge/edge', wait_ms=0.0))  # the edge emptied: back
+    assert spin_until(executor, lambda: plans[-1].partition_point < plans[-1].num_layers, 20)

@@ -95,6 +95,10 @@ PARAMS = ParamSchema(
               'Testbeds only: run the layers this many times slower than this CPU to emulate '
               'a slower device; 1 = off.', 1.0, 100000.0, read_only=True),
 )
+# What an edge reply's status says when the edge did not run the tensor.
+NOT_RUN = {EdgeReply.STATUS_LATE: 'late', EdgeReply.STATUS_BUSY: 'busy'}
+NOT_RUN_WHY = {'late': 'its deadline was out of reach there',
+               'busy': 'its queue for this device was full'}
 TICK_S = 0.02  # how often frames out at the edge are checked
 WARM_POLL_S = 0.05  # how often, until the model is warm, whether to subscribe to images
 # The image reader's content filter (DDS SQL; %0, %1: max_image_width, _height).
@@ -394,6 +398,7 @@ class DeviceNode(GuardedNode):
             self.policy.sent(p, self.now_s(), self.age_ms(p.header))
             if self.tick_timer.is_canceled():
                 self.tick_timer.reset()
+        out.deadline_ms = dp.edge_budget_ms(p.plan, p.give_up_s - p.sent_s)
         self.tensor_pub.publish(out)
 
     def upload_codec(self, p: dp.Pending) -> str:
@@ -436,10 +441,17 @@ class DeviceNode(GuardedNode):
     def on_reply(self, reply: EdgeReply) -> None:
         if reply.source_id != self.source_id:
             return  # another device's answer
-        why = dp.reply_problem(reply.top_k_class_ids, reply.top_k_scores,
-                               reply.edge_total_ms, self.model.card.num_classes)
+        not_run = NOT_RUN.get(reply.status, '')
+        if reply.status == EdgeReply.STATUS_OK:
+            why = dp.reply_problem(reply.top_k_class_ids, reply.top_k_scores,
+                                   reply.edge_total_ms, self.model.card.num_classes)
+        elif not_run:
+            why = dp.time_problem(reply.edge_total_ms)
+        else:
+            why = f'unknown status {reply.status}'
         edge_ms = float(reply.edge_total_ms) if why is None else 0.0
-        r = self.policy.reply(reply.frame_seq, self.now_s(), edge_ms, well_formed=why is None)
+        r = self.policy.reply(reply.frame_seq, self.now_s(), edge_ms, well_formed=why is None,
+                              not_run=not_run if why is None else '')
         if r.recovered:
             self.get_logger().info('the edge answers again: resuming co-inference')
         if r.fact is not None:
@@ -447,6 +459,11 @@ class DeviceNode(GuardedNode):
         if r.kind is dp.ReplyKind.MALFORMED:
             self.get_logger().error(f'frame {reply.frame_seq}: malformed edge reply ({why}); '
                                     'answering it on the device', throttle_duration_sec=5.0)
+            self.work.urgent(r.pending)
+        elif r.kind is dp.ReplyKind.NOT_RUN:
+            self.get_logger().warning(
+                f'frame {reply.frame_seq}: the edge did not run it ({not_run}: '
+                f'{NOT_RUN_WHY[not_run]}); answering it on the device', throttle_duration_sec=5.0)
             self.work.urgent(r.pending)
         elif r.kind is dp.ReplyKind.ANSWER:
             self.answer(r.pending, TopK(list(reply.top_k_class_ids), list(reply.top_k_scores)),

@@ -1,7 +1,9 @@
 """planner_node: publishes Edgent's exit/partition decision for the bandwidth now.
 
-Subscribes ``bandwidth`` (BandwidthEstimate) and ``result`` (InferenceResult,
-for the online calibration, ``edgent_ros.calibration``); publishes ``plan``
+Subscribes ``bandwidth`` (BandwidthEstimate), ``result`` (InferenceResult,
+for the online calibration, ``edgent_ros.calibration``) and ``edge_load``
+(EdgeLoad: with ``load_aware``, the predicted wait at a shared edge is added
+to every remote plan, ``edgent_ros.edge_service.EdgeWait``); publishes ``plan``
 (Plan, transient local: a device that starts late still gets the plan in
 force) whenever the decision changes, and ``/diagnostics``. The decision is
 Algorithm 1 (``edgent_ros.planner``); ``hysteresis`` keeps it from flapping
@@ -15,7 +17,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Collection
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -26,11 +28,12 @@ from edgent_ros import diagnostics
 from edgent_ros import latency as lat
 from edgent_ros.calibration import Calibrator, FrameResult
 from edgent_ros.codec_names import CODECS, RAW
+from edgent_ros.edge_service import EdgeWait
 from edgent_ros.nodes.params import MODEL, ParamSchema, ParamSpec, Value
 from edgent_ros.nodes.runner import GuardedNode, run_node
 from edgent_ros.planner import MODES, Decision, Planner, should_switch
 from edgent_ros.qos import LATCHED_QOS
-from edgent_ros_interfaces.msg import BandwidthEstimate, InferenceResult, Plan
+from edgent_ros_interfaces.msg import BandwidthEstimate, EdgeLoad, InferenceResult, Plan
 
 PARAMS = ParamSchema(
     MODEL,
@@ -73,6 +76,10 @@ PARAMS = ParamSchema(
               'Plan so that this fraction of frames meets the deadline: the deadline is '
               'shrunk by the measured/predicted ratio at this quantile of recent frames '
               '(0.5: plan on the median).', 0.5, 1.0),
+    ParamSpec('load_aware', True,
+              'Add the predicted wait at the edge (its edge_load, corrected by what this '
+              'device\'s frames measured there) to every remote plan, so that a shared, '
+              'saturated edge moves the plan towards the device before deadlines fail.'),
     ParamSpec('diagnostics_period_s', 1.0, 'Period of /diagnostics, s.', 0.1, 60.0,
               read_only=True),
 )
@@ -115,7 +122,15 @@ class PlannerNode(GuardedNode):
             'initial_bandwidth_kbps': self.setter('bandwidth_kbps'),
             'online_calibration': lambda on: self.calibrator.set_enabled(bool(on)),
             'margin_quantile': lambda q: self.calibrator.set_margin_quantile(float(q)),
+            'load_aware': self.setter('load_aware'),
         }, check=self.check_changes, after=self.changed)
+        self.load_aware = bool(p['load_aware'])
+        self.edge_wait = EdgeWait()
+        self.edge_load: EdgeLoad | None = None
+        self.loads = 0
+        # plan_id -> the edge compute it predicted (no wait), ms: what a frame's
+        # time at the edge beyond it measured as a wait
+        self.edge_compute_of: OrderedDict[int, float] = OrderedDict()
         self.deadline_ms, self.hysteresis = p['latency_requirement_ms'], p['hysteresis']
         self.message_ms, self.mode = p['message_latency_ms'], p['mode']
         self.codecs = parse_codecs(str(p['codecs']))
@@ -139,6 +154,7 @@ class PlannerNode(GuardedNode):
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.create_subscription(BandwidthEstimate, 'bandwidth', self.on_bandwidth, LATCHED_QOS)
         self.create_subscription(InferenceResult, 'result', self.on_result, 50)
+        self.create_subscription(EdgeLoad, 'edge_load', self.on_edge_load, LATCHED_QOS)
         self.create_timer(p['diagnostics_period_s'], self.publish_diagnostics)
         self.get_logger().info(
             f'model {self.card.name} ({len(self.card.exits)} exits), device profile '
@@ -245,6 +261,18 @@ class PlannerNode(GuardedNode):
         self.calibrator.bandwidth(self.bandwidth_kbps)  # delays learnt on another link go
         self.replan()
 
+    def on_edge_load(self, msg: EdgeLoad) -> None:
+        """The edge's load: plan with its wait (plans again, through the hysteresis)."""
+        try:
+            self.edge_wait.published(float(msg.wait_ms), float(msg.busy_share), self.now_s())
+        except ValueError as exc:
+            self.get_logger().warning(f'ignoring an edge load from {msg.edge_id[:64]!r}: {exc}',
+                                      throttle_duration_sec=5.0)
+            return
+        self.edge_load, self.loads = msg, self.loads + 1
+        if self.load_aware:
+            self.replan()
+
     def on_result(self, msg: InferenceResult) -> None:
         """Calibrate from a measured frame; plan again (once) if that moved anything.
         Not forced: new figures go through the same hysteresis as a new bandwidth
@@ -255,6 +283,9 @@ class PlannerNode(GuardedNode):
             partition=int(msg.partition_point), latency_ms=msg.latency_ms,
             device_ms=msg.device_ms, transfer_ms=msg.transfer_ms, fallback=msg.fallback,
             skipped=msg.skipped)
+        compute_ms = self.edge_compute_of.get(int(msg.plan_id))
+        if compute_ms is not None and not msg.fallback and not msg.skipped and msg.edge_ms > 0:
+            self.edge_wait.measured(float(msg.edge_ms) - compute_ms, self.now_s())
         if self.calibrator.observe(frame, self.bandwidth_kbps):
             self.replan(refresh=True)
 
@@ -268,6 +299,8 @@ class PlannerNode(GuardedNode):
         is what the device waits by and what users compare frames with).
         """
         start = time.perf_counter()
+        self.planner.set_edge_wait(self.edge_wait.wait_ms(self.now_s()) if self.load_aware
+                                   else 0.0)
         planning_ms = self.calibrator.planning_deadline_ms(self.deadline_ms)
         candidate = self.planner.plan_mode(self.mode, self.bandwidth_kbps, planning_ms)
         if not candidate.feasible and self.calibrator.margin > 0:
@@ -289,6 +322,10 @@ class PlannerNode(GuardedNode):
         self.plan_id += 1
         self.current = d
         self.calibrator.record(self.plan_id, d)
+        if not d.device_only:
+            self.edge_compute_of[self.plan_id] = d.edge_ms - self.planner.edge_wait_ms
+            while len(self.edge_compute_of) > 64:
+                self.edge_compute_of.popitem(last=False)
         fallback = self.planner.device_alone(d.deadline_ms, mode=self.mode)
         self.plan_pub.publish(Plan(
             header=Header(stamp=self.get_clock().now().to_msg(), frame_id=self.card.name),
@@ -335,7 +372,14 @@ class PlannerNode(GuardedNode):
             'configurations': len(p.configurations),
             'online_calibration': cal.enabled, 'margin_quantile': cal.margin_quantile,
             'device_profile': self.latency.device.name, 'edge_profile': self.latency.edge.name,
-            'decision_time_us_median': statistics.median(self.decision_us or [0.0])}
+            'decision_time_us_median': statistics.median(self.decision_us or [0.0]),
+            'load_aware': self.load_aware, 'edge_wait_ms': self.planner.edge_wait_ms,
+            'edge_loads_received': self.loads}
+        if self.edge_load is not None:
+            values.update({'edge_id': self.edge_load.edge_id,
+                           'edge_busy_share': self.edge_load.busy_share,
+                           'edge_published_wait_ms': self.edge_load.wait_ms,
+                           'edge_queue_length': self.edge_load.queue_length})
         if d is not None:
             values.update({'exit_point': d.exit_point, 'partition_point': d.partition,
                            'num_layers': d.num_layers, 'codec': d.codec or 'none',
