@@ -66,7 +66,7 @@ def ros_args(spec: NodeSpec, params_files: list[Path], overrides: list[str],
     """The --ros-args that give a node its name, namespace, remaps and parameters:
     the table's, then the launch arguments' (``given``), then --remap and --set."""
     settings = node_settings(spec, given or {})
-    args = ['--ros-args', '-r', f'__node:={spec.name}', '-r', f'__ns:={spec.namespace}']
+    args = ['--ros-args', '-r', f'__node:={spec.name}', '-r', f'__ns:={settings.namespace}']
     for src, dst in settings.remappings:
         args += ['-r', f'{src}:={dst}']
     for remap in extra_remaps:
@@ -110,11 +110,13 @@ def run_processes(nodes: list[NodeSpec], params: list[Path], overrides: list[str
     env = dict(os.environ, PYTHONUNBUFFERED='1', PYTHONSAFEPATH='1')
     respawner = Respawner()
 
+    def where(spec: NodeSpec) -> str:
+        return f'{node_settings(spec, given).namespace}/{spec.name}'
+
     def start(spec: NodeSpec) -> subprocess.Popen:
         cmd = executable(spec) + ros_args(spec, params, overrides, remaps, given)
         proc = subprocess.Popen(cmd, env=env)
-        print(f'[edgent-bringup] started {spec.namespace}/{spec.name} (pid {proc.pid})',
-              flush=True)
+        print(f'[edgent-bringup] started {where(spec)} (pid {proc.pid})', flush=True)
         return proc
 
     running = {spec.name: (spec, start(spec)) for spec in nodes}
@@ -135,18 +137,17 @@ def run_processes(nodes: list[NodeSpec], params: list[Path], overrides: list[str
                 continue
             del running[name]
             again = respawner.on_exit(spec, proc.returncode, now)
-            where = f'{spec.namespace}/{spec.name}'
             if again is not None:
-                print(f'[edgent-bringup] {where} exited with {proc.returncode}; starting it '
+                print(f'[edgent-bringup] {where(spec)} exited with {proc.returncode}; starting it '
                       f'again in {again - now:.0f} s', flush=True)
                 waiting[name] = (spec, again)
             elif proc.returncode == REFUSED:
-                print(f'[edgent-bringup] {where} refused its configuration; stopping',
+                print(f'[edgent-bringup] {where(spec)} refused its configuration; stopping',
                       flush=True)
                 stop['now'], code = True, REFUSED
             elif not (spec.may_finish and proc.returncode == 0):
-                print(f'[edgent-bringup] {where} exited with {proc.returncode}; gave up after '
-                      f'{respawner.max_retries} restarts', flush=True)
+                print(f'[edgent-bringup] {where(spec)} exited with {proc.returncode}; gave up '
+                      f'after {respawner.max_retries} restarts', flush=True)
                 code = proc.returncode or 1
         for name, (spec, when) in list(waiting.items()):
             if now >= when and not stop['now']:

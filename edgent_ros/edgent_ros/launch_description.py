@@ -65,7 +65,7 @@ def _nodes(context: LaunchContext, role: str) -> list:
         overrides = [settings.parameters] if settings.parameters else []
         nodes.append(Node(
             package='edgent_ros', executable=spec.executable, name=spec.name,
-            namespace=spec.namespace, remappings=settings.remappings,
+            namespace=settings.namespace, remappings=settings.remappings,
             parameters=[params, *overrides], output='screen',
             # A node that dies is started again (not one that may finish: a camera
             # replaying a fixed count of frames would replay them again).

@@ -94,8 +94,12 @@ NODES: dict[str, tuple[NodeSpec, ...]] = {
 
 ARGUMENTS: dict[str, tuple[LaunchArgument, ...]] = {
     'device': (
+        LaunchArgument('namespace', '', 'ROS namespace of this robot\'s nodes (default '
+                       '/device); give each robot its own when several share an edge'),
+        LaunchArgument('edge_namespace', '', 'namespace of the edge node this robot uses '
+                       '(default /edge)'),
         LaunchArgument('image', '', 'image topic the device node reads (default: the camera '
-                       'node\'s, /device/image)'),
+                       'node\'s, <namespace>/image)'),
         LaunchArgument('use_camera', 'true', 'start the data-set camera node (false when a '
                        'real camera driver publishes the images)'),
         LaunchArgument('latency_requirement_ms', '', 'the planner\'s deadline, ms (default: '
@@ -113,6 +117,11 @@ ARGUMENTS: dict[str, tuple[LaunchArgument, ...]] = {
                        'else the parameter file\'s (0x0: the source\'s own size)'),
     ),
     'edge': (
+        LaunchArgument('namespace', '', 'ROS namespace of the edge\'s nodes (default /edge); '
+                       'devices name it as their edge_namespace'),
+        LaunchArgument('device_namespace', '', 'namespace of the one device whose plans the '
+                       'edge reads on `plan` (default /device); the plans of every device it '
+                       'serves are read from <source_id>/plan anyway'),
         LaunchArgument('model', '', 'model name or YAML path for the edge node (default: the '
                        'parameter file\'s); the device must be given the same'),
     ),
@@ -128,6 +137,7 @@ class NodeSettings:
     """What the launch arguments given make of one node."""
 
     enabled: bool = True
+    namespace: str = ''
     remappings: list[tuple[str, str]] = field(default_factory=list)
     parameters: dict[str, float | int | str] = field(default_factory=dict)
 
@@ -160,7 +170,12 @@ def node_settings(spec: NodeSpec, given: Mapping[str, str]) -> NodeSettings:
     """The node's remappings, parameter overrides and whether it starts, from
     the launch arguments' values (an empty value changes nothing). ValueError
     for a value that does not parse, naming the argument."""
-    settings = NodeSettings(remappings=list(spec.remappings))
+    own, other = ('/edge', '/device') if spec.namespace == '/edge' else ('/device', '/edge')
+    spaces = {own: namespace_argument(given, 'namespace', own),
+              other: namespace_argument(
+                  given, 'device_namespace' if own == '/edge' else 'edge_namespace', other)}
+    settings = NodeSettings(namespace=spaces[spec.namespace], remappings=[
+        (topic, moved(target, spaces)) for topic, target in spec.remappings])
     if spec.enabled_by:
         flag = given.get(spec.enabled_by, '').strip().lower()
         if flag not in TRUE + FALSE + ('',):
@@ -183,6 +198,30 @@ def node_settings(spec: NodeSpec, given: Mapping[str, str]) -> NodeSettings:
             except ValueError:
                 raise ValueError(f'{argument} must be a number, got {text!r}') from None
     return settings
+
+
+def namespace_argument(given: Mapping[str, str], name: str, default: str) -> str:
+    """A namespace argument's value ('' : ``default``), absolute; ValueError
+    naming the argument if it is not a ROS namespace."""
+    text = given.get(name, '').strip()
+    if not text:
+        return default
+    text = '/' + text.strip('/')
+    parts = text[1:].split('/')
+    if not all(p and (p[0].isalpha() or p[0] == '_') and
+               all(c.isalnum() or c == '_' for c in p) for p in parts):
+        raise ValueError(f'{name} must be a ROS namespace (letters, digits and _, parts '
+                         f'not starting with a digit, e.g. /robot1), got {text!r}')
+    return text
+
+
+def moved(target: str, spaces: Mapping[str, str]) -> str:
+    """A fixed remapping's target in the namespaces given (/edge/tensor ->
+    /edge2/tensor when the edge's namespace is /edge2)."""
+    for default, namespace in spaces.items():
+        if target.startswith(default + '/'):
+            return namespace + target[len(default):]
+    return target
 
 
 def camera_size(text: str, model: str) -> tuple[int, int] | None:

@@ -41,6 +41,8 @@ def good_tensor(rng: np.random.Generator, seq: int) -> Tensor:
     msg.frame_seq = seq
     msg.source_id = 'fuzzer'
     msg.exit_point, msg.partition_point = 4, 8
+    # Any deadline but NaN is one (0: none; +inf: never late; 1e30 ms: ample).
+    msg.deadline_ms = float(rng.choice([0.0, np.inf, 1e30, 5000.0]))
     return msg
 
 
@@ -100,6 +102,9 @@ def bad_tensors(rng: np.random.Generator) -> list[tuple[str, Tensor]]:
     t = base()
     t.quantization_scale = float(rng.choice([np.nan, np.inf, -1.0]))
     out.append(('meaningless quantization', t))
+    t = base()
+    t.deadline_ms = float('nan')
+    out.append(('NaN deadline', t))
     t = tensor_codec.to_msg(np.full(a.shape, 3e38, np.float32))
     t.exit_point, t.partition_point, t.source_id = 4, 8, 'fuzzer'
     out.append(('overflowing values', t))

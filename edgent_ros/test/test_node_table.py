@@ -47,6 +47,26 @@ def test_arguments_given_remap_override_and_switch_nodes() -> None:
     assert '-p latency_requirement_ms:=300.0' in args
 
 
+def test_namespaces_move_a_robots_nodes_and_their_link_to_its_edge() -> None:
+    """Several robots share an edge: each in its own namespace, each told the edge's."""
+    given = parse_arguments(['namespace:=robot2', 'edge_namespace:=/edge1/'], ('device',))
+    device = node_settings(spec('device'), given)
+    assert device.namespace == '/robot2'
+    assert dict(device.remappings) == {'tensor': '/edge1/tensor', 'reply': '/edge1/reply'}
+    assert dict(node_settings(spec('planner'), given).remappings) == {
+        'edge_load': '/edge1/edge_load'}
+    assert dict(node_settings(spec('bandwidth_monitor'), given).remappings)['probe'] == \
+        '/edge1/probe'
+    assert '-r __ns:=/robot2' in ' '.join(ros_args(spec('camera'), [], [], [], given))
+    edge = node_settings(spec('edge'), parse_arguments(
+        ['namespace:=/edge1', 'device_namespace:=/robot2'], ('edge',)))
+    assert edge.namespace == '/edge1' and dict(edge.remappings) == {'plan': '/robot2/plan'}
+    default = node_settings(spec('device'), parse_arguments([], ('device',)))
+    assert default.namespace == '/device'
+    with pytest.raises(ValueError, match='namespace must be a ROS namespace'):
+        node_settings(spec('device'), parse_arguments(['namespace:=/2robot'], ('device',)))
+
+
 def test_model_argument_reaches_every_node_that_loads_a_model() -> None:
     given = parse_arguments(['model:=/models/my_net.yaml', 'camera_size:=1280x720'],
                             ('device', 'edge'))
