@@ -41,6 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from edgent_ros import codec_names
+from edgent_ros.edge_choice import edges_problem
 from edgent_ros.inference import reply_wait_ms
 
 # While a transfer is out, a fact about it goes to the bandwidth monitor this
@@ -316,6 +317,10 @@ def plan_problem(plan: object, num_exits: int, layers: dict[int, int]) -> str | 
         if why is None and plan.fallback_num_layers != layers[plan.fallback_exit_point]:
             why = f'fallback exit {plan.fallback_exit_point} has the wrong layer count'
         why = None if why is None else f'fallback: {why}'
+    edge = edge_of(plan)
+    if why is None and edge and (',' in edge or not edge.startswith('/') or
+                                 edges_problem(edge) is not None):
+        why = f'edge namespace {edge[:64]!r} is not a ROS namespace'
     if why is None:
         why = codec_names.codec_problem(plan_codec(plan), plan.partition_point,
                                         plan.num_layers)
@@ -366,6 +371,7 @@ class TransferFact:
     still_out: bool
     given_up: bool  # the device no longer waits for the reply
     expected_ms: float  # the plan's predicted remote part (transfer and edge)
+    edge_namespace: str = ''  # the edge it went to (its plan's; '' the one by remapping)
 
 
 class ReplyKind(enum.Enum):
@@ -390,6 +396,11 @@ class Tick:
     expired: list[Pending] = field(default_factory=list)  # to answer on the device
     facts: list[TransferFact] = field(default_factory=list)
     edge_down: Pending | None = None  # the frame whose timeout took the edge as down
+
+
+def edge_of(plan: object) -> str:
+    """The edge a plan sends to ('' : the device's own `tensor`, by remapping)."""
+    return getattr(plan, 'edge_namespace', '')
 
 
 def _expected_ms(plan: object) -> float:
@@ -504,7 +515,7 @@ class DevicePolicy:
         # measured by probes alone, which frames then queued behind).
         fact = None if known is None or not known.measures else TransferFact(
             known.seq, known.sent_s, known.nbytes, round_trip_ms, edge_held_ms, False,
-            late is not None, _expected_ms(known.plan))
+            late is not None, _expected_ms(known.plan), edge_of(known.plan))
         if p is None or p.trial:
             if p is None:
                 self.stats.inc('late_replies')
@@ -560,7 +571,7 @@ class DevicePolicy:
     @staticmethod
     def _still_out(p: Pending, now_s: float, *, given_up: bool) -> TransferFact:
         return TransferFact(p.seq, p.sent_s, p.nbytes, (now_s - p.sent_s) * 1e3, 0.0, True,
-                            given_up, _expected_ms(p.plan))
+                            given_up, _expected_ms(p.plan), edge_of(p.plan))
 
     def health(self, values: dict[str, float]) -> tuple[bool, str]:
         """Whether all is well, and what to say, from a Counters snapshot."""

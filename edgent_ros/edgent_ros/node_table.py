@@ -75,13 +75,15 @@ NODES: dict[str, tuple[NodeSpec, ...]] = {
                  parameter_arguments=(('model', 'model', 'string'),)),
         NodeSpec('bandwidth_monitor', 'edgent_ros.nodes.bandwidth_monitor:BandwidthMonitor',
                  'bandwidth_monitor', '/device',
-                 (('probe', '/edge/probe'), ('probe/reply', '/edge/probe/reply'))),
+                 (('probe', '/edge/probe'), ('probe/reply', '/edge/probe/reply')),
+                 parameter_arguments=(('edges', 'edges', 'string'),)),
         NodeSpec('planner_node', 'edgent_ros.nodes.planner_node:PlannerNode', 'planner',
                  '/device', (('edge_load', '/edge/edge_load'),), parameter_arguments=(
                      ('latency_requirement_ms', 'latency_requirement_ms', 'double'),
                      ('model', 'model', 'string'),
                      ('device_profile', 'device_profile', 'string'),
-                     ('edge_profile', 'edge_profile', 'string'))),
+                     ('edge_profile', 'edge_profile', 'string'),
+                     ('edges', 'edges', 'string'))),
     ),
     'edge': (
         # The device's plans, to refuse a tensor coded otherwise than its plan says.
@@ -98,6 +100,10 @@ ARGUMENTS: dict[str, tuple[LaunchArgument, ...]] = {
                        '/device); give each robot its own when several share an edge'),
         LaunchArgument('edge_namespace', '', 'namespace of the edge node this robot uses '
                        '(default /edge)'),
+        LaunchArgument('edges', '', 'several edges: auto (every edge on the domain, found by '
+                       'its edge_load topic) or their namespaces, comma-separated; the robot '
+                       'measures the link to each and plans against the best (edge_namespace '
+                       'is then not used)'),
         LaunchArgument('image', '', 'image topic the device node reads (default: the camera '
                        'node\'s, <namespace>/image)'),
         LaunchArgument('use_camera', 'true', 'start the data-set camera node (false when a '

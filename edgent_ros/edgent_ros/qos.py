@@ -42,3 +42,12 @@ LATCHED_QOS = QoSProfile(
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
+
+# Bandwidth estimates of several links on one topic (a monitor per edge): the
+# newest of each writer reaches a late reader; a burst from several is kept.
+ESTIMATES_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=16,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)

@@ -196,8 +196,9 @@ def test_every_planner_parameter_takes_effect_at_run_time_or_is_refused(
                          'edge_profile', 'my_edge'),
         'codecs': ('pixels, int8_channel', 'codecs', 'pixels,int8_channel'),
         'load_aware': (False, 'load_aware', 'False'),
+        'edge_hold_s': (7.0, 'edge_hold_s', '7'),
     }
-    read_only = {'model': 'another_model', 'diagnostics_period_s': 5.0}
+    read_only = {'model': 'another_model', 'diagnostics_period_s': 5.0, 'edges': 'auto'}
     assert set(applied) | set(read_only) == set(PARAMS.specs)
     for name, (value, key, text) in applied.items():
         before = plans[-1].plan_id

@@ -61,7 +61,8 @@ def test_each_parameter_applies_at_run_time_or_is_refused(rclpy_context: object,
             (monitor, 'probe_bytes', 4096), (monitor, 'probe_rate_hz', 1.0),
             (monitor, 'probe_duty', 0.5), (monitor, 'probe_idle_s', 1.0),
             (monitor, 'window', 4), (monitor, 'min_sample_bytes', 100),
-            (monitor, 'probe_timeout_s', 1.0), (monitor, 'publish_period_s', 1.0)]:
+            (monitor, 'probe_timeout_s', 1.0), (monitor, 'publish_period_s', 1.0),
+            (monitor, 'edges', 'auto'), (monitor, 'edge_namespace', '/e')]:
         result = set_one(client, name, value)
         assert not result.successful, name
         assert 'read-only' in result.reason, (name, result.reason)

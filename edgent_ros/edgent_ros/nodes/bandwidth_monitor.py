@@ -21,6 +21,13 @@ Every time here is the node's clock (ROS time; sim time under use_sim_time),
 the one the device stamps its reports with. Publishes the smoothed estimate on ``bandwidth``
 (transient local: at once when a change or a bound moves it, else every
 ``publish_period_s``) and ``/diagnostics``.
+
+Several edges (``edges``: auto, or their namespaces): this node then probes
+none itself; it finds the edges (by their ``edge_load`` topics,
+edgent_ros.edge_choice) and runs, in this process, one monitor per edge
+(``bandwidth_monitor_<edge>``, probing ``<edge>/probe``, taking the transfer
+reports of frames sent there), each publishing on ``bandwidth`` with
+``edge_namespace`` set; a monitor whose edge leaves the graph is removed.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from edgent_ros.bandwidth import (
     transfer_report_kbps,
     transfer_sample,
 )
+from edgent_ros.edge_choice import edges_in_graph, edges_problem, parse_edges
 from edgent_ros.nodes.params import ParamSchema, ParamSpec
 from edgent_ros.nodes.runner import GuardedNode, run_node
 from edgent_ros.qos import LATCHED_QOS, TENSOR_QOS
@@ -71,7 +79,19 @@ PARAMS = ParamSchema(
               read_only=True),
     ParamSpec('publish_period_s', 0.25, 'How often the estimate is published, s.', 0.01, 60.0,
               read_only=True),
+    ParamSpec('edges', '',
+              'Empty: measure the link to the one edge on `probe`. auto: to every edge found '
+              'by its edge_load topic; or a comma-separated list of edge namespaces.',
+              read_only=True, check=lambda v: edges_problem(str(v))),
+    ParamSpec('edge_namespace', '',
+              'The edge this monitor measures (set by a monitor of several edges for the one '
+              'it runs per edge); its estimates carry it, and it takes only the transfer '
+              'reports of frames sent there.', read_only=True),
 )
+# Parameters a monitor of several edges passes on to the one it runs per edge.
+PER_EDGE = ('probe_bytes', 'probe_rate_hz', 'probe_duty', 'probe_idle_s', 'window',
+            'min_sample_bytes', 'probe_timeout_s', 'publish_period_s')
+DISCOVER_S = 1.0
 
 
 class BandwidthMonitor(GuardedNode):
@@ -79,6 +99,15 @@ class BandwidthMonitor(GuardedNode):
     def __init__(self, **kwargs: object) -> None:
         super().__init__('bandwidth_monitor', **kwargs)
         p = PARAMS.attach(self, {})
+        self.edge_ns = str(p['edge_namespace'])
+        self.edges = parse_edges(str(p['edges']))
+        self.children: dict[str, BandwidthMonitor] = {}
+        if self.edges != () and not self.edge_ns:
+            self.params = p
+            self.create_timer(DISCOVER_S, self.discover)
+            self.get_logger().info('measuring the link to every edge: '
+                                   f'{", ".join(self.edges) if self.edges else "auto"}')
+            return
         self.probe_bytes, self.min_bytes = p['probe_bytes'], p['min_sample_bytes']
         self.probe_timeout_s = p['probe_timeout_s']
         rate, duty, idle = p['probe_rate_hz'], p['probe_duty'], p['probe_idle_s']
@@ -117,6 +146,39 @@ class BandwidthMonitor(GuardedNode):
 
     def now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
+
+    # --- several edges: one monitor per edge, in this process ---------------------
+    def discover(self) -> None:
+        found = list(self.edges) if self.edges else \
+            edges_in_graph(self.get_topic_names_and_types())
+        for ns in [n for n in self.children if n not in found]:
+            child = self.children.pop(ns)
+            if self.executor is not None:
+                self.executor.remove_node(child)
+            child.destroy_node()
+            self.get_logger().info(f'edge {ns} gone: its link is no longer measured')
+        for ns in [n for n in found if n not in self.children]:
+            slug = ns.strip('/').replace('/', '_') or 'root'
+            args = ['--ros-args', '-r', f'__node:={self.get_name()}_{slug}',
+                    '-r', f'__ns:={self.get_namespace()}',
+                    '-r', f'probe:={ns.rstrip("/")}/probe',
+                    '-r', f'probe/reply:={ns.rstrip("/")}/probe/reply',
+                    '-r', f'bandwidth:={self.resolve_topic_name("bandwidth")}',
+                    '-r', f'link/transfers:={self.resolve_topic_name("link/transfers")}',
+                    '-p', f'edge_namespace:={ns}']
+            args += [a for k in PER_EDGE for a in ('-p', f'{k}:={self.params[k]!r}')]
+            child = BandwidthMonitor(cli_args=args, use_global_arguments=False,
+                                     context=self.context)
+            self.children[ns] = child
+            if self.executor is not None:
+                self.executor.add_node(child)
+            self.get_logger().info(f'edge {ns} found: measuring the link to it')
+
+    def destroy_node(self) -> None:
+        for child in self.children.values():
+            child.destroy_node()
+        self.children.clear()
+        super().destroy_node()
 
     def current_kbps(self) -> float | None:
         estimate = self.estimator.estimate(peek=True)
@@ -219,6 +281,8 @@ class BandwidthMonitor(GuardedNode):
             self.publish_estimate()
 
     def on_transfer(self, msg: TransferReport) -> None:
+        if msg.edge_namespace != self.edge_ns:
+            return  # a frame sent to another edge: that link's monitor takes it
         now = self.now_s()
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9  # sent, same clock
         transfer = (msg.header.stamp.sec, msg.header.stamp.nanosec)
@@ -302,6 +366,7 @@ class BandwidthMonitor(GuardedNode):
         msg.confidence = estimate.confidence
         msg.change_detected = estimate.change
         msg.upper_bound = estimate.capped
+        msg.edge_namespace = self.edge_ns
         self.estimate_pub.publish(msg)
 
     def publish_diagnostics(self) -> None:

@@ -35,7 +35,7 @@ def transfer_msg(fact: dp.TransferFact) -> TransferReport:
     msg = TransferReport(frame_seq=fact.seq, bytes=fact.nbytes,
                          round_trip_ms=fact.round_trip_ms, edge_held_ms=fact.edge_held_ms,
                          still_out=fact.still_out, given_up=fact.given_up,
-                         expected_ms=fact.expected_ms)
+                         expected_ms=fact.expected_ms, edge_namespace=fact.edge_namespace)
     msg.header.stamp = Time(nanoseconds=round(fact.sent_s * 1e9)).to_msg()
     return msg
 

@@ -100,6 +100,7 @@ NOT_RUN = {EdgeReply.STATUS_LATE: 'late', EdgeReply.STATUS_BUSY: 'busy'}
 NOT_RUN_WHY = {'late': 'its deadline was out of reach there',
                'busy': 'its queue for this device was full'}
 TICK_S = 0.02  # how often frames out at the edge are checked
+MAX_EDGES = 16  # edges a device keeps publishers to (plans naming more are refused)
 WARM_POLL_S = 0.05  # how often, until the model is warm, whether to subscribe to images
 # The image reader's content filter (DDS SQL; %0, %1: max_image_width, _height).
 IMAGE_FILTER = 'width <= %0 AND height <= %1'
@@ -147,6 +148,7 @@ class DeviceNode(GuardedNode):
                          num_layers=self.best.num_layers, expected_accuracy=self.best.accuracy)
         self.seq = 0
         self.edge_matched = False
+        self.edge_pubs: dict[str, object] = {}  # edge namespace -> its tensor publisher
         self.labels = dp.Labels()
         self.gaps = dp.FrameGaps()
         self.bandwidth_kbps = 0.0
@@ -253,7 +255,32 @@ class DeviceNode(GuardedNode):
             self.get_logger().error(f'refusing plan {plan.plan_id}: {why[:300]}',
                                     throttle_duration_sec=5.0)
             return
+        if dp.edge_of(plan) != dp.edge_of(self.plan) and plan.partition_point < plan.num_layers:
+            if dp.edge_of(plan) not in self.edge_pubs and len(self.edge_pubs) >= MAX_EDGES:
+                self.stats.inc('bad_plans')
+                self.get_logger().error(f'refusing plan {plan.plan_id}: more than {MAX_EDGES} '
+                                        'edges', throttle_duration_sec=5.0)
+                return
+            self.link(dp.edge_of(plan))
+            self.policy.edge_appeared()  # another edge: try it at once, whatever the last did
+            self.get_logger().info(f'plan {plan.plan_id}: frames go to edge '
+                                   f'{dp.edge_of(plan) or "(tensor)"}')
         self.plan = plan  # takes effect from the next frame
+
+    def link(self, edge: str) -> object:
+        """The publisher of tensors to an edge ('' : ``tensor``, as remapped);
+        one to another edge (a plan naming its namespace) is made on first use,
+        with a subscription to its replies."""
+        if not edge:
+            return self.tensor_pub
+        pub = self.edge_pubs.get(edge)
+        if pub is None:
+            pub = self.edge_pubs[edge] = self.create_publisher(
+                Tensor, f'{edge.rstrip("/")}/tensor', TENSOR_QOS,
+                event_callbacks=PublisherEventCallbacks(matched=self.on_edge_matched))
+            self.create_subscription(EdgeReply, f'{edge.rstrip("/")}/reply', self.on_reply,
+                                     TENSOR_QOS)
+        return pub
 
     def on_label(self, msg: FrameLabel) -> None:
         if len(msg.header.frame_id) > dp.MAX_FRAME_ID_CHARS:
@@ -341,7 +368,7 @@ class DeviceNode(GuardedNode):
         plan, self.seq = self.plan, self.seq + 1
         p = dp.Pending(self.seq, msg.header, plan, self.labels.take(key(msg.header)), 0.0, 0,
                        plan.partition_point)
-        connected = self.tensor_pub.get_subscription_count() > 0
+        connected = self.link(dp.edge_of(plan)).get_subscription_count() > 0
         if connected != self.edge_matched:  # also if a match event came before its handler
             self.matched_log(connected, int(connected))
         take = self.policy.take(plan, self.age_ms(p.header), self.now_s(), connected=connected)
@@ -399,7 +426,7 @@ class DeviceNode(GuardedNode):
             if self.tick_timer.is_canceled():
                 self.tick_timer.reset()
         out.deadline_ms = dp.edge_budget_ms(p.plan, p.give_up_s - p.sent_s)
-        self.tensor_pub.publish(out)
+        self.link(dp.edge_of(p.plan)).publish(out)
 
     def upload_codec(self, p: dp.Pending) -> str:
         """How a frame's upload is coded: a trial's input as TRIAL_INPUT_CODEC,

@@ -28,11 +28,19 @@ from edgent_ros import diagnostics
 from edgent_ros import latency as lat
 from edgent_ros.calibration import Calibrator, FrameResult
 from edgent_ros.codec_names import CODECS, RAW
+from edgent_ros.edge_choice import (
+    LOAD_TOPIC,
+    EdgeChoice,
+    EdgeState,
+    edges_in_graph,
+    edges_problem,
+    parse_edges,
+)
 from edgent_ros.edge_service import EdgeWait
 from edgent_ros.nodes.params import MODEL, ParamSchema, ParamSpec, Value
 from edgent_ros.nodes.runner import GuardedNode, run_node
 from edgent_ros.planner import MODES, Decision, Planner, should_switch
-from edgent_ros.qos import LATCHED_QOS
+from edgent_ros.qos import ESTIMATES_QOS, LATCHED_QOS
 from edgent_ros_interfaces.msg import BandwidthEstimate, EdgeLoad, InferenceResult, Plan
 
 PARAMS = ParamSchema(
@@ -80,6 +88,16 @@ PARAMS = ParamSchema(
               'Add the predicted wait at the edge (its edge_load, corrected by what this '
               'device\'s frames measured there) to every remote plan, so that a shared, '
               'saturated edge moves the plan towards the device before deadlines fail.'),
+    ParamSpec('edges', '',
+              'Empty: plan for the one edge on `bandwidth` and `edge_load` (as remapped). '
+              'auto: for every edge found by its edge_load topic (or a comma-separated list '
+              'of edge namespaces), each with its own link estimate and load; the plan goes '
+              'to the best one (Plan.edge_namespace), kept unless another is clearly better '
+              'for edge_hold_s; an edge silent for 3 s is left at once.',
+              read_only=True, check=lambda v: edges_problem(str(v))),
+    ParamSpec('edge_hold_s', 3.0,
+              'With several edges: the least time on one edge before moving to a better '
+              'one, s (leaving a silent edge does not wait).', 0.0, 3600.0),
     ParamSpec('diagnostics_period_s', 1.0, 'Period of /diagnostics, s.', 0.1, 60.0,
               read_only=True),
 )
@@ -102,6 +120,7 @@ def codecs_problem(value: str) -> str | None:
     return None
 
 
+DISCOVER_S = 1.0  # how often the edges in the graph are looked for (several edges)
 SOURCES = {BandwidthEstimate.SOURCE_PASSIVE: 'passive', BandwidthEstimate.SOURCE_PROBE: 'probe',
            BandwidthEstimate.SOURCE_MIXED: 'mixed'}
 
@@ -123,7 +142,13 @@ class PlannerNode(GuardedNode):
             'online_calibration': lambda on: self.calibrator.set_enabled(bool(on)),
             'margin_quantile': lambda q: self.calibrator.set_margin_quantile(float(q)),
             'load_aware': self.setter('load_aware'),
+            'edge_hold_s': lambda v: setattr(self.choice, 'hold_s', float(v))
+            if self.choice is not None else None,
         }, check=self.check_changes, after=self.changed)
+        self.edges = parse_edges(str(p['edges']))
+        self.choice = EdgeChoice(hold_s=float(p['edge_hold_s'])) if self.edges != () else None
+        self.edge_ns = ''  # the edge planned against (several edges), '' none
+        self.edge_subs: dict[str, object] = {}
         self.load_aware = bool(p['load_aware'])
         self.edge_wait = EdgeWait()
         self.edge_load: EdgeLoad | None = None
@@ -152,9 +177,13 @@ class PlannerNode(GuardedNode):
         self.decision_us: deque[float] = deque(maxlen=200)
         self.plan_pub = self.create_publisher(Plan, 'plan', LATCHED_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.create_subscription(BandwidthEstimate, 'bandwidth', self.on_bandwidth, LATCHED_QOS)
+        self.create_subscription(BandwidthEstimate, 'bandwidth', self.on_bandwidth,
+                                 LATCHED_QOS if self.choice is None else ESTIMATES_QOS)
         self.create_subscription(InferenceResult, 'result', self.on_result, 50)
-        self.create_subscription(EdgeLoad, 'edge_load', self.on_edge_load, LATCHED_QOS)
+        if self.choice is None:
+            self.create_subscription(EdgeLoad, 'edge_load', self.on_edge_load, LATCHED_QOS)
+        else:
+            self.create_timer(DISCOVER_S, self.discover_edges)
         self.create_timer(p['diagnostics_period_s'], self.publish_diagnostics)
         self.get_logger().info(
             f'model {self.card.name} ({len(self.card.exits)} exits), device profile '
@@ -254,6 +283,12 @@ class PlannerNode(GuardedNode):
                 f'ignoring a bandwidth estimate of {msg.bandwidth_kbps} kbps',
                 throttle_duration_sec=5.0)
             return
+        if self.choice is not None:  # several edges: the link to one of them
+            self.choice.bandwidth(msg.edge_namespace, float(msg.bandwidth_kbps), self.now_s())
+            if msg.edge_namespace != self.edge_ns:
+                self.estimates += 1
+                self.replan()
+                return
         self.bandwidth_kbps = float(msg.bandwidth_kbps)
         self.bandwidth_source = SOURCES.get(msg.source, 'none')
         self.bandwidth_stamp = self.now_s()
@@ -261,10 +296,39 @@ class PlannerNode(GuardedNode):
         self.calibrator.bandwidth(self.bandwidth_kbps)  # delays learnt on another link go
         self.replan()
 
-    def on_edge_load(self, msg: EdgeLoad) -> None:
-        """The edge's load: plan with its wait (plans again, through the hysteresis)."""
+    def discover_edges(self) -> None:
+        """Several edges: follow the edges in the graph (or listed), hear each
+        one's load; plan again (an edge gone silent is left here)."""
+        now = self.now_s()
+        found = list(self.edges) if self.edges else \
+            edges_in_graph(self.get_topic_names_and_types())
+        self.choice.present(found, now)
+        for ns in [n for n in self.edge_subs if n not in self.choice.edges]:
+            self.destroy_subscription(self.edge_subs.pop(ns))
+            self.get_logger().info(f'edge {ns} left the graph')
+        for ns in [n for n in self.choice.edges if n not in self.edge_subs]:
+            self.edge_subs[ns] = self.create_subscription(
+                EdgeLoad, f'{ns.rstrip("/")}/{LOAD_TOPIC}',
+                lambda msg, ns=ns: self.on_edge_load(msg, ns), LATCHED_QOS)
+            self.get_logger().info(f'edge {ns} found')
+        self.replan()
+
+    def current_wait(self) -> EdgeWait | None:
+        """The wait estimate of the edge planned against."""
+        if self.choice is None:
+            return self.edge_wait
+        state = self.choice.edges.get(self.edge_ns)
+        return None if state is None else state.wait
+
+    def on_edge_load(self, msg: EdgeLoad, namespace: str | None = None) -> None:
+        """An edge's load: plan with its wait (plans again, through the hysteresis)."""
         try:
-            self.edge_wait.published(float(msg.wait_ms), float(msg.busy_share), self.now_s())
+            if namespace is None:
+                self.edge_wait.published(float(msg.wait_ms), float(msg.busy_share),
+                                         self.now_s())
+            else:
+                self.choice.load(namespace, float(msg.wait_ms), float(msg.busy_share),
+                                 self.now_s())
         except ValueError as exc:
             self.get_logger().warning(f'ignoring an edge load from {msg.edge_id[:64]!r}: {exc}',
                                       throttle_duration_sec=5.0)
@@ -284,8 +348,10 @@ class PlannerNode(GuardedNode):
             device_ms=msg.device_ms, transfer_ms=msg.transfer_ms, fallback=msg.fallback,
             skipped=msg.skipped)
         compute_ms = self.edge_compute_of.get(int(msg.plan_id))
-        if compute_ms is not None and not msg.fallback and not msg.skipped and msg.edge_ms > 0:
-            self.edge_wait.measured(float(msg.edge_ms) - compute_ms, self.now_s())
+        wait = self.current_wait()
+        if compute_ms is not None and wait is not None and not msg.fallback and \
+                not msg.skipped and msg.edge_ms > 0:
+            wait.measured(float(msg.edge_ms) - compute_ms, self.now_s())
         if self.calibrator.observe(frame, self.bandwidth_kbps):
             self.replan(refresh=True)
 
@@ -299,16 +365,27 @@ class PlannerNode(GuardedNode):
         is what the device waits by and what users compare frames with).
         """
         start = time.perf_counter()
-        self.planner.set_edge_wait(self.edge_wait.wait_ms(self.now_s()) if self.load_aware
-                                   else 0.0)
+        now = self.now_s()
         planning_ms = self.calibrator.planning_deadline_ms(self.deadline_ms)
-        candidate = self.planner.plan_mode(self.mode, self.bandwidth_kbps, planning_ms)
-        if not candidate.feasible and self.calibrator.margin > 0:
-            # Nothing meets the deadline with the margin: the most accurate plan
-            # predicted to meet it without, before the fastest of all.
-            unguarded = self.planner.plan_mode(self.mode, self.bandwidth_kbps, self.deadline_ms)
-            if unguarded.feasible:
-                candidate = unguarded
+        if self.choice is None:
+            self.planner.set_edge_wait(self.edge_wait.wait_ms(now) if self.load_aware else 0.0)
+            candidate = self.decide(self.bandwidth_kbps, planning_ms)
+        else:
+            def plan_for(s: EdgeState) -> Decision:
+                self.planner.set_edge_wait(s.wait.wait_ms(now) if self.load_aware else 0.0)
+                return self.decide(s.bandwidth_kbps, planning_ms)
+            edge, chosen = self.choice.choose(now, plan_for)
+            if edge is None:  # no edge: the device alone
+                self.planner.set_edge_wait(0.0)
+                candidate = self.planner.device_alone(self.deadline_ms, mode=self.mode)
+            else:
+                state = self.choice.edges[edge]
+                plan_for(state)  # the planner's state: this edge's wait
+                self.bandwidth_kbps, candidate = state.bandwidth_kbps, chosen
+            if (edge or '') != self.edge_ns:
+                self.get_logger().info(f'planning against edge {edge}' if edge else
+                                       'no edge answers its load: planning on the device')
+                self.edge_ns, force = edge or '', True
         self.decision_us.append((time.perf_counter() - start) * 1e6)
         if force or should_switch(self.planner, self.current, candidate, self.hysteresis):
             self.publish(candidate)
@@ -317,6 +394,18 @@ class PlannerNode(GuardedNode):
             if refresh or abs(kept.total_ms - self.current.total_ms) > \
                     max(5.0, 0.1 * self.current.total_ms):
                 self.publish(kept)
+
+    def decide(self, bandwidth_kbps: float, planning_ms: float) -> Decision:
+        """Algorithm 1 at this bandwidth, with the planning margin if a plan
+        meets the deadline with it."""
+        candidate = self.planner.plan_mode(self.mode, bandwidth_kbps, planning_ms)
+        if not candidate.feasible and self.calibrator.margin > 0:
+            # Nothing meets the deadline with the margin: the most accurate plan
+            # predicted to meet it without, before the fastest of all.
+            unguarded = self.planner.plan_mode(self.mode, bandwidth_kbps, self.deadline_ms)
+            if unguarded.feasible:
+                candidate = unguarded
+        return candidate
 
     def publish(self, d: Decision) -> None:
         self.plan_id += 1
@@ -339,7 +428,8 @@ class PlannerNode(GuardedNode):
             fallback_exit_point=fallback.exit_point, fallback_num_layers=fallback.num_layers,
             predicted_fallback_ms=fallback.total_ms,
             predicted_device_tail_ms=self.planner.device_tail_ms(d.exit_point, d.partition),
-            predicted_device_exit_ms=self.planner.device_exit_ms(mode=self.mode)))
+            predicted_device_exit_ms=self.planner.device_exit_ms(mode=self.mode),
+            edge_namespace='' if d.device_only else self.edge_ns))
         verdict = 'meets' if d.feasible else 'CANNOT meet (best effort: fastest plan)'
         self.get_logger().info(
             f'plan {self.plan_id}: exit {d.exit_point}, partition {d.partition}/{d.num_layers}'
@@ -374,7 +464,13 @@ class PlannerNode(GuardedNode):
             'device_profile': self.latency.device.name, 'edge_profile': self.latency.edge.name,
             'decision_time_us_median': statistics.median(self.decision_us or [0.0]),
             'load_aware': self.load_aware, 'edge_wait_ms': self.planner.edge_wait_ms,
+            'edge_hold_s': self.get_parameter('edge_hold_s').value,
             'edge_loads_received': self.loads}
+        if self.choice is not None:
+            values.update({'edge_namespace': self.edge_ns or 'none',
+                           'edges_known': len(self.choice.edges),
+                           'edges_alive': len(self.choice.alive(self.now_s())),
+                           'edge_switches': self.choice.switches})
         if self.edge_load is not None:
             values.update({'edge_id': self.edge_load.edge_id,
                            'edge_busy_share': self.edge_load.busy_share,
