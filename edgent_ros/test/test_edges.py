@@ -76,9 +76,12 @@ def test_a_robot_plans_against_the_best_edge_and_moves_when_it_dies(
         assert spin_until(executor, served_by_other, 30)
         after = [t for t, _ in results if t >= killed_at]
         gaps = [b - a for a, b in itertools.pairwise(after)]
-        seqs = [r.frame_seq for _, r in results]
-        # Every frame answered (on the device while no edge answers), none lost.
-        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
+        # Every frame the robot took answered (on the device while no edge
+        # answers; one out at the killed edge answered when its wait ran out,
+        # after later ones), none lost.
+        seqs = sorted(r.frame_seq for _, r in results)
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), \
+            [(r.frame_seq, r.plan_id, r.fallback, r.skipped) for _, r in results]
         assert max(gaps, default=0.0) < 2.0, gaps
         print(f'moved to {other} {moved_s:.1f} s after {used} was killed')
     finally:
