@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -265,6 +266,154 @@ class TraceReplay(threading.Thread):
         self.join(timeout=5)
 
 
+FLEET_SUBNET = '10.200.78'
+
+
+@dataclass
+class Fleet:
+    """Several robots and edges on one emulated LAN: a network namespace per
+    host (``<name>-d<i>``, ``<name>-e<j>``), each joined by a veth pair to a
+    bridge in a switch namespace (``<name>-sw``; multicast snooping off, so
+    DDS discovery floods). Each robot's link is shaped on its own, both ways
+    (tbf on its end and on the bridge port towards it), as Testbed shapes
+    its one link; the edges' links are not shaped. Hosts are addressed as
+    ``('device', i)`` and ``('edge', j)``."""
+
+    devices: int
+    edges: int = 1
+    rate_kbit: float | Sequence[float] = 2000.0
+    name: str = field(default_factory=lambda: f'{PREFIX}{os.getpid()}f')
+    burst_bytes: int = 1600
+    limit_bytes: int = 4 * 1024 * 1024
+    processes: list[subprocess.Popen] = field(default_factory=list)
+    up: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.devices <= 50 or not 1 <= self.edges <= 50:
+            raise TestbedError(f'need 1..50 devices and edges, got {self.devices}, {self.edges}')
+        rates = [self.rate_kbit] * self.devices if isinstance(self.rate_kbit, (int, float)) \
+            else list(self.rate_kbit)
+        if len(rates) != self.devices or not all(r > 0 for r in rates):
+            raise TestbedError(f'need {self.devices} rates > 0 kbit/s, got {self.rate_kbit}')
+        self.rates = [float(r) for r in rates]
+
+    def ns(self, host: tuple[str, int]) -> str:
+        role, i = host
+        return f'{self.name}-{"d" if role == "device" else "e"}{i}'
+
+    def addr(self, host: tuple[str, int]) -> str:
+        role, i = host
+        return f'{FLEET_SUBNET}.{10 + i if role == "device" else 200 + i}'
+
+    @property
+    def switch_ns(self) -> str:
+        return f'{self.name}-sw'
+
+    @property
+    def hosts(self) -> list[tuple[str, int]]:
+        return [('device', i) for i in range(self.devices)] + \
+            [('edge', j) for j in range(self.edges)]
+
+    def _ifs(self, host: tuple[str, int]) -> tuple[str, str]:
+        """(host end, bridge end) of a host's veth: at most 15 characters."""
+        tag = f'{self.name[-7:]}{host[0][0]}{host[1]}'
+        return f'{tag}h', f'{tag}b'
+
+    def __enter__(self) -> Fleet:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        why = available()
+        if why:
+            raise TestbedError(f'cannot build the fleet testbed: {why}')
+        atexit.register(self.stop)
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        remove_leftovers()
+        sw = self.switch_ns
+        try:
+            _run('ip', 'netns', 'add', sw)
+            self.up = True
+            _run('ip', '-n', sw, 'link', 'add', 'br0', 'type', 'bridge')
+            _run('ip', 'netns', 'exec', sw, 'sh', '-c',
+                 'echo 0 > /sys/class/net/br0/bridge/multicast_snooping')
+            _run('ip', '-n', sw, 'link', 'set', 'br0', 'up')
+            for host in self.hosts:
+                ns, (h_if, b_if) = self.ns(host), self._ifs(host)
+                _run('ip', 'netns', 'add', ns)
+                _run('ip', 'link', 'add', h_if, 'type', 'veth', 'peer', 'name', b_if)
+                _run('ip', 'link', 'set', h_if, 'netns', ns)
+                _run('ip', 'link', 'set', b_if, 'netns', sw)
+                _run('ip', '-n', sw, 'link', 'set', b_if, 'master', 'br0')
+                _run('ip', '-n', sw, 'link', 'set', b_if, 'up')
+                _run('ip', '-n', ns, 'addr', 'add', f'{self.addr(host)}/24', 'dev', h_if)
+                _run('ip', '-n', ns, 'link', 'set', h_if, 'up')
+                _run('ip', '-n', ns, 'link', 'set', 'lo', 'up')
+                _run('ip', '-n', ns, 'route', 'add', '224.0.0.0/4', 'dev', h_if)
+                if host[0] == 'device':
+                    self._shape(host, 'add')
+        except TestbedError:
+            self.stop()
+            raise
+
+    def _shape(self, host: tuple[str, int], verb: str) -> None:
+        rate = self.rates[host[1]]
+        h_if, b_if = self._ifs(host)
+        for ns, iface in ((self.ns(host), h_if), (self.switch_ns, b_if)):
+            _run('ip', 'netns', 'exec', ns, 'tc', 'qdisc', verb, 'dev', iface, 'root', 'tbf',
+                 'rate', f'{rate:.3f}kbit', 'burst', str(self.burst_bytes),
+                 'limit', str(self.limit_bytes))
+
+    def set_rate(self, device: int, rate_kbit: float) -> None:
+        """Change one robot's link rate, both ways, now."""
+        if not rate_kbit > 0:
+            raise TestbedError(f'rate must be > 0 kbit/s, got {rate_kbit}')
+        self.rates[device] = float(rate_kbit)
+        self._shape(('device', device), 'change')
+
+    def set_link(self, host: tuple[str, int], up: bool) -> None:
+        """Cut a host off the LAN (its bridge port down), or connect it again."""
+        _run('ip', '-n', self.switch_ns, 'link', 'set', self._ifs(host)[1],
+             'up' if up else 'down')
+
+    def spawn(self, host: tuple[str, int], argv: Sequence[str], *,
+              env: dict[str, str] | None = None, **popen: object) -> subprocess.Popen:
+        """Start argv inside a host's namespace, in a session of its own."""
+        proc = subprocess.Popen(['ip', 'netns', 'exec', self.ns(host), *argv],
+                                env=dds_env(env), start_new_session=True, **popen)
+        self.processes.append(proc)
+        return proc
+
+    def kill(self, proc: subprocess.Popen) -> None:
+        """SIGKILL a spawned process and everything it started."""
+        signal_group(proc, signal.SIGKILL)
+        proc.wait()
+
+    def stop(self) -> None:
+        """Stop every process started here; remove the namespaces (and with
+        them the veths and the bridge)."""
+        for proc in self.processes:
+            signal_group(proc, signal.SIGINT)
+        deadline = time.monotonic() + 15
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            signal_group(proc, signal.SIGKILL)
+            proc.wait()
+        self.processes.clear()
+        if self.up:
+            for ns in [self.ns(h) for h in self.hosts] + [self.switch_ns]:
+                subprocess.run(['ip', 'netns', 'del', ns], capture_output=True)
+            self.up = False
+
+
 def signal_group(proc: subprocess.Popen, signum: int) -> None:
     """Signal the process group (session) a spawned process leads."""
     try:
@@ -280,11 +429,12 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
 def leftovers() -> list[str]:
     """Namespaces of ours still present (e.g. from a killed run)."""
     result = subprocess.run(['ip', 'netns', 'list'], capture_output=True, text=True)
-    return [line.split()[0] for line in result.stdout.splitlines()
-            if line.startswith(PREFIX) and line.split()[0].endswith(('-dev', '-edge'))]
+    names = [line.split()[0] for line in result.stdout.splitlines() if line.startswith(PREFIX)]
+    return [n for n in names if n.endswith(('-dev', '-edge', '-sw')) or
+            re.fullmatch(rf'{PREFIX}\d+f-[de]\d+', n)]
 
 
-__all__ = ['QuotaError', 'Testbed', 'TestbedError', 'TraceReplay', 'available', 'dds_env',
+__all__ = ['Fleet', 'QuotaError', 'Testbed', 'TestbedError', 'TraceReplay', 'available', 'dds_env',
            'leftovers', 'remove_leftovers', 'signal_group']
 
 
@@ -292,7 +442,7 @@ def remove_leftovers() -> list[str]:
     """Delete namespaces of ours whose creating process is gone (a killed run)."""
     removed = []
     for ns in leftovers():
-        pid = ns[len(PREFIX):].split('-')[0]
+        pid = ns[len(PREFIX):].split('-')[0].rstrip('f')
         if pid.isdigit() and not Path(f'/proc/{pid}').exists():
             subprocess.run(['ip', 'netns', 'del', ns], capture_output=True)
             removed.append(ns)
