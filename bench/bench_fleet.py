@@ -120,9 +120,14 @@ def run_one(args: argparse.Namespace, robots: int, edges: int, variant: str, *,
         collector = fleet.spawn(
             ('edge', 0), [sys.executable, str(ROOT / 'bench' / 'fleet_collect.py'),
                           '--robots', str(robots), '--edges', str(edges),
-                          '--seconds', str(total + 30), '--out', str(out)],
+                          '--seconds', str(total + 300), '--out', str(out)],
             stdout=open(logs / 'collector.log', 'w'), stderr=subprocess.STDOUT)
         pids = [edge_pid(p.pid) for p in edge_procs]
+        # The robots start together on a shared CPU (a minute for eight): the
+        # warm-up counts from the last one taking images.
+        for i in range(robots):
+            if not wait_for_line(str(logs / f'robot{i}.log'), 'taking images', timeout_s=240.0):
+                raise RuntimeError(f'robot {i} did not start: see {logs}/robot{i}.log')
         time.sleep(args.warmup)
         t0 = time.monotonic()
         cpu0 = [cpu_s(p) for p in pids]

@@ -81,11 +81,15 @@ class CoInferenceModel:
 
     SLOW_HISTORY = 15
 
-    def __init__(self, net: BranchyNetwork, card: ModelCard, slowdown: float = 1.0) -> None:
+    def __init__(self, net: BranchyNetwork, card: ModelCard, slowdown: float = 1.0,
+                 device: torch.device | str = 'cpu') -> None:
         if not (np.isfinite(slowdown) and slowdown >= 1.0):
             raise ValueError(f'slowdown must be a number >= 1, got {slowdown}')
         pin_allocator()
-        self.net = net.eval()
+        # Where the tails run (the edge's GPU, when it has one); heads, the
+        # device side, run on the CPU whatever this says.
+        self.device = torch.device(device)
+        self.net = net.eval().to(self.device)
         self.card = card
         self.num_exits = net.num_exits
         self.slowdown = float(slowdown)
@@ -96,7 +100,8 @@ class CoInferenceModel:
     def _run(self, exit_point: int, x: torch.Tensor, start: int, end: int | None) -> torch.Tensor:
         def run() -> torch.Tensor:
             with torch.inference_mode():
-                return self.net.run(exit_point, x, start, end)
+                out = self.net.run(exit_point, x.to(self.device), start, end)
+                return out if self.device.type == 'cpu' else out.cpu()  # waits for the GPU
         return self.run_slowed((exit_point, start, end), run)
 
     def run_slowed(self, key: Hashable, fn: Callable[[], T]) -> T:
@@ -119,7 +124,7 @@ class CoInferenceModel:
         recording nothing: torch's first run of a layer allocates and plans
         (220 ms for an exit first run as a fallback, on the testbed), and a
         frame answered alone must not pay that when it has least time."""
-        x = torch.zeros(1, *self.card.input_shape)
+        x = torch.zeros(1, *self.card.input_shape, device=self.device)
         with torch.inference_mode():
             for exit_point in range(1, self.num_exits + 1):
                 self.net.run(exit_point, x, 0, None)
@@ -132,8 +137,16 @@ class CoInferenceModel:
         return self._run(exit_point, x, 0, partition)
 
     def tail(self, exit_point: int, partition: int, x: torch.Tensor) -> torch.Tensor:
-        """Edge side: layers [partition, N)."""
+        """Edge side: layers [partition, N), on ``device``; the logits on the CPU."""
         return self._run(exit_point, x, partition, None)
+
+    def tail_batch(self, exit_point: int, partition: int,
+                   xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The tails of several same-shaped activations (1xCxHxW each) run as one
+        batch; each one's logits (1xK), as ``tail`` gives them one by one."""
+        if len(xs) == 1:
+            return [self.tail(exit_point, partition, xs[0])]
+        return list(torch.split(self.tail(exit_point, partition, torch.cat(xs)), 1))
 
     def expected_shape(self, exit_point: int, partition: int) -> tuple[int, ...]:
         """Shape (batch 1) of the activation entering layer `partition`."""

@@ -51,6 +51,7 @@ from std_msgs.msg import Header
 from edgent_ros import codec_names, diagnostics, payload_codec, tensor_codec
 from edgent_ros import edge_service as es
 from edgent_ros import model as m
+from edgent_ros import torch_device as td
 from edgent_ros.inference import ActivationError, CoInferenceModel, TopK, top_k
 from edgent_ros.nodes.params import MODEL, THREADS, ParamSchema, ParamSpec, Value
 from edgent_ros.nodes.runner import GuardedNode, run_node
@@ -143,6 +144,10 @@ PARAMS = ParamSchema(
               'How long the first tensor of a batch may wait for more of its kind, ms (only '
               'while its deadline allows); 0: batch only what is already queued.',
               0.0, 1000.0),
+    ParamSpec('torch_device', 'auto',
+              'Where the tails run: auto (a CUDA GPU when torch sees one, else the CPU), cpu, '
+              'or cuda (refused at start where there is none).', choices=td.CHOICES,
+              read_only=True),
     ParamSpec('load_period_s', 1.0,
               'Period of edge_load, s (it also goes at once, at most 10 times a second, on '
               'a big change).', 0.1, 60.0, read_only=True),
@@ -177,8 +182,10 @@ class EdgeNode(GuardedNode):
         model, threads, self.top_k = p['model'], p['threads'], p['top_k']
         torch.set_num_threads(threads)
         net, card = m.load(m.resolve_model_path(model))
-        self.model = CoInferenceModel(net, card)
+        device = td.resolve(str(p['torch_device']))  # ValueError: refused, saying why
+        self.model = CoInferenceModel(net, card, device=device)
         self.model.warm_up()
+        self.device_text = td.describe(device)
         self.layers = {e.exit_point: e.num_layers for e in card.exits}
         self.lock = threading.Condition()
         self.scheduler = es.EdgeScheduler(
@@ -211,7 +218,7 @@ class EdgeNode(GuardedNode):
         self.create_timer(LOAD_CHECK_S, self.publish_load)
         self.worker = threading.Thread(target=self.serve, name='edge-serve', daemon=True)
         self.worker.start()
-        self.get_logger().info(f'serving model {card.name}')
+        self.get_logger().info(f'serving model {card.name} (tails on {self.device_text})')
 
     # --- parameters at run time ----------------------------------------------------
     def configure(self, **settings: object) -> None:
@@ -384,10 +391,7 @@ class EdgeNode(GuardedNode):
         start = time.monotonic()
         xs = [torch.from_numpy(w.array if w.array.flags.writeable else w.array.copy())
               for w in works]
-        if len(xs) == 1:
-            logits = [self.model.tail(exit_point, partition, xs[0])]
-        else:
-            logits = list(torch.split(self.model.tail(exit_point, partition, torch.cat(xs)), 1))
+        logits = self.model.tail_batch(exit_point, partition, xs)
         end = time.monotonic()
         with self.lock:
             self.scheduler.done(jobs, start, end)
@@ -443,7 +447,7 @@ class EdgeNode(GuardedNode):
         # process on an int (sum([]) is 0).
         self.load_pub.publish(EdgeLoad(
             header=Header(stamp=self.get_clock().now().to_msg()),
-            edge_id=self.get_fully_qualified_name(), torch_device='cpu',
+            edge_id=self.get_fully_qualified_name(), torch_device=self.device_text,
             queue_length=load.queue_length, queued_work_ms=float(load.queued_work_ms),
             busy_share=float(load.busy_share), wait_ms=float(load.wait_ms),
             served_per_s=float(load.served_per_s), late_per_s=float(load.late_per_s),
@@ -468,7 +472,7 @@ class EdgeNode(GuardedNode):
             'batches': batches,
             'mean_batch_size': (sum(k * v for k, v in self.batches.items()) / batches
                                 if batches else 0.0),
-            'service': self.scheduler.service,
+            'service': self.scheduler.service, 'torch_device': self.device_text,
         }
         values.update({f'served[{k}]': v for k, v in self.served.counts.items()})
         values.update({f'served_codec[{k}]': v for k, v in self.served_codec.items()})
