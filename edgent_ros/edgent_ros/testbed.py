@@ -115,11 +115,7 @@ class Testbed:
         why = available()
         if why:
             raise TestbedError(f'cannot build the testbed: {why}')
-        atexit.register(self.stop)
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-            # A plain SIGTERM would end Python without cleanup: make it an exit.
-            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        _clean_up_on_exit(self.stop)
         remove_leftovers()
         dev_if, edge_if = self.veth
         try:
@@ -182,36 +178,11 @@ class Testbed:
               env: dict[str, str] | None = None, **popen: object) -> subprocess.Popen:
         """Start argv inside the device or edge namespace (optionally CPU-limited)."""
         ns = {'device': self.device_ns, 'edge': self.edge_ns}[role]
-        cmd = ['ip', 'netns', 'exec', ns, *argv]
-        environment = dds_env(env)
-        # Each in a session of its own, so stop() can end it with everything it
-        # started, even if a launcher dies before its children.
-        if cpu_quota:
-            proc, group = run_under_quota(cpu_quota, cmd, fill=True, env=environment,
-                                          start_new_session=True, **popen)
-            self.groups.append(group)
-        else:
-            proc = subprocess.Popen(cmd, env=environment, start_new_session=True, **popen)
-        self.processes.append(proc)
-        return proc
+        return _spawn_in(ns, argv, cpu_quota, env, popen, self.processes, self.groups)
 
     def stop(self) -> None:
         """Stop every process started here and remove namespaces, links and groups."""
-        for proc in self.processes:
-            signal_group(proc, signal.SIGINT)
-        deadline = time.monotonic() + 15
-        for proc in self.processes:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            # The launcher and whatever it started, whether it exited or not.
-            signal_group(proc, signal.SIGKILL)
-            proc.wait()
-        self.processes.clear()
-        for group in self.groups:
-            group.remove()
-        self.groups.clear()
+        _end_processes(self.processes, self.groups)
         if self.up:
             for ns in (self.device_ns, self.edge_ns):
                 subprocess.run(['ip', 'netns', 'del', ns], capture_output=True)
@@ -275,6 +246,53 @@ def signal_group(proc: subprocess.Popen, signum: int) -> None:
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
+
+
+def _clean_up_on_exit(stop: Callable[[], None]) -> None:
+    """Run stop at interpreter exit, and make a plain SIGTERM an exit so it runs then too."""
+    atexit.register(stop)
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        # A plain SIGTERM would end Python without cleanup: make it an exit.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _spawn_in(ns: str, argv: Sequence[str], cpu_quota: float | None,
+              env: dict[str, str] | None, popen: dict[str, object],
+              processes: list[subprocess.Popen], groups: list[CpuGroup]) -> subprocess.Popen:
+    """Start argv inside namespace ns with dds_env; record it (and its group) for stop."""
+    cmd = ['ip', 'netns', 'exec', ns, *argv]
+    environment = dds_env(env)
+    # Each in a session of its own, so stop() can end it with everything it
+    # started, even if a launcher dies before its children.
+    if cpu_quota:
+        proc, group = run_under_quota(cpu_quota, cmd, fill=True, env=environment,
+                                      start_new_session=True, **popen)
+        groups.append(group)
+    else:
+        proc = subprocess.Popen(cmd, env=environment, start_new_session=True, **popen)
+    processes.append(proc)
+    return proc
+
+
+def _end_processes(processes: list[subprocess.Popen], groups: list[CpuGroup]) -> None:
+    """SIGINT every process's group, wait up to 15 s in all, SIGKILL the groups; remove
+    the CPU groups. Empties both lists."""
+    for proc in processes:
+        signal_group(proc, signal.SIGINT)
+    deadline = time.monotonic() + 15
+    for proc in processes:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        # The launcher and whatever it started, whether it exited or not.
+        signal_group(proc, signal.SIGKILL)
+        proc.wait()
+    processes.clear()
+    for group in groups:
+        group.remove()
+    groups.clear()
 
 
 def leftovers() -> list[str]:
