@@ -11,13 +11,20 @@ discovery and edgent_ros's DDS profile (shared memory and UDPv4, see
 dds_env): measured, shared memory does not carry traffic between the two
 namespaces, so everything between device and edge crosses the shaped link.
 
+``Fleet`` does the same for several robots: N device and M edge namespaces
+on one bridged LAN (10.200.78.0/24), each device's link shaped on its own,
+any device's or edge's link taken down and up, so that tests can put many
+devices against one or two edges as a real deployment would.
+
 Needs root (``ip netns``, ``tc``, cgroups); ``available()`` says whether it
-can run here and, if not, why.
+can run here and, if not, why. ``leftovers()`` and ``remove_leftovers()``
+find and delete what a killed run of either left behind.
 """
 
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
 import re
 import shutil
@@ -116,11 +123,7 @@ class Testbed:
         why = available()
         if why:
             raise TestbedError(f'cannot build the testbed: {why}')
-        atexit.register(self.stop)
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-            # A plain SIGTERM would end Python without cleanup: make it an exit.
-            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        _clean_up_on_exit(self.stop)
         remove_leftovers()
         dev_if, edge_if = self.veth
         try:
@@ -183,36 +186,11 @@ class Testbed:
               env: dict[str, str] | None = None, **popen: object) -> subprocess.Popen:
         """Start argv inside the device or edge namespace (optionally CPU-limited)."""
         ns = {'device': self.device_ns, 'edge': self.edge_ns}[role]
-        cmd = ['ip', 'netns', 'exec', ns, *argv]
-        environment = dds_env(env)
-        # Each in a session of its own, so stop() can end it with everything it
-        # started, even if a launcher dies before its children.
-        if cpu_quota:
-            proc, group = run_under_quota(cpu_quota, cmd, fill=True, env=environment,
-                                          start_new_session=True, **popen)
-            self.groups.append(group)
-        else:
-            proc = subprocess.Popen(cmd, env=environment, start_new_session=True, **popen)
-        self.processes.append(proc)
-        return proc
+        return _spawn_in(ns, argv, cpu_quota, env, popen, self.processes, self.groups)
 
     def stop(self) -> None:
         """Stop every process started here and remove namespaces, links and groups."""
-        for proc in self.processes:
-            signal_group(proc, signal.SIGINT)
-        deadline = time.monotonic() + 15
-        for proc in self.processes:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            # The launcher and whatever it started, whether it exited or not.
-            signal_group(proc, signal.SIGKILL)
-            proc.wait()
-        self.processes.clear()
-        for group in self.groups:
-            group.remove()
-        self.groups.clear()
+        _end_processes(self.processes, self.groups)
         if self.up:
             for ns in (self.device_ns, self.edge_ns):
                 subprocess.run(['ip', 'netns', 'del', ns], capture_output=True)
@@ -267,57 +245,150 @@ class TraceReplay(threading.Thread):
 
 
 FLEET_SUBNET = '10.200.78'
+_fleet_ids = itertools.count()
+
+Host = tuple[str, int] | str
+"""A fleet's host: ``('device', i)`` or ``('edge', j)``, or the short form ``'d<i>'`` /
+``'e<j>'`` (the end of its namespace's name: ``'d0'``, ``'e1'``)."""
+
+
+def _default_fleet_name() -> str:
+    # The pid first (remove_leftovers reads it), then a counter: two fleets of
+    # one process must differ.
+    return f'{PREFIX}{os.getpid()}f{next(_fleet_ids)}'
+
+
+def _batch(cmd: Sequence[str], lines: Sequence[str]) -> None:
+    """Run one ``ip``/``tc`` with ``-batch -``: one process for many commands."""
+    if not lines:
+        return
+    result = subprocess.run([*cmd, '-batch', '-'], input='\n'.join(lines) + '\n',
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise TestbedError(f"{' '.join(cmd)} -batch: "
+                           f'{result.stderr.strip() or result.returncode}')
+
+
+def _rates(value: float | Sequence[float] | None, count: int, what: str) -> list[float | None]:
+    rates = list(value) if isinstance(value, Sequence) else [value] * count
+    if len(rates) != count:
+        raise TestbedError(f'{what}: {len(rates)} rates for {count} links')
+    for rate in rates:
+        if rate is not None and not rate > 0:
+            raise TestbedError(f'rate must be > 0 kbit/s, got {rate}')
+    return rates
 
 
 @dataclass
 class Fleet:
-    """Several robots and edges on one emulated LAN: a network namespace per
-    host (``<name>-d<i>``, ``<name>-e<j>``), each joined by a veth pair to a
-    bridge in a switch namespace (``<name>-sw``; multicast snooping off, so
-    DDS discovery floods). Each robot's link is shaped on its own, both ways
-    (tbf on its end and on the bridge port towards it), as Testbed shapes
-    its one link; the edges' links are not shaped. Hosts are addressed as
-    ``('device', i)`` and ``('edge', j)``."""
+    """N device and M edge namespaces on one emulated LAN, each device's link shaped apart.
+
+    A switch namespace (``<name>-sw``) holds a Linux bridge with multicast
+    snooping off, so DDS discovery's multicast floods to every host as on a
+    plain Wi-Fi LAN. Each host namespace (``<name>-d<i>``, ``<name>-e<j>``)
+    joins it by a veth of its own, addressed in ``<subnet>.0/24``: device i
+    at ``.10+i``, edge j at ``.200+j``. A device's link is shaped on both
+    ends with ``tc tbf`` (its own egress: uploads; the bridge port towards
+    it: downloads), burst one MTU and a long queue as in Testbed, so devices
+    share no bottleneck; edge links are unshaped unless edge_rate_kbit is
+    given. The veths are created inside the namespaces, never in the
+    caller's, so their names (15 characters at most, from the name's end)
+    cannot meet another fleet's or a Testbed's. Processes start inside a
+    host with ``spawn`` (Testbed's rules: dds_env, a session of their own,
+    an optional CPU quota); ``stop`` (also at exit and on SIGTERM) ends them
+    and deletes the namespaces, which takes bridge and veths with them.
+    """
 
     devices: int
+    rate_kbit: float | Sequence[float]
     edges: int = 1
-    rate_kbit: float | Sequence[float] = 2000.0
-    name: str = field(default_factory=lambda: f'{PREFIX}{os.getpid()}f')
+    edge_rate_kbit: float | Sequence[float] | None = None
+    name: str = field(default_factory=_default_fleet_name)
+    subnet: str = FLEET_SUBNET
     burst_bytes: int = 1600
     limit_bytes: int = 4 * 1024 * 1024
+    device_rates: list[float] = field(init=False)
+    edge_rates: list[float | None] = field(init=False)
     processes: list[subprocess.Popen] = field(default_factory=list)
+    groups: list[CpuGroup] = field(default_factory=list)
     up: bool = False
 
     def __post_init__(self) -> None:
-        if not 1 <= self.devices <= 50 or not 1 <= self.edges <= 50:
-            raise TestbedError(f'need 1..50 devices and edges, got {self.devices}, {self.edges}')
-        rates = [self.rate_kbit] * self.devices if isinstance(self.rate_kbit, (int, float)) \
-            else list(self.rate_kbit)
-        if len(rates) != self.devices or not all(r > 0 for r in rates):
-            raise TestbedError(f'need {self.devices} rates > 0 kbit/s, got {self.rate_kbit}')
-        self.rates = [float(r) for r in rates]
+        if not 1 <= self.devices <= 190 or not 1 <= self.edges <= 55:
+            raise TestbedError(f'a fleet has 1..190 devices and 1..55 edges (one /24), '
+                               f'got {self.devices} and {self.edges}')
+        rates = _rates(self.rate_kbit, self.devices, 'rate_kbit')
+        self.device_rates = [rate for rate in rates if rate is not None]
+        if len(self.device_rates) != self.devices:
+            raise TestbedError('every device link needs a rate')
+        self.edge_rates = _rates(self.edge_rate_kbit, self.edges, 'edge_rate_kbit')
+        if '-' in self.name:
+            raise TestbedError(f'a fleet name has no "-" (namespaces are <name>-d0...): '
+                               f'{self.name!r}')
 
-    def ns(self, host: tuple[str, int]) -> str:
-        role, i = host
-        return f'{self.name}-{"d" if role == "device" else "e"}{i}'
+    # Names and addresses.
 
-    def addr(self, host: tuple[str, int]) -> str:
-        role, i = host
-        return f'{FLEET_SUBNET}.{10 + i if role == "device" else 200 + i}'
+    def _host(self, host: Host) -> tuple[str, int]:
+        if isinstance(host, str):
+            kind = {'d': 'device', 'e': 'edge'}.get(host[:1])
+            if kind is None or not host[1:].isdigit():
+                raise TestbedError(f"a host is ('device', i), ('edge', j), 'd<i>' or "
+                                   f"'e<j>', got {host!r}")
+            host = (kind, int(host[1:]))
+        kind, index = host
+        count = {'device': self.devices, 'edge': self.edges}.get(kind)
+        if count is None or not 0 <= index < count:
+            raise TestbedError(f'no host {host!r} in a fleet of {self.devices} devices and '
+                               f'{self.edges} edges')
+        return kind, index
+
+    def namespace(self, host: Host) -> str:
+        kind, index = self._host(host)
+        return f'{self.name}-{kind[0]}{index}'
+
+    def address(self, host: Host) -> str:
+        kind, index = self._host(host)
+        return f'{self.subnet}.{(10 if kind == "device" else 200) + index}'
+
+    def veth(self, host: Host) -> tuple[str, str]:
+        """(the host's interface, in its namespace; its bridge port, in the switch's)."""
+        kind, index = self._host(host)
+        tag = f'{self.name[-10:]}{kind[0]}{index}'
+        return tag, f'{self.name[-10:]}p{kind[0]}{index}'
 
     @property
     def switch_ns(self) -> str:
         return f'{self.name}-sw'
 
     @property
-    def hosts(self) -> list[tuple[str, int]]:
+    def bridge(self) -> str:
+        return f'{self.name[-10:]}br'
+
+    @property
+    def device_ns(self) -> list[str]:
+        return [self.namespace(('device', i)) for i in range(self.devices)]
+
+    @property
+    def edge_ns(self) -> list[str]:
+        return [self.namespace(('edge', j)) for j in range(self.edges)]
+
+    @property
+    def device_addrs(self) -> list[str]:
+        return [self.address(('device', i)) for i in range(self.devices)]
+
+    @property
+    def edge_addrs(self) -> list[str]:
+        return [self.address(('edge', j)) for j in range(self.edges)]
+
+    @property
+    def namespaces(self) -> list[str]:
+        return [self.switch_ns, *self.device_ns, *self.edge_ns]
+
+    def _hosts(self) -> list[tuple[str, int]]:
         return [('device', i) for i in range(self.devices)] + \
             [('edge', j) for j in range(self.edges)]
 
-    def _ifs(self, host: tuple[str, int]) -> tuple[str, str]:
-        """(host end, bridge end) of a host's veth: at most 15 characters."""
-        tag = f'{self.name[-7:]}{host[0][0]}{host[1]}'
-        return f'{tag}h', f'{tag}b'
+    # Life cycle.
 
     def __enter__(self) -> Fleet:
         self.start()
@@ -327,90 +398,115 @@ class Fleet:
         self.stop()
 
     def start(self) -> None:
+        """Build the LAN: about a dozen ``ip``/``tc`` processes whatever its size."""
         why = available()
         if why:
-            raise TestbedError(f'cannot build the fleet testbed: {why}')
-        atexit.register(self.stop)
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+            raise TestbedError(f'cannot build the fleet: {why}')
+        for host in self._hosts():
+            if max(map(len, self.veth(host))) > 15:
+                raise TestbedError(f'interface names over 15 characters: {self.veth(host)}')
+        _clean_up_on_exit(self.stop)
         remove_leftovers()
-        sw = self.switch_ns
+        # Never adopt (and later delete) another live fleet's namespaces.
+        taken = set(self.namespaces) & set(_netns_names())
+        if taken:
+            raise TestbedError(f'namespaces already exist (another fleet named '
+                               f'{self.name!r}?): {sorted(taken)}')
+        self.up = True  # from here stop() deletes whatever namespaces exist
         try:
-            _run('ip', 'netns', 'add', sw)
-            self.up = True
-            _run('ip', '-n', sw, 'link', 'add', 'br0', 'type', 'bridge')
-            _run('ip', 'netns', 'exec', sw, 'sh', '-c',
-                 'echo 0 > /sys/class/net/br0/bridge/multicast_snooping')
-            _run('ip', '-n', sw, 'link', 'set', 'br0', 'up')
-            for host in self.hosts:
-                ns, (h_if, b_if) = self.ns(host), self._ifs(host)
-                _run('ip', 'netns', 'add', ns)
-                _run('ip', 'link', 'add', h_if, 'type', 'veth', 'peer', 'name', b_if)
-                _run('ip', 'link', 'set', h_if, 'netns', ns)
-                _run('ip', 'link', 'set', b_if, 'netns', sw)
-                _run('ip', '-n', sw, 'link', 'set', b_if, 'master', 'br0')
-                _run('ip', '-n', sw, 'link', 'set', b_if, 'up')
-                _run('ip', '-n', ns, 'addr', 'add', f'{self.addr(host)}/24', 'dev', h_if)
-                _run('ip', '-n', ns, 'link', 'set', h_if, 'up')
-                _run('ip', '-n', ns, 'link', 'set', 'lo', 'up')
-                _run('ip', '-n', ns, 'route', 'add', '224.0.0.0/4', 'dev', h_if)
-                if host[0] == 'device':
-                    self._shape(host, 'add')
+            # Namespaces, then every veth straight into its two namespaces.
+            _batch(['ip'], [f'netns add {ns}' for ns in self.namespaces] + [
+                f'link add {inner} netns {self.namespace(host)} type veth '
+                f'peer name {port} netns {self.switch_ns}'
+                for host in self._hosts() for inner, port in [self.veth(host)]])
+            ports = [self.veth(host)[1] for host in self._hosts()]
+            _batch(['ip', '-n', self.switch_ns], [
+                'link set lo up',
+                # No snooping: multicast (DDS discovery) floods to every port.
+                f'link add {self.bridge} type bridge mcast_snooping 0 stp_state 0',
+                f'link set {self.bridge} up',
+                *[f'link set {port} master {self.bridge}' for port in ports],
+                *[f'link set {port} up' for port in ports]])
+            for host in self._hosts():
+                inner, _ = self.veth(host)
+                _batch(['ip', '-n', self.namespace(host)], [
+                    'link set lo up', f'addr add {self.address(host)}/24 dev {inner}',
+                    f'link set {inner} up',
+                    # DDS discovery multicasts: keep them on the LAN.
+                    f'route add 224.0.0.0/4 dev {inner}'])
+            shaped = [(('device', i), rate) for i, rate in enumerate(self.device_rates)] + \
+                [(('edge', j), rate) for j, rate in enumerate(self.edge_rates) if rate]
+            for host, rate in shaped:
+                _batch(['tc', '-n', self.namespace(host)], [self._tbf(host, 0, rate, 'add')])
+            _batch(['tc', '-n', self.switch_ns],
+                   [self._tbf(host, 1, rate, 'add') for host, rate in shaped])
         except TestbedError:
             self.stop()
             raise
 
-    def _shape(self, host: tuple[str, int], verb: str) -> None:
-        rate = self.rates[host[1]]
-        h_if, b_if = self._ifs(host)
-        for ns, iface in ((self.ns(host), h_if), (self.switch_ns, b_if)):
-            _run('ip', 'netns', 'exec', ns, 'tc', 'qdisc', verb, 'dev', iface, 'root', 'tbf',
-                 'rate', f'{rate:.3f}kbit', 'burst', str(self.burst_bytes),
-                 'limit', str(self.limit_bytes))
+    def _tbf(self, host: Host, end: int, rate: float, verb: str) -> str:
+        return (f'qdisc {verb} dev {self.veth(host)[end]} root tbf rate {rate:.3f}kbit '
+                f'burst {self.burst_bytes} limit {self.limit_bytes}')
+
+    def _shape(self, host: Host, rate: float | None) -> None:
+        """Both ends of a host's link at rate; None removes the shaper."""
+        if rate is not None and not rate > 0:
+            raise TestbedError(f'rate must be > 0 kbit/s, got {rate}')
+        for ns, end in ((self.namespace(host), 0), (self.switch_ns, 1)):
+            if rate is None:
+                subprocess.run(['tc', '-n', ns, 'qdisc', 'del', 'dev', self.veth(host)[end],
+                                'root'], capture_output=True)
+            else:
+                _run('tc', '-n', ns, *self._tbf(host, end, rate, 'replace').split())
 
     def set_rate(self, device: int, rate_kbit: float) -> None:
-        """Change one robot's link rate, both ways, now."""
-        if not rate_kbit > 0:
-            raise TestbedError(f'rate must be > 0 kbit/s, got {rate_kbit}')
-        self.rates[device] = float(rate_kbit)
-        self._shape(('device', device), 'change')
+        """Change one device's link rate, both directions, now; the others keep theirs."""
+        self._host(('device', device))
+        self._shape(('device', device), rate_kbit)
+        self.device_rates[device] = rate_kbit
 
-    def set_link(self, host: tuple[str, int], up: bool) -> None:
-        """Cut a host off the LAN (its bridge port down), or connect it again."""
-        _run('ip', '-n', self.switch_ns, 'link', 'set', self._ifs(host)[1],
-             'up' if up else 'down')
+    def set_edge_rate(self, edge: int, rate_kbit: float | None) -> None:
+        """Shape an edge's link (both directions) at rate_kbit, or unshape it (None)."""
+        self._host(('edge', edge))
+        self._shape(('edge', edge), rate_kbit)
+        self.edge_rates[edge] = rate_kbit
 
-    def spawn(self, host: tuple[str, int], argv: Sequence[str], *,
+    def _set_link(self, host: Host, up: bool) -> None:
+        inner, port = self.veth(host)
+        state = 'up' if up else 'down'
+        _run('ip', '-n', self.namespace(host), 'link', 'set', inner, state)
+        _run('ip', '-n', self.switch_ns, 'link', 'set', port, state)
+        if up:  # the multicast route goes with the link; discovery needs it back
+            subprocess.run(['ip', '-n', self.namespace(host), 'route', 'replace',
+                            '224.0.0.0/4', 'dev', inner], capture_output=True)
+
+    def set_link(self, device: int, up: bool) -> None:
+        """Take one device's link down (its Wi-Fi drops) or up again."""
+        self._set_link(('device', device), up)
+
+    def set_edge_link(self, edge: int, up: bool) -> None:
+        """Cut one edge off the LAN (it crashed, its cable is out) or bring it back."""
+        self._set_link(('edge', edge), up)
+
+    def spawn(self, host: Host, argv: Sequence[str], *, cpu_quota: float | None = None,
               env: dict[str, str] | None = None, **popen: object) -> subprocess.Popen:
-        """Start argv inside a host's namespace, in a session of its own."""
-        proc = subprocess.Popen(['ip', 'netns', 'exec', self.ns(host), *argv],
-                                env=dds_env(env), start_new_session=True, **popen)
-        self.processes.append(proc)
-        return proc
+        """Start argv inside a host's namespace (optionally CPU-limited), as Testbed.spawn."""
+        return _spawn_in(self.namespace(host), argv, cpu_quota, env, popen, self.processes,
+                         self.groups)
 
     def kill(self, proc: subprocess.Popen) -> None:
-        """SIGKILL a spawned process and everything it started."""
+        """SIGKILL a spawned process and everything it started (a crash, a power cut)."""
         signal_group(proc, signal.SIGKILL)
         proc.wait()
 
     def stop(self) -> None:
-        """Stop every process started here; remove the namespaces (and with
-        them the veths and the bridge)."""
-        for proc in self.processes:
-            signal_group(proc, signal.SIGINT)
-        deadline = time.monotonic() + 15
-        for proc in self.processes:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            signal_group(proc, signal.SIGKILL)
-            proc.wait()
-        self.processes.clear()
+        """Stop every process started here; delete the namespaces (bridge and veths go
+        with them) and the CPU groups."""
+        _end_processes(self.processes, self.groups)
         if self.up:
-            for ns in [self.ns(h) for h in self.hosts] + [self.switch_ns]:
-                subprocess.run(['ip', 'netns', 'del', ns], capture_output=True)
+            # -force: go on past a namespace that was never made.
+            subprocess.run(['ip', '-force', '-batch', '-'], capture_output=True, text=True,
+                           input=''.join(f'netns del {ns}\n' for ns in self.namespaces))
             self.up = False
 
 
@@ -426,24 +522,103 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def leftovers() -> list[str]:
-    """Namespaces of ours still present (e.g. from a killed run)."""
+def _clean_up_on_exit(stop: Callable[[], None]) -> None:
+    """Run stop at interpreter exit, and make a plain SIGTERM an exit so it runs then too."""
+    atexit.register(stop)
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        # A plain SIGTERM would end Python without cleanup: make it an exit.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _spawn_in(ns: str, argv: Sequence[str], cpu_quota: float | None,
+              env: dict[str, str] | None, popen: dict[str, object],
+              processes: list[subprocess.Popen], groups: list[CpuGroup]) -> subprocess.Popen:
+    """Start argv inside namespace ns with dds_env; record it (and its group) for stop."""
+    cmd = ['ip', 'netns', 'exec', ns, *argv]
+    environment = dds_env(env)
+    # Each in a session of its own, so stop() can end it with everything it
+    # started, even if a launcher dies before its children.
+    if cpu_quota:
+        proc, group = run_under_quota(cpu_quota, cmd, fill=True, env=environment,
+                                      start_new_session=True, **popen)
+        groups.append(group)
+    else:
+        proc = subprocess.Popen(cmd, env=environment, start_new_session=True, **popen)
+    processes.append(proc)
+    return proc
+
+
+def _end_processes(processes: list[subprocess.Popen], groups: list[CpuGroup]) -> None:
+    """SIGINT every process's group, wait up to 15 s in all, SIGKILL the groups; remove
+    the CPU groups. Empties both lists."""
+    for proc in processes:
+        signal_group(proc, signal.SIGINT)
+    deadline = time.monotonic() + 15
+    for proc in processes:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        # The launcher and whatever it started, whether it exited or not.
+        signal_group(proc, signal.SIGKILL)
+        proc.wait()
+    processes.clear()
+    for group in groups:
+        group.remove()
+    groups.clear()
+
+
+# A fleet's namespaces: <name>-sw, -d<i>, -e<j>, the name PREFIX<pid> and maybe more
+# after a non-digit (a default name is PREFIX<pid>f<n>).
+_FLEET_NS = re.compile(rf'{PREFIX}(\d+)(?:[^\d-][^-]*)?-(?:sw|d\d+|e\d+)')
+
+
+def _owner_pid(ns: str) -> str | None:
+    """The pid in a namespace name of ours (the process that made it), else None."""
+    if not ns.startswith(PREFIX):
+        return None
+    if ns.endswith(('-dev', '-edge')):  # a Testbed's
+        pid = ns[len(PREFIX):].split('-')[0]
+        return pid if pid.isdigit() else None
+    match = _FLEET_NS.fullmatch(ns)
+    return match.group(1) if match else None
+
+
+def _netns_names() -> list[str]:
     result = subprocess.run(['ip', 'netns', 'list'], capture_output=True, text=True)
-    names = [line.split()[0] for line in result.stdout.splitlines() if line.startswith(PREFIX)]
-    return [n for n in names if n.endswith(('-dev', '-edge', '-sw')) or
-            re.fullmatch(rf'{PREFIX}\d+f-[de]\d+', n)]
+    return [line.split()[0] for line in result.stdout.splitlines() if line.split()]
 
 
-__all__ = ['Fleet', 'QuotaError', 'Testbed', 'TestbedError', 'TraceReplay', 'available', 'dds_env',
-           'leftovers', 'remove_leftovers', 'signal_group']
+def leftovers() -> list[str]:
+    """Namespaces of ours (testbeds' and fleets') still present (e.g. from a killed run)."""
+    return [ns for ns in _netns_names() if ns.startswith(PREFIX) and (
+        ns.endswith(('-dev', '-edge')) or _FLEET_NS.fullmatch(ns))]
+
+
+__all__ = ['Fleet', 'Host', 'QuotaError', 'Testbed', 'TestbedError', 'TraceReplay',
+           'available', 'dds_env', 'leftovers', 'remove_leftovers', 'signal_group']
 
 
 def remove_leftovers() -> list[str]:
-    """Delete namespaces of ours whose creating process is gone (a killed run)."""
+    """Delete namespaces of ours whose creating process is gone (a killed run).
+
+    A fleet's processes run in sessions of their own, so they outlive a killed
+    run and would keep its namespaces (and their DDS traffic) alive unseen:
+    those still inside a fleet's leftover namespace are SIGKILLed first.
+    """
     removed = []
     for ns in leftovers():
-        pid = ns[len(PREFIX):].split('-')[0].rstrip('f')
-        if pid.isdigit() and not Path(f'/proc/{pid}').exists():
+        pid = _owner_pid(ns)
+        if pid is not None and not Path(f'/proc/{pid}').exists():
+            if _FLEET_NS.fullmatch(ns):
+                inside = subprocess.run(['ip', 'netns', 'pids', ns], capture_output=True,
+                                        text=True).stdout.split()
+                for orphan in inside:
+                    try:
+                        os.kill(int(orphan), signal.SIGKILL)
+                    except (ProcessLookupError, ValueError):
+                        pass
             subprocess.run(['ip', 'netns', 'del', ns], capture_output=True)
             removed.append(ns)
     return removed
