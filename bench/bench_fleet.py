@@ -89,8 +89,9 @@ def rss_mb(pid: int | None) -> float:
 
 
 def run_one(args: argparse.Namespace, robots: int, edges: int, variant: str, *,
-            fault: bool = False) -> dict:
-    label = f'{robots}robots_{edges}edges_{variant}' + ('_fault' if fault else '')
+            fault: bool = False, edge_quota: float | None = None) -> dict:
+    label = f'{robots}robots_{edges}edges_{variant}' + ('_fault' if fault else '') + \
+        (f'_quota{edge_quota:g}' if edge_quota else '')
     logs = Path(args.logs) / label
     logs.mkdir(parents=True, exist_ok=True)
     bringup = tool('edgent-bringup')
@@ -103,7 +104,8 @@ def run_one(args: argparse.Namespace, robots: int, edges: int, variant: str, *,
         for j in range(edges):
             cmd = [bringup, '--role', 'edge', f'namespace:=/edge{j}', f'model:={args.model}']
             cmd += [a for s in v['edge'] for a in ('--set', s)]
-            edge_procs.append(fleet.spawn(('edge', j), cmd, stdout=open(logs / f'edge{j}.log', 'w'),
+            edge_procs.append(fleet.spawn(('edge', j), cmd, cpu_quota=edge_quota,
+                                          stdout=open(logs / f'edge{j}.log', 'w'),
                                           stderr=subprocess.STDOUT))
         for j in range(edges):
             if not wait_for_line(str(logs / f'edge{j}.log'), 'serving model', timeout_s=90.0):
@@ -145,9 +147,11 @@ def run_one(args: argparse.Namespace, robots: int, edges: int, variant: str, *,
         collector.send_signal(2)
         collector.wait(timeout=30)
     data = json.loads(out.read_text())
-    return analyse(data, robots, edges, variant, t0, t1, killed_at,
-                   [(c1 - c0) / (t1 - t0) for c0, c1 in zip(cpu0, cpu1, strict=True)], rss,
-                   label)
+    out = analyse(data, robots, edges, variant, t0, t1, killed_at,
+                  [(c1 - c0) / (t1 - t0) for c0, c1 in zip(cpu0, cpu1, strict=True)], rss,
+                  label)
+    out['edge_quota'] = edge_quota
+    return out
 
 
 def analyse(data: dict, robots: int, edges: int, variant: str, t0: float, t1: float,
@@ -209,15 +213,21 @@ def plot(runs: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for variant, style in (('shared', 'o-'), ('alone', 's--')):
-        mine = sorted((r for r in runs if r['variant'] == variant and r['edges'] == 1 and
-                       'frames_lost' not in r), key=lambda r: r['robots'])
-        if not mine:
-            continue
-        xs = [r['robots'] for r in mine]
         name = {'shared': 'EDF + load-aware + batching', 'alone': 'both off (FIFO, blind)'}
-        axes[0].plot(xs, [100 * r['deadline_hit_rate'] for r in mine], style, label=name[variant])
-        axes[1].plot(xs, [100 * r['accuracy'] for r in mine], style, label=name[variant])
-        axes[2].plot(xs, [r['edge_frames_per_s'] for r in mine], style, label=name[variant])
+        for quota, color in ((None, 'C0' if variant == 'shared' else 'C1'),
+                             ('q', 'C2' if variant == 'shared' else 'C3')):
+            mine = sorted((r for r in runs if r['variant'] == variant and r['edges'] == 1 and
+                           'frames_lost' not in r and bool(r.get('edge_quota')) == bool(quota)),
+                          key=lambda r: r['robots'])
+            if not mine:
+                continue
+            label = name[variant] + (f", edge at {100 * mine[0]['edge_quota']:.0f}% of a core"
+                                     if quota else '')
+            xs = [r['robots'] for r in mine]
+            for ax, ys in zip(axes, ([100 * r['deadline_hit_rate'] for r in mine],
+                                     [100 * r['accuracy'] for r in mine],
+                                     [r['edge_frames_per_s'] for r in mine]), strict=True):
+                ax.plot(xs, ys, style, color=color, label=label)
     for ax, title in zip(axes, ('deadline met (%)', 'accuracy (%)', 'frames the edge ran / s'),
                          strict=True):
         ax.set_xlabel('robots on one edge')
@@ -235,6 +245,10 @@ def main() -> int:
     parser.add_argument('--devices', type=int, nargs='+', default=[1, 2, 4, 8])
     parser.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument('--no-two-edges', action='store_true')
+    parser.add_argument('--edge-quota', type=float, default=0.25,
+                        help='also run the edge under this CPU quota (a share of one core: a '
+                             'small edge box that these robots saturate); 0: not')
+    parser.add_argument('--quota-devices', type=int, nargs='+', default=[4, 8])
     parser.add_argument('--model', default='resnet18_digits64')
     parser.add_argument('--rate-kbit', type=float, default=2000.0)
     parser.add_argument('--fps', type=float, default=10.0)
@@ -243,6 +257,11 @@ def main() -> int:
     parser.add_argument('--warmup', type=float, default=20.0)
     parser.add_argument('--seconds', type=float, default=40.0)
     parser.add_argument('--logs', default='/tmp/edgent_fleet')
+    parser.add_argument('--keep', action='store_true',
+                        help='add these runs to those already in --out (a run of the same '
+                             'label replaced)')
+    parser.add_argument('--only-quota', action='store_true',
+                        help='only the runs under --edge-quota')
     parser.add_argument('--out', default=str(ROOT / 'bench' / 'results' / 'fleet.json'))
     parser.add_argument('--doc', default=str(ROOT / 'docs' / 'fleet.md'))
     args = parser.parse_args()
@@ -250,12 +269,16 @@ def main() -> int:
     if why:
         print(f'bench_fleet: skipped: {why}')
         return 0
-    plan = [(n, 1, v, False) for n in args.devices for v in args.variants]
-    if not args.no_two_edges:
-        plan += [(8, 2, 'shared', False), (8, 2, 'shared', True)]
+    plan = [] if args.only_quota else \
+        [(n, 1, v, False, None) for n in args.devices for v in args.variants]
+    if not args.no_two_edges and not args.only_quota:
+        plan += [(8, 2, 'shared', False, None), (8, 2, 'shared', True, None)]
+    if args.edge_quota:
+        plan += [(n, 1, v, False, args.edge_quota) for n in args.quota_devices
+                 for v in args.variants]
     runs = []
-    for robots, edges, variant, fault in tqdm(plan, desc='fleet runs', unit='run'):
-        r = run_one(args, robots, edges, variant, fault=fault)
+    for robots, edges, variant, fault, quota in tqdm(plan, desc='fleet runs', unit='run'):
+        r = run_one(args, robots, edges, variant, fault=fault, edge_quota=quota)
         runs.append(r)
         tqdm.write(f"{r['label']}: {r['frames']} frames, met {100 * r['deadline_hit_rate']:.1f}% "
                    f"(worst robot {100 * r['worst_robot_hit_rate']:.1f}%), accuracy "
@@ -266,6 +289,10 @@ def main() -> int:
     machine = {'cpu': platform.processor() or platform.machine(), 'cores': os.cpu_count(),
                'python': platform.python_version(),
                'when': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}
+    if args.keep and Path(args.out).is_file():
+        labels = {r['label'] for r in runs}
+        runs = [r for r in json.loads(Path(args.out).read_text())['runs']
+                if r['label'] not in labels] + runs
     result = {'machine': machine, 'args': vars(args), 'runs': runs}
     Path(args.out).write_text(json.dumps(result, indent=1))
     png = Path(args.out).with_suffix('.png')
@@ -273,6 +300,11 @@ def main() -> int:
     write_doc(Path(args.doc), result, png)
     print(f'wrote {args.out}, {png}, {args.doc}')
     return 0
+
+
+def quota_text(run: dict) -> str:
+    q = run.get('edge_quota')
+    return f' ({100 * q:.0f}% of a core)' if q else ''
 
 
 def killed(run: dict) -> str:
@@ -295,7 +327,7 @@ def write_doc(path: Path, result: dict, png: Path) -> None:
         '|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in result['runs']:
         lines.append(
-            f"| {r['robots']} | {r['edges']} | {r['variant']}{killed(r)} | "
+            f"| {r['robots']} | {r['edges']}{quota_text(r)} | {r['variant']}{killed(r)} | "
             f"{r['frames']} | {100 * r['deadline_hit_rate']:.1f}% | "
             f"{100 * r['worst_robot_hit_rate']:.1f}% | {100 * r['accuracy']:.1f}% | "
             f"{100 * r['fallback_share']:.1f}% | {r['edge_frames_per_s']:.1f} | "

@@ -265,6 +265,11 @@ class Profile:
     # bytes of what is coded before coding (CODEC_VARIABLES). ``raw`` costs
     # nothing beyond what every frame pays and has no model.
     codecs: dict[str, LayerModel] = field(default_factory=dict)
+    # Whole tails measured on the machine (an edge profile, made with
+    # edgent-profile --whole-tails): model name -> exit -> ms of layers
+    # [p, N) for p = 0..N-1. Per-layer sums miss what a GPU fuses and
+    # launches (nn-Meter); a model with its tails here is timed by them.
+    tails: dict[str, dict[int, list[float]]] = field(default_factory=dict)
 
     def require(self, types: Sequence[str], where: str = '') -> None:
         """Refuse a profile that lacks a layer type the model uses."""
@@ -352,7 +357,9 @@ class Profile:
                 'machine': self.machine, 'notes': self.notes,
                 'layers': {t: asdict(m) for t, m in self.layers.items()},
                 **({'codecs': {c: asdict(m) for c, m in self.codecs.items()}}
-                   if self.codecs else {})}
+                   if self.codecs else {}),
+                **({'tails': {name: {int(e): [float(v) for v in ms] for e, ms in by.items()}
+                              for name, by in self.tails.items()}} if self.tails else {})}
 
     def save(self, path: Path | str) -> Path:
         path = Path(path)
@@ -405,7 +412,38 @@ def load_profile(path: Path | str) -> Profile:
         raise ProfileError(f'{path}: role must be one of {ROLES}, found {role!r}')
     return Profile(name=str(raw.get('name', path.stem)), role=role,
                    source=str(raw.get('source', '')), machine=dict(raw.get('machine') or {}),
-                   layers=layers, notes=str(raw.get('notes', '')), codecs=codecs)
+                   layers=layers, notes=str(raw.get('notes', '')), codecs=codecs,
+                   tails=read_tails(path, raw.get('tails')))
+
+
+def read_tails(path: Path, raw: object) -> dict[str, dict[int, list[float]]]:
+    """A profile's ``tails`` section, checked: model -> exit -> finite ms >= 0."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ProfileError(f'{path}: "tails" must map model names to exits')
+    tails: dict[str, dict[int, list[float]]] = {}
+    for name, by_exit in raw.items():
+        if not isinstance(by_exit, dict):
+            raise ProfileError(f'{path}: tails of {name!r} must map exits to lists of ms')
+        tails[str(name)] = {}
+        for exit_point, ms in by_exit.items():
+            if not (isinstance(exit_point, int) and isinstance(ms, list) and ms and
+                    all(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0
+                        for v in ms)):
+                raise ProfileError(f'{path}: tails of {name!r}, exit {exit_point!r}: need a '
+                                   'non-empty list of finite times >= 0 ms')
+            tails[str(name)][exit_point] = [float(v) for v in ms]
+    return tails
+
+
+def tail_layers(tails: Sequence[float]) -> np.ndarray:
+    """Whole-tail times (ms of layers [p, N), p = 0..N-1) as per-layer times
+    whose suffix sums give them back, made monotone first (a tail with more
+    layers never takes less; measurement noise can say otherwise)."""
+    t = np.asarray(tails, dtype=np.float64)
+    t = np.maximum.accumulate(t[::-1])[::-1]
+    return t - np.concatenate([t[1:], [0.0]])
 
 
 def resolve_profile_path(name_or_path: str | Path) -> Path:
@@ -495,16 +533,22 @@ class SubModelLatency:
                                f'({device.name}) and {edge.role!r} ({edge.name})')
         types = card_stage_keys(card)
         device.require(types, ' (device)')
-        edge.require(types, ' (edge)')
+        measured = edge.tails.get(card.name, {})
+        whole = {e.exit_point for e in card.exits
+                 if len(measured.get(e.exit_point, ())) == len(e.layers)}
+        by_layer = [e for e in card.exits if e.exit_point not in whole]
+        edge.require(sorted({stage_key(i) for e in by_layer for i in e.layers}), ' (edge)')
         self.card = card
         self.device = device
         self.edge = edge
+        self.whole_tails = sorted(whole)
         self.warnings = [f'device {w}' for e in card.exits for w in device.outside(e.layers)]
-        self.warnings += [f'edge {w}' for e in card.exits for w in edge.outside(e.layers)]
+        self.warnings += [f'edge {w}' for e in by_layer for w in edge.outside(e.layers)]
         self.exits: dict[int, ExitArrays] = {}
         for e in card.exits:
             ed = device.predict(e.layers)
-            es = edge.predict(e.layers)
+            es = tail_layers(measured[e.exit_point]) if e.exit_point in whole else \
+                edge.predict(e.layers)
             n = len(e.layers)
             upload = np.zeros(n + 1, dtype=np.int64)
             upload[0] = card.input_bytes

@@ -62,7 +62,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +72,7 @@ from tqdm import tqdm
 
 from edgent_ros import architectures as arch
 from edgent_ros import model as m
+from edgent_ros import torch_device
 from edgent_ros.allocator import pin_allocator
 from edgent_ros.latency import (
     ALL_VARIABLES,
@@ -948,6 +949,33 @@ def add_codecs(base: Profile, settings: Settings, *, threads: int = 1,
                    codecs=measured.codecs)
 
 
+def measure_tails(names: Sequence[str], device: torch.device, settings: Settings, *,
+                  progress: bool = True) -> dict[str, dict[int, list[float]]]:
+    """Each named model's tails [p, N), p = 0..N-1, of every exit, timed whole
+    on ``device`` (with the logits back on the CPU, as the edge node runs them):
+    model name -> exit -> ms. On a GPU a tail is not the sum of its layers
+    (fused kernels, launches), so a GPU edge is profiled this way."""
+    from edgent_ros.inference import CoInferenceModel
+
+    jobs = []
+    models = {}
+    for name in names:
+        net, card = m.load(m.resolve_model_path(name))
+        models[card.name] = CoInferenceModel(net, card, device=device)
+        models[card.name].warm_up()
+        jobs += [(card.name, e.exit_point, p, tuple(e.layers[p].in_shape))
+                 for e in card.exits for p in range(len(e.layers))]
+    tails: dict[str, dict[int, list[float]]] = {}
+    for name, exit_point, p, shape in tqdm(jobs, desc=f'whole tails on {device}', unit='tail',
+                                           disable=not progress):
+        x = torch.randn(1, *shape)
+        model = models[name]
+        ms = time_call(lambda model=model, e=exit_point, p=p, x=x: model.tail(e, p, x),
+                       settings)
+        tails.setdefault(name, {}).setdefault(exit_point, []).append(ms)
+    return tails
+
+
 def _models(names: Sequence[str]) -> tuple[list[m.ModelCard], list[m.BranchyNetwork]]:
     """Cards (a model name or path) and networks (an architecture name, random
     weights at its default input size) whose layers the sweep is built around."""
@@ -1004,8 +1032,18 @@ def main(argv: list[str] | None = None) -> int:
                         help='with --from: time only the link codecs (in the role and, scaled '
                              "by its emulated_slowdown, for the profile's machine) and write "
                              "PROFILE with them, its layers untouched")
+    parser.add_argument('--whole-tails', action='store_true',
+                        help='edge role: also time every exit\'s tails [p, N) whole, for '
+                             'each --model, on --torch-device; the planner then times those '
+                             'models\' edge part by them (what a GPU edge needs). With '
+                             '--from PROFILE: only the tails, added to PROFILE')
+    parser.add_argument('--torch-device', default='auto', choices=('auto', 'cpu', 'cuda'),
+                        help='where --whole-tails runs the tails (default auto: a CUDA GPU '
+                             'when torch sees one)')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
+    if args.whole_tails and args.role != 'edge':
+        parser.error('--whole-tails is for the edge role (the device runs heads)')
     if args.threads < 1:
         parser.error(f'--threads must be at least 1, got {args.threads}')
     if not args.slowdown >= 1.0:
@@ -1036,6 +1074,30 @@ def main(argv: list[str] | None = None) -> int:
         _print_codecs(profile)
         print(f'wrote {profile.save(args.out)}')
         return 0
+    if args.source is not None and args.whole_tails:
+        try:
+            base = load_profile(resolve_profile_path(args.source))
+            device = torch_device.resolve(args.torch_device)
+            names = args.model if args.model is not None else [m.DEFAULT_MODEL]
+            torch.set_num_threads(args.threads)
+            settings = QUICK if args.quick else Settings()
+            tails = {**base.tails, **measure_tails([n for n in names if n], device, settings)}
+        except (ProfileError, m.ModelError, ValueError) as exc:
+            print(f'edgent-profile: error: {exc}', file=sys.stderr)
+            return 2
+        if base.role != 'edge':
+            parser.error(f'--whole-tails needs an edge profile; {base.name} is {base.role}')
+        note = (f'Whole tails of {", ".join(sorted(tails))} timed on '
+                f'{torch_device.describe(device)} by edgent-profile --whole-tails.')
+        profile = replace(base, name=name, tails=tails,
+                          machine={**base.machine, 'tails_device': torch_device.describe(device)},
+                          notes=f'{base.notes} {note}'.strip())
+        for model_name, by_exit in tails.items():
+            for exit_point, ms in by_exit.items():
+                print(f'{model_name} exit {exit_point}: tails ' +
+                      ' '.join(f'{v:.2f}' for v in ms) + ' ms')
+        print(f'wrote {profile.save(args.out)}')
+        return 0
     if args.source is not None:
         try:
             base = load_profile(resolve_profile_path(args.source))
@@ -1048,7 +1110,7 @@ def main(argv: list[str] | None = None) -> int:
                 (f' --slowdown {args.slowdown:g}.' if args.slowdown > 1.0 else '.')
         profile = Profile(name=name, role=args.role, source=profile.source,
                           machine=profile.machine, layers=profile.layers, notes=notes,
-                          codecs=profile.codecs)
+                          codecs=profile.codecs, tails=profile.tails)
         print(f'wrote {profile.save(args.out)}')
         return 0
     settings = QUICK if args.quick else Settings()
@@ -1082,6 +1144,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.slowdown > 1.0:
         profile = profile.slowed(args.slowdown)
+    if args.whole_tails:
+        try:
+            device = torch_device.resolve(args.torch_device)
+        except ValueError as exc:
+            print(f'edgent-profile: error: {exc}', file=sys.stderr)
+            return 2
+        names = [n for n in (args.model if args.model is not None else [m.DEFAULT_MODEL]) if n]
+        profile = replace(profile, tails=measure_tails(names, device, settings),
+                          machine={**profile.machine,
+                                   'tails_device': torch_device.describe(device)})
     path = profile.save(args.out)
     for kind, lm in profile.layers.items():
         terms = ' + '.join(f'{c:.3g}*{v}' for c, v in zip(lm.coef, lm.variables, strict=True))
