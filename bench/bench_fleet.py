@@ -89,9 +89,9 @@ def rss_mb(pid: int | None) -> float:
 
 
 def run_one(args: argparse.Namespace, robots: int, edges: int, variant: str, *,
-            fault: bool = False, edge_quota: float | None = None) -> dict:
+            fault: bool = False, edge_slowdown: float | None = None) -> dict:
     label = f'{robots}robots_{edges}edges_{variant}' + ('_fault' if fault else '') + \
-        (f'_quota{edge_quota:g}' if edge_quota else '')
+        (f'_edge_x{edge_slowdown:g}' if edge_slowdown else '')
     logs = Path(args.logs) / label
     logs.mkdir(parents=True, exist_ok=True)
     bringup = tool('edgent-bringup')
@@ -104,7 +104,9 @@ def run_one(args: argparse.Namespace, robots: int, edges: int, variant: str, *,
         for j in range(edges):
             cmd = [bringup, '--role', 'edge', f'namespace:=/edge{j}', f'model:={args.model}']
             cmd += [a for s in v['edge'] for a in ('--set', s)]
-            edge_procs.append(fleet.spawn(('edge', j), cmd, cpu_quota=edge_quota,
+            if edge_slowdown:  # a smaller edge: its tails emulated that much slower
+                cmd += ['--set', f'edge.emulated_slowdown:={edge_slowdown}']
+            edge_procs.append(fleet.spawn(('edge', j), cmd,
                                           stdout=open(logs / f'edge{j}.log', 'w'),
                                           stderr=subprocess.STDOUT))
         for j in range(edges):
@@ -150,7 +152,7 @@ def run_one(args: argparse.Namespace, robots: int, edges: int, variant: str, *,
     out = analyse(data, robots, edges, variant, t0, t1, killed_at,
                   [(c1 - c0) / (t1 - t0) for c0, c1 in zip(cpu0, cpu1, strict=True)], rss,
                   label)
-    out['edge_quota'] = edge_quota
+    out['edge_slowdown'] = edge_slowdown
     return out
 
 
@@ -214,15 +216,15 @@ def plot(runs: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for variant, style in (('shared', 'o-'), ('alone', 's--')):
         name = {'shared': 'EDF + load-aware + batching', 'alone': 'both off (FIFO, blind)'}
-        for quota, color in ((None, 'C0' if variant == 'shared' else 'C1'),
+        for slow, color in ((None, 'C0' if variant == 'shared' else 'C1'),
                              ('q', 'C2' if variant == 'shared' else 'C3')):
             mine = sorted((r for r in runs if r['variant'] == variant and r['edges'] == 1 and
-                           'frames_lost' not in r and bool(r.get('edge_quota')) == bool(quota)),
+                           'frames_lost' not in r and bool(r.get('edge_slowdown')) == bool(slow)),
                           key=lambda r: r['robots'])
             if not mine:
                 continue
-            label = name[variant] + (f", edge at {100 * mine[0]['edge_quota']:.0f}% of a core"
-                                     if quota else '')
+            label = name[variant] + (f", edge {mine[0]['edge_slowdown']:g}x slower"
+                                     if slow else '')
             xs = [r['robots'] for r in mine]
             for ax, ys in zip(axes, ([100 * r['deadline_hit_rate'] for r in mine],
                                      [100 * r['accuracy'] for r in mine],
@@ -245,10 +247,11 @@ def main() -> int:
     parser.add_argument('--devices', type=int, nargs='+', default=[1, 2, 4, 8])
     parser.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument('--no-two-edges', action='store_true')
-    parser.add_argument('--edge-quota', type=float, default=0.25,
-                        help='also run the edge under this CPU quota (a share of one core: a '
-                             'small edge box that these robots saturate); 0: not')
-    parser.add_argument('--quota-devices', type=int, nargs='+', default=[4, 8])
+    parser.add_argument('--edge-slowdown', type=float, default=3.0,
+                        dest='edge_slowdown',
+                        help='also run the edge with its tails emulated this many times '
+                             'slower (a small edge box that these robots saturate); 0: not')
+    parser.add_argument('--slow-edge-devices', type=int, nargs='+', default=[4, 8])
     parser.add_argument('--model', default='resnet18_digits64')
     parser.add_argument('--rate-kbit', type=float, default=2000.0)
     parser.add_argument('--fps', type=float, default=10.0)
@@ -260,8 +263,8 @@ def main() -> int:
     parser.add_argument('--keep', action='store_true',
                         help='add these runs to those already in --out (a run of the same '
                              'label replaced)')
-    parser.add_argument('--only-quota', action='store_true',
-                        help='only the runs under --edge-quota')
+    parser.add_argument('--only-slow-edge', action='store_true',
+                        help='only the runs with the slower edge')
     parser.add_argument('--out', default=str(ROOT / 'bench' / 'results' / 'fleet.json'))
     parser.add_argument('--doc', default=str(ROOT / 'docs' / 'fleet.md'))
     args = parser.parse_args()
@@ -269,16 +272,16 @@ def main() -> int:
     if why:
         print(f'bench_fleet: skipped: {why}')
         return 0
-    plan = [] if args.only_quota else \
+    plan = [] if args.only_slow_edge else \
         [(n, 1, v, False, None) for n in args.devices for v in args.variants]
-    if not args.no_two_edges and not args.only_quota:
+    if not args.no_two_edges and not args.only_slow_edge:
         plan += [(8, 2, 'shared', False, None), (8, 2, 'shared', True, None)]
-    if args.edge_quota:
-        plan += [(n, 1, v, False, args.edge_quota) for n in args.quota_devices
+    if args.edge_slowdown:
+        plan += [(n, 1, v, False, args.edge_slowdown) for n in args.slow_edge_devices
                  for v in args.variants]
     runs = []
-    for robots, edges, variant, fault, quota in tqdm(plan, desc='fleet runs', unit='run'):
-        r = run_one(args, robots, edges, variant, fault=fault, edge_quota=quota)
+    for robots, edges, variant, fault, slow in tqdm(plan, desc='fleet runs', unit='run'):
+        r = run_one(args, robots, edges, variant, fault=fault, edge_slowdown=slow)
         runs.append(r)
         tqdm.write(f"{r['label']}: {r['frames']} frames, met {100 * r['deadline_hit_rate']:.1f}% "
                    f"(worst robot {100 * r['worst_robot_hit_rate']:.1f}%), accuracy "
@@ -302,9 +305,9 @@ def main() -> int:
     return 0
 
 
-def quota_text(run: dict) -> str:
-    q = run.get('edge_quota')
-    return f' ({100 * q:.0f}% of a core)' if q else ''
+def slow_text(run: dict) -> str:
+    q = run.get('edge_slowdown')
+    return f' ({q:g}x slower)' if q else ''
 
 
 def killed(run: dict) -> str:
@@ -327,7 +330,7 @@ def write_doc(path: Path, result: dict, png: Path) -> None:
         '|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in result['runs']:
         lines.append(
-            f"| {r['robots']} | {r['edges']}{quota_text(r)} | {r['variant']}{killed(r)} | "
+            f"| {r['robots']} | {r['edges']}{slow_text(r)} | {r['variant']}{killed(r)} | "
             f"{r['frames']} | {100 * r['deadline_hit_rate']:.1f}% | "
             f"{100 * r['worst_robot_hit_rate']:.1f}% | {100 * r['accuracy']:.1f}% | "
             f"{100 * r['fallback_share']:.1f}% | {r['edge_frames_per_s']:.1f} | "

@@ -148,6 +148,10 @@ PARAMS = ParamSchema(
               'Where the tails run: auto (a CUDA GPU when torch sees one, else the CPU), cpu, '
               'or cuda (refused at start where there is none).', choices=td.CHOICES,
               read_only=True),
+    ParamSpec('emulated_slowdown', 1.0,
+              'Testbeds only: run the tails this many times slower than this machine, to '
+              'emulate a smaller edge (as the device node\'s); 1 = off.', 1.0, 100000.0,
+              read_only=True),
     ParamSpec('load_period_s', 1.0,
               'Period of edge_load, s (it also goes at once, at most 10 times a second, on '
               'a big change).', 0.1, 60.0, read_only=True),
@@ -183,7 +187,8 @@ class EdgeNode(GuardedNode):
         torch.set_num_threads(threads)
         net, card = m.load(m.resolve_model_path(model))
         device = td.resolve(str(p['torch_device']))  # ValueError: refused, saying why
-        self.model = CoInferenceModel(net, card, device=device)
+        self.model = CoInferenceModel(net, card, device=device,
+                                      slowdown=float(p['emulated_slowdown']))
         self.model.warm_up()
         self.device_text = td.describe(device)
         self.layers = {e.exit_point: e.num_layers for e in card.exits}
