@@ -16,6 +16,8 @@ import pytest
 from edgent_ros import testbed
 from edgent_ros.demo import pipeline
 
+from .conftest import executable
+
 
 def test_each_run_logs_to_a_fresh_directory_of_its_own() -> None:
     """A fixed /tmp/edgent_demo made by a first (root) run left a later user
@@ -119,11 +121,31 @@ def test_ctrl_c_ends_the_demo_with_a_line_not_a_traceback(tmp_path: Path) -> Non
     """Ctrl-C while the demo profiles this machine (an empty profile cache: a
     first run): it exits 130, saying so, without a traceback."""
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / 'cache'))
+    # Started as a shell starts a background job (`edgent-demo &`): with SIGINT
+    # ignored, which the demo inherits. It must still stop on Ctrl-C (kill -INT);
+    # it did not (found by a `make test` run in the background).
     proc = subprocess.Popen([demo_tool(), '--no-testbed', '--trace', '10000:60', '--log-dir',
                              str(tmp_path / 'logs')], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     time.sleep(6.0)  # profiling: edgent-profile takes half a minute here
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out[-2000:] + err[-2000:]
     assert 'Traceback' not in out + err
+
+
+@pytest.mark.ros
+def test_the_monitor_stops_on_sigint_even_started_in_the_background() -> None:
+    """edgent-monitor started with SIGINT ignored (a background job): SIGINT
+    still ends it, with its summary and no traceback (rclpy's handler shut
+    its context down under the spin loop, which raised)."""
+    proc = subprocess.Popen([executable('edgent-monitor'), '--view', 'frames', '--ros-args',
+                             '-r', '__ns:=/monitor_sigint'], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    time.sleep(4.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert 'Traceback' not in out + err, err[-2000:]
+    assert '[edgent-monitor]' in out and proc.returncode == 1  # no frames: 1, as documented

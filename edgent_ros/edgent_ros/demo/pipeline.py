@@ -198,6 +198,9 @@ def open_logs(log_dir: Path) -> dict[str, IO]:
 def main(argv: list[str] | None = None) -> int:
     """edgent-demo; a failure it can name (a file it cannot write, a tool that
     failed) ends with that message and exit status 1, not a traceback."""
+    # Ctrl-C (SIGINT) ends the demo even when it was started with SIGINT
+    # ignored, as a shell starts a background job (`edgent-demo &`).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return run_demo(argv)
     except (OSError, subprocess.SubprocessError, ProfileError) as exc:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from collections import deque
@@ -29,6 +30,7 @@ from dataclasses import asdict
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import ExternalShutdownException
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 
 from edgent_ros import dds_profile
 from edgent_ros.card import ModelCard, ModelError, load_card, resolve_model_path
@@ -201,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         dds_profile.apply()  # before rclpy.init: Fast DDS reads it then
     except ValueError as exc:
         parser.error(str(exc))
+    # SIGINT ends the monitor even when it was started with SIGINT ignored
+    # (a background job, or the demo's child).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     rclpy.init(args=[sys.argv[0], *ros] if ros else None)
     node = Monitor(view=view, quiet=args.quiet, card=card, window_s=args.window,
                    status_period_s=args.status_period, keep_all=bool(args.json))
@@ -215,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
                 node.tick()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except _rclpy.RCLError:
+        # A signal shut the context down between rclpy.ok() and the wait.
+        if rclpy.ok():
+            raise
     finally:
         figures = node.summary.figures()
         print(f'[edgent-monitor] {summary_text(figures)}', flush=True)
