@@ -130,7 +130,13 @@ def test_ctrl_c_ends_the_demo_with_a_line_not_a_traceback(tmp_path: Path) -> Non
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     time.sleep(6.0)  # profiling: edgent-profile takes half a minute here
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        # Left running, its nodes would disturb the tests after this one.
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+        raise
     assert proc.returncode == 130, out[-2000:] + err[-2000:]
     assert 'Traceback' not in out + err
 
