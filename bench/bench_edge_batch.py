@@ -122,12 +122,16 @@ def write_doc(path: Path, machine: dict, rows: list[dict], png: Path) -> None:
              'says it beats one by one by 5% (edge_service.ServiceTimes), so these figures '
              'say where it will.', '',
              f'![batching]({os.path.relpath(png, path.parent)})', '',
-             '| model | exit | partition | device | 1 | 2 | 4 | 8 | per frame at 8 / alone |',
-             '|---|---|---|---|---|---|---|---|---|']
+             'Latency: ms per frame at each batch size. Throughput: frames per second the '
+             'edge can serve one by one, and in batches of 8.', '',
+             '| model | exit | partition | device | 1 | 2 | 4 | 8 | per frame at 8 / alone | '
+             'frames/s alone | frames/s in 8s |',
+             '|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         ms = r['per_frame_ms']
         lines.append(f"| {r['model']} | {r['exit']} | {r['partition']} | {r['device']} | " +
-                     ' | '.join(f'{ms[s]:.2f}' for s in SIZES) + f" | {ms[8] / ms[1]:.2f} |")
+                     ' | '.join(f'{ms[s]:.2f}' for s in SIZES) + f" | {ms[8] / ms[1]:.2f} | "
+                     f'{1e3 / ms[1]:.0f} | {1e3 / ms[8]:.0f} |')
     if not torch.cuda.is_available():
         lines += ['', 'No CUDA GPU here: the GPU column is missing. On a machine with one the '
                   'same command measures it beside the CPU.']
