@@ -238,7 +238,12 @@ class EdgeNode(GuardedNode):
     def set_allowed(self, value: Value) -> None:
         with self.lock:
             dropped = self.scheduler.set_allowed(parse_sources(str(value)))
-            self.refused['not_allowed'] += len(dropped)
+            self.refused['not_allowed'] += len(dropped)  # under the lock already
+
+    def count(self, what: str) -> None:
+        """Count a tensor not served; the executor and the serving thread both do."""
+        with self.lock:
+            self.refused[what] += 1
 
     def destroy_node(self) -> None:
         with self.lock:
@@ -333,7 +338,7 @@ class EdgeNode(GuardedNode):
             with self.lock:
                 admit = self.scheduler.admit(msg.source_id, now)
             if admit is not es.Admit.OK:
-                self.refused[admit.value] += 1
+                self.count(admit.value)
                 self.get_logger().warning(
                     f"dropping tensors from '{msg.source_id[:64]}': {admit.value}",
                     throttle_duration_sec=5.0)
@@ -356,14 +361,14 @@ class EdgeNode(GuardedNode):
                      arrival_s=now, deadline_s=math.inf if budget == 0 else now + budget / 1e3,
                      payload=Work(msg, array, codec, nbytes))
         if budget < 0:
-            self.refused['late'] += 1
+            self.count('late')
             self.reply(job, EdgeReply.STATUS_LATE, now)
             return
         with self.lock:
             queued = self.scheduler.push(job)
             self.lock.notify()
         if queued is es.Admit.QUEUE_FULL:
-            self.refused[queued.value] += 1
+            self.count(queued.value)
             self.reply(job, EdgeReply.STATUS_BUSY, now)
 
     # --- serving -------------------------------------------------------------------------
@@ -380,12 +385,12 @@ class EdgeNode(GuardedNode):
                     self.lock.wait(None if math.isinf(todo.wait_s) else todo.wait_s)
             try:
                 for job in todo.late:
-                    self.refused['late'] += 1
+                    self.count('late')
                     self.reply(job, EdgeReply.STATUS_LATE, time.monotonic())
                 if todo.jobs:
                     self.compute(todo.jobs)
             except Exception as exc:  # one bad batch must not end the service
-                self.refused['serve_errors'] += 1
+                self.count('serve_errors')
                 self.get_logger().error(f'serving failed: {type(exc).__name__}: {exc}',
                                         throttle_duration_sec=5.0)
 
